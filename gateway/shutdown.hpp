@@ -1,0 +1,56 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <map>
+#include <utility>
+
+#include "supervisor/event_log.hpp"
+#include "supervisor/supervisor.hpp"
+
+namespace occasional::gateway {
+
+// Exit status of the coordinator; documented in `occasional --help` and docs/.
+enum class ExitStatus : int {
+  clean = 0,        // stopped on request, or every worker finished with code 0
+  failed = 1,       // a service was failed at stop, or a worker finished with a failure
+  usage = 2,        // bad command line or configuration
+  fatal = 3,        // the coordinator itself could not go on
+  forced_stop = 4,  // a second stop signal: workers were SIGKILLed
+};
+
+// Turns SIGTERM/SIGINT into a graceful stop of every service (a second one
+// kills at once), ends the loop when nothing is left running, and decides
+// the exit status.
+class Shutdown : private supervisor::ServiceObserver {
+ public:
+  Shutdown(boost::asio::io_context& io, supervisor::Supervisor& supervisor,
+           const supervisor::EventLog& log);
+
+  ExitStatus status() const { return status_; }
+
+ private:
+  void wait_signal();
+  void on_signal(int signal);
+  void on_all_idle();
+
+  void on_spawned(const std::string&, int, pid_t) override {}
+  void on_exited(const supervisor::ExitRecord& record) override;
+  void on_restart_scheduled(const std::string&, int, supervisor::Duration) override {}
+  void on_service_failed(const std::string&, int, supervisor::Duration) override {}
+  void on_stopping(const std::string&, int, pid_t) override {}
+  void on_killed_at_grace(const std::string&, int, pid_t) override {}
+  void on_idle(const std::string&) override {}
+
+  boost::asio::io_context& io_;
+  supervisor::Supervisor& supervisor_;
+  const supervisor::EventLog& log_;
+  boost::asio::signal_set signals_;
+  int signals_seen_ = 0;
+  ExitStatus status_ = ExitStatus::clean;
+  // Whether each replica's last exit was clean, for the status when workers
+  // finish on their own.
+  std::map<std::pair<std::string, int>, bool> last_exit_clean_;
+};
+
+}  // namespace occasional::gateway

@@ -1,0 +1,146 @@
+#include "supervisor/child_reaper.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace occasional::supervisor {
+
+namespace asio = boost::asio;
+
+ChildReaper::ChildReaper(asio::io_context& io, const EventLog& log)
+    : io_(io), log_(log), sigchld_(io, SIGCHLD) {
+  sigchld_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) on_sigchld();
+  });
+}
+
+ChildReaper::~ChildReaper() {
+  for (auto& [pid, w] : watched_) {
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+}
+
+void ChildReaper::become_subreaper() {
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+    throw std::runtime_error(std::string("prctl(PR_SET_CHILD_SUBREAPER) failed: ") +
+                             std::strerror(errno));
+}
+
+void ChildReaper::watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit) {
+  auto desc = std::make_unique<asio::posix::stream_descriptor>(io_, pidfd.release());
+  watched_[pid] = Watched{std::move(desc), std::move(on_exit)};
+  wait_pidfd(pid);
+}
+
+void ChildReaper::wait_pidfd(pid_t pid) {
+  watched_[pid].pidfd->async_wait(asio::posix::stream_descriptor::wait_read,
+                                  [this, pid](const boost::system::error_code& ec) {
+                                    // Aborted: SIGCHLD got there first and finished it.
+                                    if (ec || !watched_.contains(pid)) return;
+                                    finish(pid);
+                                  });
+}
+
+void ChildReaper::finish(pid_t pid) {
+  auto node = watched_.extract(pid);
+  if (node.empty()) return;
+  Watched& w = node.mapped();
+  // The leader is a zombie until reaped, so its pid is still the group id.
+  ::kill(-pid, SIGKILL);
+  siginfo_t info{};
+  int rc;
+  do {
+    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w.pidfd->native_handle()), &info,
+                  WEXITED);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    log_.event(LogLevel::error, "waitid_failed")
+        .num("pid", pid)
+        .str("error", std::strerror(errno));
+    info.si_pid = pid;
+    info.si_code = CLD_KILLED;
+    info.si_status = SIGKILL;
+  }
+  // Closing the descriptor cancels a pending wait (SIGCHLD path); the handler
+  // then finds no entry.
+  w.pidfd->close();
+  auto callback = std::move(w.on_exit);
+  callback(info);
+  if (!orphan_scan_posted_) {
+    orphan_scan_posted_ = true;
+    asio::post(io_, [this] {
+      orphan_scan_posted_ = false;
+      kill_orphans();
+    });
+  }
+}
+
+void ChildReaper::on_sigchld() {
+  for (;;) {
+    siginfo_t info{};
+    // WNOWAIT: look first, so that a watched child is reaped by finish().
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) break;
+    const pid_t pid = info.si_pid;
+    if (watched_.contains(pid)) {
+      finish(pid);
+      continue;
+    }
+    ::waitpid(pid, nullptr, WNOHANG);
+    ++orphans_reaped_;
+    log_.event(LogLevel::debug, "orphan_reaped").num("pid", pid);
+  }
+  sigchld_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) on_sigchld();
+  });
+}
+
+void ChildReaper::kill_orphans() {
+  // /proc/<pid>/task/<tid>/children needs CONFIG_PROC_CHILDREN, which many
+  // kernels lack; reading each process's stat works everywhere.
+  const pid_t self = ::getpid();
+  DIR* dir = ::opendir("/proc");
+  if (!dir) return;
+  while (dirent* entry = ::readdir(dir)) {
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0 || watched_.contains(static_cast<pid_t>(pid))) continue;
+    char path[64];
+    std::snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd) continue;
+    char buf[512];
+    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+    if (n <= 0) continue;
+    buf[n] = '\0';
+    // Fields after the command name, which may itself hold ')'.
+    const char* close = std::strrchr(buf, ')');
+    if (!close) continue;
+    char state = 0;
+    long ppid = 0;
+    if (std::sscanf(close + 1, " %c %ld", &state, &ppid) != 2) continue;
+    if (ppid != self || state == 'Z') continue;
+    if (::kill(static_cast<pid_t>(pid), SIGKILL) == 0) {
+      ++orphans_killed_;
+      log_.event(LogLevel::warn, "orphan_killed").num("pid", pid);
+    }
+  }
+  ::closedir(dir);
+}
+
+}  // namespace occasional::supervisor

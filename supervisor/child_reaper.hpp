@@ -1,0 +1,66 @@
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+
+#include "supervisor/event_log.hpp"
+#include "supervisor/unique_fd.hpp"
+
+namespace occasional::supervisor {
+
+// Knows at once when a child exits and reaps every child of the coordinator.
+//
+// Watched children (workers, the guardian) are waited on through their pidfd
+// on the loop; when one exits, what is left of its process group is killed
+// while the exited leader still holds the group id (so the id cannot have
+// been reused), then it is reaped with waitid(P_PIDFD) and its callback runs.
+// The coordinator is a child subreaper: orphans of workers are reparented to
+// it. SIGCHLD reaps those, and on each worker exit any orphan still alive is
+// killed: it outlived the process that knew what it was for.
+class ChildReaper {
+ public:
+  using ExitCallback = std::function<void(const siginfo_t&)>;
+
+  ChildReaper(boost::asio::io_context& io, const EventLog& log);
+  ChildReaper(const ChildReaper&) = delete;
+  ChildReaper& operator=(const ChildReaper&) = delete;
+  // Kills and reaps every watched child still there: nothing outlives us as a zombie.
+  ~ChildReaper();
+
+  // Marks this process a child subreaper; call once at startup.
+  static void become_subreaper();
+
+  void watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit);
+  bool watching(pid_t pid) const { return watched_.contains(pid); }
+  // Orphans reaped and killed so far (for tests and metrics).
+  uint64_t orphans_reaped() const { return orphans_reaped_; }
+  uint64_t orphans_killed() const { return orphans_killed_; }
+
+ private:
+  struct Watched {
+    std::unique_ptr<boost::asio::posix::stream_descriptor> pidfd;
+    ExitCallback on_exit;
+  };
+
+  void wait_pidfd(pid_t pid);
+  void on_sigchld();
+  void finish(pid_t pid);
+  void kill_orphans();
+
+  boost::asio::io_context& io_;
+  const EventLog& log_;
+  boost::asio::signal_set sigchld_;
+  std::unordered_map<pid_t, Watched> watched_;
+  bool orphan_scan_posted_ = false;
+  uint64_t orphans_reaped_ = 0;
+  uint64_t orphans_killed_ = 0;
+};
+
+}  // namespace occasional::supervisor

@@ -1,0 +1,143 @@
+#include "supervisor/event_log.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace occasional::supervisor {
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out.push_back(kHex[c >> 4]);
+          out.push_back(kHex[c & 0xf]);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+std::string rfc3339(std::chrono::system_clock::time_point t) {
+  using namespace std::chrono;
+  auto secs = time_point_cast<seconds>(t);
+  auto micros = duration_cast<microseconds>(t - secs).count();
+  std::time_t tt = system_clock::to_time_t(secs);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<long>(micros));
+  return buf;
+}
+
+namespace {
+const char* level_name(LogLevel level) {
+  switch (level) {
+    case LogLevel::debug: return "debug";
+    case LogLevel::info: return "info";
+    case LogLevel::warn: return "warn";
+    case LogLevel::error: return "error";
+  }
+  return "?";
+}
+
+bool needs_quotes(std::string_view v) {
+  if (v.empty()) return true;
+  for (char c : v)
+    if (c == ' ' || c == '"' || c == '=' || static_cast<unsigned char>(c) < 0x20) return true;
+  return false;
+}
+}  // namespace
+
+EventLog::Line::Line(const EventLog& log, LogLevel level, std::string_view event) : log_(log) {
+  buf_.reserve(256);
+  if (log_.format_ == LogFormat::json) {
+    buf_ += "{\"ts\":\"";
+    buf_ += rfc3339_now();
+    buf_ += "\",\"level\":\"";
+    buf_ += level_name(level);
+    buf_ += "\",\"event\":";
+    append_json_string(buf_, event);
+  } else {
+    buf_ += rfc3339_now();
+    buf_ += ' ';
+    std::string lv = level_name(level);
+    lv.resize(5, ' ');
+    buf_ += lv;
+    buf_ += ' ';
+    buf_ += event;
+  }
+}
+
+EventLog::Line::~Line() {
+  buf_ += log_.format_ == LogFormat::json ? "}\n" : "\n";
+  // One write per line keeps lines whole when several processes share stderr.
+  const char* p = buf_.data();
+  size_t left = buf_.size();
+  while (left > 0) {
+    ssize_t n = ::write(log_.fd_, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // stderr is gone; the log cannot report its own failure
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+void EventLog::Line::key(std::string_view k) {
+  if (log_.format_ == LogFormat::json) {
+    buf_.push_back(',');
+    append_json_string(buf_, k);
+    buf_.push_back(':');
+  } else {
+    buf_.push_back(' ');
+    buf_ += k;
+    buf_.push_back('=');
+  }
+}
+
+EventLog::Line& EventLog::Line::str(std::string_view k, std::string_view value) {
+  key(k);
+  if (log_.format_ == LogFormat::json || needs_quotes(value))
+    append_json_string(buf_, value);
+  else
+    buf_ += value;
+  return *this;
+}
+
+EventLog::Line& EventLog::Line::num(std::string_view k, int64_t value) {
+  key(k);
+  buf_ += std::to_string(value);
+  return *this;
+}
+
+EventLog::Line& EventLog::Line::real(std::string_view k, double value) {
+  key(k);
+  char tmp[32];
+  std::snprintf(tmp, sizeof tmp, "%.6f", value);
+  buf_ += tmp;
+  return *this;
+}
+
+EventLog::Line& EventLog::Line::flag(std::string_view k, bool value) {
+  key(k);
+  buf_ += value ? "true" : "false";
+  return *this;
+}
+
+}  // namespace occasional::supervisor

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace occasional::supervisor {
+
+using WallTime = std::chrono::system_clock::time_point;
+using MonoTime = std::chrono::steady_clock::time_point;
+using Duration = std::chrono::steady_clock::duration;
+
+// How a worker ended: exactly one of these.
+enum class ExitKind {
+  exited,        // exit(code)
+  killed,        // terminated by `signal`, maybe with a core dump
+  start_failed,  // never ran: `error` is the errno of `failed_call`
+};
+
+struct ExitRecord {
+  std::string service;
+  int replica = 0;
+  pid_t pid = -1;
+  WallTime started_at{};
+  WallTime exited_at{};
+  Duration uptime{};
+  ExitKind kind = ExitKind::exited;
+  int code = 0;         // exited
+  int signal = 0;       // killed
+  bool core_dumped = false;
+  int error = 0;        // start_failed
+  std::string failed_call;
+  std::optional<std::string> stated_reason;  // the worker's own `exit` message
+
+  // A clean exit is exit code 0; anything else is a failure for on-failure.
+  bool clean() const { return kind == ExitKind::exited && code == 0; }
+  // Short stable label for logs and metrics: "exited", "killed", "start_failed".
+  const char* kind_name() const;
+  // One line for a person: "exited with code 3", "killed by SIGKILL (core dumped)".
+  std::string describe() const;
+};
+
+// "SIGKILL" for 9; "SIG42" for a signal without a name.
+std::string signal_name(int signal);
+
+}  // namespace occasional::supervisor

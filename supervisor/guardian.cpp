@@ -1,0 +1,99 @@
+#include "supervisor/guardian.hpp"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace occasional::supervisor {
+namespace {
+
+struct Record {
+  char op;  // '+' watch, '-' forget
+  pid_t pgid;
+};
+
+[[noreturn]] void guardian_main(int fd) {
+  ::prctl(PR_SET_NAME, "occasional-grd");
+  ::setpgid(0, 0);
+  // The coordinator's handlers (the loop's signal pipe) mean nothing here.
+  for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2})
+    ::signal(sig, SIG_IGN);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // Keep only stderr and the pipe: listeners and the loop's fds belong to the
+  // coordinator alone.
+  ::dup2(fd, 3);
+  ::close_range(4, ~0U, 0);
+  ::close(0);
+  ::close(1);
+  std::unordered_set<pid_t> groups;
+  Record r;
+  for (;;) {
+    ssize_t n = ::read(3, &r, sizeof r);
+    if (n < 0 && errno == EINTR) continue;
+    if (n != static_cast<ssize_t>(sizeof r)) break;
+    if (r.op == '+')
+      groups.insert(r.pgid);
+    else
+      groups.erase(r.pgid);
+  }
+  for (pid_t pgid : groups) ::kill(-pgid, SIGKILL);
+  _exit(0);
+}
+
+}  // namespace
+
+void Guardian::start() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw std::runtime_error(std::string("pipe2() failed while starting the guardian: ") +
+                             std::strerror(errno));
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
+  pid_t pid = ::fork();
+  if (pid < 0)
+    throw std::runtime_error(std::string("fork() failed while starting the guardian: ") +
+                             std::strerror(errno));
+  if (pid == 0) guardian_main(read_end.get());
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0)
+    throw std::runtime_error(std::string("pidfd_open() failed for the guardian: ") +
+                             std::strerror(errno));
+  pid_ = pid;
+  pidfd_.reset(pidfd);
+  pipe_ = std::move(write_end);
+  // A restarted guardian learns every group the previous one knew.
+  for (pid_t pgid : groups_) send('+', pgid);
+}
+
+void Guardian::watch(pid_t pgid) {
+  groups_.insert(pgid);
+  send('+', pgid);
+}
+
+void Guardian::forget(pid_t pgid) {
+  groups_.erase(pgid);
+  send('-', pgid);
+}
+
+void Guardian::send(char op, pid_t pgid) {
+  if (!pipe_) return;
+  Record r{op, pgid};
+  // Records are smaller than PIPE_BUF, so each write is atomic.
+  ssize_t n;
+  do {
+    n = ::write(pipe_.get(), &r, sizeof r);
+  } while (n < 0 && errno == EINTR);
+}
+
+}  // namespace occasional::supervisor

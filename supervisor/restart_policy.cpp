@@ -1,0 +1,158 @@
+#include "supervisor/restart_policy.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstdio>
+
+namespace occasional::supervisor {
+
+const char* restart_mode_name(RestartMode mode) {
+  switch (mode) {
+    case RestartMode::always: return "always";
+    case RestartMode::on_failure: return "on-failure";
+    case RestartMode::never: return "never";
+  }
+  return "?";
+}
+
+const char* replica_state_name(ReplicaState state) {
+  switch (state) {
+    case ReplicaState::stopped: return "stopped";
+    case ReplicaState::running: return "running";
+    case ReplicaState::backoff: return "backoff";
+    case ReplicaState::stopping: return "stopping";
+  }
+  return "?";
+}
+
+RestartPolicy::RestartPolicy(RestartConfig config, int replicas,
+                             std::function<double()> unit_random)
+    : config_(config),
+      unit_random_(std::move(unit_random)),
+      replicas_(static_cast<size_t>(replicas)),
+      desired_(replicas) {}
+
+Duration RestartPolicy::backoff_delay(int k, double u) const {
+  if (k <= 1) return Duration::zero();
+  using Sec = std::chrono::duration<double>;
+  double base = Sec(config_.backoff_initial).count() * std::ldexp(1.0, std::min(k - 2, 60));
+  base = std::min(base, Sec(config_.backoff_max).count());
+  double delay = base * (1.0 - config_.jitter * std::clamp(u, 0.0, 1.0));
+  return std::chrono::duration_cast<Duration>(Sec(std::max(delay, 0.0)));
+}
+
+std::vector<Action> RestartPolicy::on(int replica, PolicyEvent event, MonoTime now) {
+  Replica& r = replicas_.at(static_cast<size_t>(replica));
+  using S = ReplicaState;
+  using E = PolicyEventKind;
+  switch (r.state) {
+    case S::stopped:
+      if (event.kind == E::start && !failed_) {
+        r.state = S::running;
+        return {{replica, ActionKind::spawn}};
+      }
+      return {};
+    case S::running:
+      switch (event.kind) {
+        case E::exited: return on_exited(replica, event, now);
+        case E::stop: r.state = S::stopping; return {{replica, ActionKind::terminate}};
+        case E::start:
+        case E::backoff_elapsed:
+        case E::grace_elapsed: return {};
+      }
+      return {};
+    case S::backoff:
+      switch (event.kind) {
+        case E::backoff_elapsed: r.state = S::running; return {{replica, ActionKind::spawn}};
+        case E::stop: r.state = S::stopped; return {{replica, ActionKind::cancel_restart}};
+        case E::start:
+        case E::exited:
+        case E::grace_elapsed: return {};
+      }
+      return {};
+    case S::stopping:
+      switch (event.kind) {
+        case E::exited: r.state = S::stopped; return {};
+        case E::grace_elapsed: return {{replica, ActionKind::kill}};
+        case E::start:
+        case E::stop:
+        case E::backoff_elapsed: return {};
+      }
+      return {};
+  }
+  std::fprintf(stderr, "occasional: RestartPolicy: replica state %d is not handled\n",
+               static_cast<int>(r.state));
+  std::abort();
+}
+
+std::vector<Action> RestartPolicy::on_exited(int replica, PolicyEvent event, MonoTime now) {
+  Replica& r = replicas_[static_cast<size_t>(replica)];
+  if (event.uptime >= config_.stable_after) r.consecutive = 0;
+  const bool wanted = replica < desired_;
+  const bool policy_restarts =
+      config_.mode == RestartMode::always ||
+      (config_.mode == RestartMode::on_failure && !event.clean_exit);
+  if (!wanted || !policy_restarts || failed_) {
+    r.state = ReplicaState::stopped;
+    return {};
+  }
+
+  while (!restarts_.empty() && now - restarts_.front() > config_.window) restarts_.pop_front();
+  restarts_.push_back(now);
+  if (static_cast<int>(restarts_.size()) > config_.max_restarts) {
+    failed_ = true;
+    r.state = ReplicaState::stopped;
+    std::vector<Action> actions{{replica, ActionKind::service_failed}};
+    for (size_t i = 0; i < replicas_.size(); ++i) {
+      if (replicas_[i].state == ReplicaState::backoff) {
+        replicas_[i].state = ReplicaState::stopped;
+        actions.push_back({static_cast<int>(i), ActionKind::cancel_restart});
+      }
+    }
+    return actions;
+  }
+
+  ++r.consecutive;
+  Duration delay = backoff_delay(r.consecutive, unit_random_());
+  if (delay == Duration::zero()) return {{replica, ActionKind::spawn}};
+  r.state = ReplicaState::backoff;
+  return {{replica, ActionKind::schedule_restart, delay}};
+}
+
+std::vector<Action> RestartPolicy::start_service() {
+  failed_ = false;
+  restarts_.clear();
+  std::vector<Action> actions;
+  for (int i = 0; i < desired_; ++i) {
+    Replica& r = replicas_[static_cast<size_t>(i)];
+    r.consecutive = 0;
+    if (r.state == ReplicaState::stopped) {
+      r.state = ReplicaState::running;
+      actions.push_back({i, ActionKind::spawn});
+    }
+  }
+  return actions;
+}
+
+std::vector<Action> RestartPolicy::scale(int replicas) {
+  std::vector<Action> actions;
+  if (static_cast<size_t>(replicas) > replicas_.size()) replicas_.resize(static_cast<size_t>(replicas));
+  desired_ = replicas;
+  for (int i = 0; i < static_cast<int>(replicas_.size()); ++i) {
+    Replica& r = replicas_[static_cast<size_t>(i)];
+    if (i < desired_ && r.state == ReplicaState::stopped && !failed_) {
+      r.state = ReplicaState::running;
+      actions.push_back({i, ActionKind::spawn});
+    } else if (i >= desired_ && r.state == ReplicaState::running) {
+      r.state = ReplicaState::stopping;
+      actions.push_back({i, ActionKind::terminate});
+    } else if (i >= desired_ && r.state == ReplicaState::backoff) {
+      r.state = ReplicaState::stopped;
+      actions.push_back({i, ActionKind::cancel_restart});
+    }
+  }
+  return actions;
+}
+
+}  // namespace occasional::supervisor

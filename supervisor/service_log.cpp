@@ -1,0 +1,70 @@
+#include "supervisor/service_log.hpp"
+
+#include <chrono>
+
+namespace occasional::supervisor {
+namespace {
+
+double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+void ServiceLog::on_spawned(const std::string& service, int replica, pid_t pid) {
+  log_.event(LogLevel::info, "spawn").str("service", service).num("replica", replica).num("pid", pid);
+}
+
+void ServiceLog::on_exited(const ExitRecord& r) {
+  const bool bad = !r.clean();
+  auto line = log_.event(bad ? LogLevel::warn : LogLevel::info, "exit");
+  line.str("service", r.service)
+      .num("replica", r.replica)
+      .num("pid", r.pid)
+      .str("started_at", rfc3339(r.started_at))
+      .str("exited_at", rfc3339(r.exited_at))
+      .real("uptime_seconds", seconds(r.uptime))
+      .str("outcome", r.kind_name());
+  switch (r.kind) {
+    case ExitKind::exited: line.num("code", r.code); break;
+    case ExitKind::killed:
+      line.num("signal", r.signal).str("signal_name", signal_name(r.signal)).flag("core_dumped", r.core_dumped);
+      break;
+    case ExitKind::start_failed:
+      line.num("errno", r.error).str("failed_call", r.failed_call);
+      break;
+  }
+  line.str("description", r.describe());
+  if (r.stated_reason) line.str("stated_reason", *r.stated_reason);
+}
+
+void ServiceLog::on_restart_scheduled(const std::string& service, int replica, Duration delay) {
+  log_.event(LogLevel::info, "restart_scheduled")
+      .str("service", service)
+      .num("replica", replica)
+      .real("delay_seconds", seconds(delay));
+}
+
+void ServiceLog::on_service_failed(const std::string& service, int restarts, Duration window) {
+  log_.event(LogLevel::error, "service_failed")
+      .str("service", service)
+      .str("reason", "more than max_restarts restarts within window")
+      .num("max_restarts", restarts)
+      .real("window_seconds", seconds(window));
+}
+
+void ServiceLog::on_stopping(const std::string& service, int replica, pid_t pid) {
+  log_.event(LogLevel::info, "stop").str("service", service).num("replica", replica).num("pid", pid);
+}
+
+void ServiceLog::on_killed_at_grace(const std::string& service, int replica, pid_t pid) {
+  log_.event(LogLevel::warn, "grace_expired")
+      .str("service", service)
+      .num("replica", replica)
+      .num("pid", pid)
+      .str("action", "SIGKILL to the process group");
+}
+
+void ServiceLog::on_idle(const std::string& service) {
+  log_.event(LogLevel::info, "service_idle").str("service", service);
+}
+
+}  // namespace occasional::supervisor

@@ -1,0 +1,25 @@
+#pragma once
+
+#include "supervisor/event_log.hpp"
+#include "supervisor/service_observer.hpp"
+
+namespace occasional::supervisor {
+
+// Writes every lifecycle step of every service to the event log.
+class ServiceLog : public ServiceObserver {
+ public:
+  explicit ServiceLog(const EventLog& log) : log_(log) {}
+
+  void on_spawned(const std::string& service, int replica, pid_t pid) override;
+  void on_exited(const ExitRecord& record) override;
+  void on_restart_scheduled(const std::string& service, int replica, Duration delay) override;
+  void on_service_failed(const std::string& service, int restarts, Duration window) override;
+  void on_stopping(const std::string& service, int replica, pid_t pid) override;
+  void on_killed_at_grace(const std::string& service, int replica, pid_t pid) override;
+  void on_idle(const std::string& service) override;
+
+ private:
+  const EventLog& log_;
+};
+
+}  // namespace occasional::supervisor

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "supervisor/child_reaper.hpp"
+#include "supervisor/event_log.hpp"
+#include "supervisor/guardian.hpp"
+#include "supervisor/service.hpp"
+#include "supervisor/service_observer.hpp"
+
+namespace occasional::supervisor {
+
+// All services of one coordinator, the reaper of their processes and the
+// guardian that outlives a killed coordinator. Fans service events out to
+// observers (event log, metrics, tests).
+class Supervisor : private ServiceObserver {
+ public:
+  // Forks the guardian: construct while the process has one thread.
+  Supervisor(boost::asio::io_context& io, const EventLog& log);
+  Supervisor(const Supervisor&) = delete;
+  Supervisor& operator=(const Supervisor&) = delete;
+
+  Service& add_service(ServiceConfig config);
+  void add_observer(ServiceObserver& observer) { observers_.push_back(&observer); }
+  // Called each time every service has become idle (nothing running, nothing scheduled).
+  void on_all_idle(std::function<void()> callback) { on_all_idle_ = std::move(callback); }
+
+  void start_all();
+  void stop_all();
+  void kill_all();
+
+  bool all_idle() const;
+  bool any_failed() const;
+  Service* find(const std::string& name);
+  const std::vector<std::unique_ptr<Service>>& services() const { return services_; }
+  const ChildReaper& reaper() const { return reaper_; }
+
+ private:
+  void watch_guardian();
+
+  void on_spawned(const std::string& service, int replica, pid_t pid) override;
+  void on_exited(const ExitRecord& record) override;
+  void on_restart_scheduled(const std::string& service, int replica, Duration delay) override;
+  void on_service_failed(const std::string& service, int restarts, Duration window) override;
+  void on_stopping(const std::string& service, int replica, pid_t pid) override;
+  void on_killed_at_grace(const std::string& service, int replica, pid_t pid) override;
+  void on_idle(const std::string& service) override;
+
+  boost::asio::io_context& io_;
+  const EventLog& log_;
+  Guardian guardian_;
+  ChildReaper reaper_;
+  std::vector<std::unique_ptr<Service>> services_;
+  std::vector<ServiceObserver*> observers_;
+  std::function<void()> on_all_idle_;
+};
+
+}  // namespace occasional::supervisor

@@ -1,0 +1,181 @@
+#include "tests/integration/coordinator_process.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <simdjson.h>
+
+#include "supervisor/spawner.hpp"
+
+namespace occasional::testing {
+
+using Clock = std::chrono::steady_clock;
+
+CoordinatorProcess::CoordinatorProcess(std::vector<std::string> args) {
+  int err[2], out[2];
+  EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
+  EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  supervisor::UniqueFd err_w(err[1]), out_w(out[1]);
+  err_.reset(err[0]);
+  out_.reset(out[0]);
+  supervisor::ProcessSpec spec;
+  spec.argv = {OCCASIONAL_BIN};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.stdout_fd = out_w.get();
+  spec.stderr_fd = err_w.get();
+  supervisor::SpawnResult r = supervisor::spawn_process(spec);
+  EXPECT_TRUE(r.ok()) << r.failed_call;
+  pid_ = r.pid;
+  pidfd_ = std::move(r.pidfd);
+}
+
+CoordinatorProcess::~CoordinatorProcess() {
+  if (!exited_ && pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+bool CoordinatorProcess::read_some_stderr(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  if (left.count() <= 0) return false;
+  pollfd p{err_.get(), POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+  char buf[8192];
+  ssize_t n = ::read(err_.get(), buf, sizeof buf);
+  if (n <= 0) {
+    eof_ = true;
+    return false;
+  }
+  stderr_text_.append(buf, static_cast<size_t>(n));
+  partial_.append(buf, static_cast<size_t>(n));
+  size_t nl;
+  while ((nl = partial_.find('\n')) != std::string::npos) {
+    std::string line = partial_.substr(0, nl);
+    partial_.erase(0, nl + 1);
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    // Startup errors are one plain line; everything after startup is JSON.
+    if (parser.parse(line).get(doc) != simdjson::SUCCESS) continue;
+    Fields fields;
+    simdjson::dom::object obj;
+    if (doc.get(obj) != simdjson::SUCCESS) continue;
+    for (auto [key, value] : obj) {
+      std::string_view sv;
+      if (value.get(sv) == simdjson::SUCCESS)
+        fields[std::string(key)] = std::string(sv);
+      else
+        fields[std::string(key)] = simdjson::minify(value);
+    }
+    events_.emplace_back(fields["event"], fields);
+  }
+  return true;
+}
+
+Fields CoordinatorProcess::wait_event(const std::string& name,
+                                      const std::function<bool(const Fields&)>& pred,
+                                      std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  size_t scanned = 0;
+  for (;;) {
+    for (; scanned < events_.size(); ++scanned) {
+      auto& [event, fields] = events_[scanned];
+      if (event == name && (!pred || pred(fields))) {
+        // Consume so that the next call finds the next such event.
+        event = "~" + event;
+        return fields;
+      }
+    }
+    if (!read_some_stderr(deadline) && (eof_ || Clock::now() >= deadline)) {
+      ADD_FAILURE() << "no '" << name << "' event within " << timeout.count()
+                    << " ms; stderr so far:\n"
+                    << stderr_text_;
+      return {};
+    }
+  }
+}
+
+std::vector<Fields> CoordinatorProcess::events(const std::string& name) const {
+  std::vector<Fields> out;
+  for (const auto& [event, fields] : events_)
+    if (event == name || event == "~" + name) out.push_back(fields);
+  return out;
+}
+
+std::string CoordinatorProcess::read_stdout_line(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto nl = stdout_buf_.find('\n');
+    if (nl != std::string::npos) {
+      std::string line = stdout_buf_.substr(0, nl);
+      stdout_buf_.erase(0, nl + 1);
+      return line;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    pollfd p{out_.get(), POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+      ADD_FAILURE() << "no line on the workers' stdout within " << timeout.count() << " ms";
+      return {};
+    }
+    char buf[4096];
+    ssize_t n = ::read(out_.get(), buf, sizeof buf);
+    if (n <= 0) {
+      ADD_FAILURE() << "workers' stdout closed";
+      return {};
+    }
+    stdout_buf_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void CoordinatorProcess::signal(int sig) { ::kill(pid_, sig); }
+
+int CoordinatorProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (exited_) return exit_code_;
+  pollfd p{pidfd_.get(), POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return -1;
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  exited_ = true;
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  // Drain the rest of the log so that events() sees the last lines.
+  while (read_some_stderr(Clock::now() + std::chrono::milliseconds(200))) {
+  }
+  return exit_code_;
+}
+
+bool process_alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  auto close = line.rfind(')');
+  return close != std::string::npos && line.size() > close + 2 && line[close + 2] != 'Z';
+}
+
+std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream stat(std::string("/proc/") + e->d_name + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    char state = 0;
+    long ppid = 0;
+    if (std::sscanf(line.c_str() + close + 1, " %c %ld", &state, &ppid) == 2 && ppid == parent)
+      out.push_back(static_cast<pid_t>(std::stol(e->d_name)));
+  }
+  ::closedir(d);
+  return out;
+}
+
+}  // namespace occasional::testing

@@ -1,0 +1,224 @@
+#include "supervisor/restart_policy.hpp"
+
+#include <gtest/gtest.h>
+
+namespace occasional::supervisor {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A fake clock: the policy reads no clock, each event is given `now`.
+struct FakeClock {
+  MonoTime now{};
+  void advance(Duration d) { now += d; }
+};
+
+RestartConfig config() {
+  RestartConfig c;
+  c.mode = RestartMode::always;
+  c.backoff_initial = 100ms;
+  c.backoff_max = 1s;
+  c.jitter = 0.0;
+  c.stable_after = 10s;
+  c.max_restarts = 100;
+  c.window = 60s;
+  return c;
+}
+
+PolicyEvent exited(bool clean, Duration uptime) {
+  return {PolicyEventKind::exited, clean, uptime};
+}
+
+TEST(RestartPolicyTest, StartSpawnsEveryReplica) {
+  RestartPolicy p(config(), 3, [] { return 0.0; });
+  auto actions = p.start_service();
+  ASSERT_EQ(actions.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(actions[static_cast<size_t>(i)], (Action{i, ActionKind::spawn}));
+    EXPECT_EQ(p.state(i), ReplicaState::running);
+  }
+}
+
+TEST(RestartPolicyTest, BackoffDoublesFromInitialToMax) {
+  RestartPolicy p(config(), 1, [] { return 0.0; });
+  FakeClock clock;
+  p.start_service();
+  // First restart in a row is immediate, then 100, 200, 400, 800 ms, then capped at 1 s.
+  std::vector<Duration> expected = {0ms, 100ms, 200ms, 400ms, 800ms, 1s, 1s};
+  for (Duration want : expected) {
+    auto actions = p.on(0, exited(false, 1s), clock.now);
+    ASSERT_EQ(actions.size(), 1u);
+    if (want == 0ms) {
+      EXPECT_EQ(actions[0].kind, ActionKind::spawn);
+      EXPECT_EQ(p.state(0), ReplicaState::running);
+    } else {
+      EXPECT_EQ(actions[0], (Action{0, ActionKind::schedule_restart, want}));
+      EXPECT_EQ(p.state(0), ReplicaState::backoff);
+      clock.advance(want);
+      EXPECT_EQ(p.on(0, {PolicyEventKind::backoff_elapsed}, clock.now),
+                (std::vector<Action>{{0, ActionKind::spawn}}));
+    }
+    clock.advance(1s);
+  }
+}
+
+TEST(RestartPolicyTest, JitterStaysWithinBounds) {
+  RestartConfig c = config();
+  c.jitter = 0.25;
+  RestartPolicy p(c, 1, [] { return 0.0; });
+  for (int k = 2; k < 8; ++k) {
+    Duration base = p.backoff_delay(k, 0.0);
+    Duration shortest = p.backoff_delay(k, 0.999999);
+    EXPECT_LE(shortest, base);
+    EXPECT_GE(shortest, std::chrono::duration_cast<Duration>(base * 0.75) - 1us);
+    EXPECT_LE(base, c.backoff_max);
+  }
+  EXPECT_EQ(p.backoff_delay(2, 0.0), 100ms);
+  EXPECT_EQ(p.backoff_delay(2, 0.5), 87500us);
+}
+
+TEST(RestartPolicyTest, RandomJitterIsDrawnPerRestart) {
+  RestartConfig c = config();
+  c.jitter = 0.5;
+  double u = 0.0;
+  RestartPolicy p(c, 1, [&] { return u; });
+  FakeClock clock;
+  p.start_service();
+  p.on(0, exited(false, 0s), clock.now);  // immediate
+  u = 0.5;
+  auto actions = p.on(0, exited(false, 0s), clock.now);
+  EXPECT_EQ(actions[0].delay, 75ms);
+}
+
+TEST(RestartPolicyTest, StableUptimeResetsBackoff) {
+  RestartPolicy p(config(), 1, [] { return 0.0; });
+  FakeClock clock;
+  p.start_service();
+  p.on(0, exited(false, 1s), clock.now);
+  auto a = p.on(0, exited(false, 1s), clock.now);
+  EXPECT_EQ(a[0].delay, 100ms);
+  p.on(0, {PolicyEventKind::backoff_elapsed}, clock.now);
+  EXPECT_EQ(p.consecutive_restarts(0), 2);
+  clock.advance(10s);
+  // Ran 10 s (= stable_after): the next restart is immediate again.
+  auto b = p.on(0, exited(false, 10s), clock.now);
+  EXPECT_EQ(b, (std::vector<Action>{{0, ActionKind::spawn}}));
+  EXPECT_EQ(p.consecutive_restarts(0), 1);
+}
+
+TEST(RestartPolicyTest, IntensityMarksServiceFailed) {
+  RestartConfig c = config();
+  c.max_restarts = 3;
+  c.window = 10s;
+  c.backoff_initial = 0ms;
+  RestartPolicy p(c, 2, [] { return 0.0; });
+  FakeClock clock;
+  p.start_service();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(p.on(i % 2, exited(false, 0s), clock.now)[0].kind, ActionKind::spawn);
+    clock.advance(1s);
+  }
+  EXPECT_FALSE(p.failed());
+  auto actions = p.on(0, exited(false, 0s), clock.now);
+  EXPECT_EQ(actions, (std::vector<Action>{{0, ActionKind::service_failed}}));
+  EXPECT_TRUE(p.failed());
+  EXPECT_EQ(p.state(0), ReplicaState::stopped);
+  // The other replica keeps running, but is not restarted when it exits.
+  EXPECT_EQ(p.state(1), ReplicaState::running);
+  EXPECT_TRUE(p.on(1, exited(false, 0s), clock.now).empty());
+  EXPECT_EQ(p.state(1), ReplicaState::stopped);
+  // A start request on a failed service's replica does nothing; start_service clears it.
+  EXPECT_TRUE(p.on(0, {PolicyEventKind::start}, clock.now).empty());
+  EXPECT_EQ(p.start_service().size(), 2u);
+  EXPECT_FALSE(p.failed());
+}
+
+TEST(RestartPolicyTest, RestartsOutsideTheWindowDoNotCount) {
+  RestartConfig c = config();
+  c.max_restarts = 2;
+  c.window = 10s;
+  c.backoff_initial = 0ms;
+  RestartPolicy p(c, 1, [] { return 0.0; });
+  FakeClock clock;
+  p.start_service();
+  for (int i = 0; i < 20; ++i) {
+    auto a = p.on(0, exited(false, 0s), clock.now);
+    ASSERT_EQ(a[0].kind, ActionKind::spawn) << "restart " << i;
+    clock.advance(6s);  // at most 2 restarts in any 10 s
+  }
+  EXPECT_FALSE(p.failed());
+}
+
+TEST(RestartPolicyTest, BackoffReplicaIsCancelledWhenServiceFails) {
+  RestartConfig c = config();
+  c.max_restarts = 2;
+  RestartPolicy p(c, 2, [] { return 0.0; });
+  FakeClock clock;
+  p.start_service();
+  p.on(0, exited(false, 0s), clock.now);                    // restart 1: immediate
+  auto a = p.on(0, exited(false, 0s), clock.now);           // restart 2: backoff
+  ASSERT_EQ(a[0].kind, ActionKind::schedule_restart);
+  auto b = p.on(1, exited(false, 0s), clock.now);           // restart 3: too many
+  EXPECT_EQ(b, (std::vector<Action>{{1, ActionKind::service_failed},
+                                    {0, ActionKind::cancel_restart}}));
+  EXPECT_EQ(p.state(0), ReplicaState::stopped);
+}
+
+TEST(RestartPolicyTest, ModesDecideWhichExitsRestart) {
+  struct Case {
+    RestartMode mode;
+    bool clean;
+    bool restarts;
+  };
+  for (Case k : {Case{RestartMode::always, true, true}, Case{RestartMode::always, false, true},
+                 Case{RestartMode::on_failure, true, false},
+                 Case{RestartMode::on_failure, false, true}, Case{RestartMode::never, true, false},
+                 Case{RestartMode::never, false, false}}) {
+    RestartConfig c = config();
+    c.mode = k.mode;
+    RestartPolicy p(c, 1, [] { return 0.0; });
+    p.start_service();
+    auto a = p.on(0, exited(k.clean, 1s), MonoTime{});
+    EXPECT_EQ(!a.empty(), k.restarts) << restart_mode_name(k.mode) << " clean=" << k.clean;
+    EXPECT_EQ(p.state(0), k.restarts ? ReplicaState::running : ReplicaState::stopped);
+  }
+}
+
+TEST(RestartPolicyTest, StopTerminatesThenKillsAtGrace) {
+  RestartPolicy p(config(), 1, [] { return 0.0; });
+  p.start_service();
+  EXPECT_EQ(p.on(0, {PolicyEventKind::stop}, MonoTime{}),
+            (std::vector<Action>{{0, ActionKind::terminate}}));
+  EXPECT_EQ(p.state(0), ReplicaState::stopping);
+  EXPECT_EQ(p.on(0, {PolicyEventKind::grace_elapsed}, MonoTime{}),
+            (std::vector<Action>{{0, ActionKind::kill}}));
+  // An exit while stopping is never restarted, whatever the mode.
+  EXPECT_TRUE(p.on(0, exited(false, 0s), MonoTime{}).empty());
+  EXPECT_EQ(p.state(0), ReplicaState::stopped);
+}
+
+TEST(RestartPolicyTest, StopDuringBackoffCancelsTheRestart) {
+  RestartPolicy p(config(), 1, [] { return 0.0; });
+  p.start_service();
+  p.on(0, exited(false, 0s), MonoTime{});
+  p.on(0, exited(false, 0s), MonoTime{});
+  ASSERT_EQ(p.state(0), ReplicaState::backoff);
+  EXPECT_EQ(p.on(0, {PolicyEventKind::stop}, MonoTime{}),
+            (std::vector<Action>{{0, ActionKind::cancel_restart}}));
+  // A late timer is ignored.
+  EXPECT_TRUE(p.on(0, {PolicyEventKind::backoff_elapsed}, MonoTime{}).empty());
+  EXPECT_EQ(p.state(0), ReplicaState::stopped);
+}
+
+TEST(RestartPolicyTest, ScaleDownStopsExtraReplicasAndDoesNotRestartThem) {
+  RestartPolicy p(config(), 3, [] { return 0.0; });
+  p.start_service();
+  auto a = p.scale(1);
+  EXPECT_EQ(a, (std::vector<Action>{{1, ActionKind::terminate}, {2, ActionKind::terminate}}));
+  EXPECT_TRUE(p.on(1, exited(false, 0s), MonoTime{}).empty());
+  auto b = p.scale(2);
+  EXPECT_EQ(b, (std::vector<Action>{{1, ActionKind::spawn}}));
+}
+
+}  // namespace
+}  // namespace occasional::supervisor
