@@ -127,7 +127,8 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
       break;
     }
   }
-  if (i >= args.size()) throw UsageError("missing command to run: occasional run [OPTIONS] -- COMMAND [ARGS...]");
+  if (i >= args.size())
+    throw UsageError("missing command to run: occasional run [OPTIONS] -- COMMAND [ARGS...]");
   run.service.process.argv.assign(args.begin() + static_cast<long>(i), args.end());
   if (restart.backoff_max < restart.backoff_initial)
     throw UsageError("--backoff-max must be >= --backoff-initial");

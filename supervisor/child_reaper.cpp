@@ -66,13 +66,11 @@ void ChildReaper::finish(pid_t pid) {
   siginfo_t info{};
   int rc;
   do {
-    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w.pidfd->native_handle()), &info,
-                  WEXITED);
+    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w.pidfd->native_handle()),
+                  &info, WEXITED);
   } while (rc < 0 && errno == EINTR);
   if (rc < 0) {
-    log_.event(LogLevel::error, "waitid_failed")
-        .num("pid", pid)
-        .str("error", std::strerror(errno));
+    log_.event(LogLevel::error, "waitid_failed").num("pid", pid).str("error", std::strerror(errno));
     info.si_pid = pid;
     info.si_code = CLD_KILLED;
     info.si_status = SIGKILL;

@@ -49,6 +49,8 @@ void append_json_string(std::string& out, std::string_view s);
 
 // "2026-11-23T22:04:49.123456Z": UTC, microseconds.
 std::string rfc3339(std::chrono::system_clock::time_point t);
-inline std::string rfc3339_now() { return rfc3339(std::chrono::system_clock::now()); }
+inline std::string rfc3339_now() {
+  return rfc3339(std::chrono::system_clock::now());
+}
 
 }  // namespace occasional::supervisor

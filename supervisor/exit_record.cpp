@@ -8,16 +8,20 @@ namespace occasional::supervisor {
 
 const char* ExitRecord::kind_name() const {
   switch (kind) {
-    case ExitKind::exited: return "exited";
-    case ExitKind::killed: return "killed";
-    case ExitKind::start_failed: return "start_failed";
+    case ExitKind::exited:
+      return "exited";
+    case ExitKind::killed:
+      return "killed";
+    case ExitKind::start_failed:
+      return "start_failed";
   }
   return "?";
 }
 
 std::string ExitRecord::describe() const {
   switch (kind) {
-    case ExitKind::exited: return "exited with code " + std::to_string(code);
+    case ExitKind::exited:
+      return "exited with code " + std::to_string(code);
     case ExitKind::killed:
       return "killed by " + signal_name(signal) + (core_dumped ? " (core dumped)" : "");
     case ExitKind::start_failed:

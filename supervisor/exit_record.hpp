@@ -27,10 +27,10 @@ struct ExitRecord {
   WallTime exited_at{};
   Duration uptime{};
   ExitKind kind = ExitKind::exited;
-  int code = 0;         // exited
-  int signal = 0;       // killed
+  int code = 0;    // exited
+  int signal = 0;  // killed
   bool core_dumped = false;
-  int error = 0;        // start_failed
+  int error = 0;  // start_failed
   std::string failed_call;
   std::optional<std::string> stated_reason;  // the worker's own `exit` message
 

@@ -2,26 +2,33 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 
 namespace occasional::supervisor {
 
 const char* restart_mode_name(RestartMode mode) {
   switch (mode) {
-    case RestartMode::always: return "always";
-    case RestartMode::on_failure: return "on-failure";
-    case RestartMode::never: return "never";
+    case RestartMode::always:
+      return "always";
+    case RestartMode::on_failure:
+      return "on-failure";
+    case RestartMode::never:
+      return "never";
   }
   return "?";
 }
 
 const char* replica_state_name(ReplicaState state) {
   switch (state) {
-    case ReplicaState::stopped: return "stopped";
-    case ReplicaState::running: return "running";
-    case ReplicaState::backoff: return "backoff";
-    case ReplicaState::stopping: return "stopping";
+    case ReplicaState::stopped:
+      return "stopped";
+    case ReplicaState::running:
+      return "running";
+    case ReplicaState::backoff:
+      return "backoff";
+    case ReplicaState::stopping:
+      return "stopping";
   }
   return "?";
 }
@@ -55,29 +62,42 @@ std::vector<Action> RestartPolicy::on(int replica, PolicyEvent event, MonoTime n
       return {};
     case S::running:
       switch (event.kind) {
-        case E::exited: return on_exited(replica, event, now);
-        case E::stop: r.state = S::stopping; return {{replica, ActionKind::terminate}};
+        case E::exited:
+          return on_exited(replica, event, now);
+        case E::stop:
+          r.state = S::stopping;
+          return {{replica, ActionKind::terminate}};
         case E::start:
         case E::backoff_elapsed:
-        case E::grace_elapsed: return {};
+        case E::grace_elapsed:
+          return {};
       }
       return {};
     case S::backoff:
       switch (event.kind) {
-        case E::backoff_elapsed: r.state = S::running; return {{replica, ActionKind::spawn}};
-        case E::stop: r.state = S::stopped; return {{replica, ActionKind::cancel_restart}};
+        case E::backoff_elapsed:
+          r.state = S::running;
+          return {{replica, ActionKind::spawn}};
+        case E::stop:
+          r.state = S::stopped;
+          return {{replica, ActionKind::cancel_restart}};
         case E::start:
         case E::exited:
-        case E::grace_elapsed: return {};
+        case E::grace_elapsed:
+          return {};
       }
       return {};
     case S::stopping:
       switch (event.kind) {
-        case E::exited: r.state = S::stopped; return {};
-        case E::grace_elapsed: return {{replica, ActionKind::kill}};
+        case E::exited:
+          r.state = S::stopped;
+          return {};
+        case E::grace_elapsed:
+          return {{replica, ActionKind::kill}};
         case E::start:
         case E::stop:
-        case E::backoff_elapsed: return {};
+        case E::backoff_elapsed:
+          return {};
       }
       return {};
   }
@@ -90,9 +110,8 @@ std::vector<Action> RestartPolicy::on_exited(int replica, PolicyEvent event, Mon
   Replica& r = replicas_[static_cast<size_t>(replica)];
   if (event.uptime >= config_.stable_after) r.consecutive = 0;
   const bool wanted = replica < desired_;
-  const bool policy_restarts =
-      config_.mode == RestartMode::always ||
-      (config_.mode == RestartMode::on_failure && !event.clean_exit);
+  const bool policy_restarts = config_.mode == RestartMode::always ||
+                               (config_.mode == RestartMode::on_failure && !event.clean_exit);
   if (!wanted || !policy_restarts || failed_) {
     r.state = ReplicaState::stopped;
     return {};
@@ -137,7 +156,8 @@ std::vector<Action> RestartPolicy::start_service() {
 
 std::vector<Action> RestartPolicy::scale(int replicas) {
   std::vector<Action> actions;
-  if (static_cast<size_t>(replicas) > replicas_.size()) replicas_.resize(static_cast<size_t>(replicas));
+  if (static_cast<size_t>(replicas) > replicas_.size())
+    replicas_.resize(static_cast<size_t>(replicas));
   desired_ = replicas;
   for (int i = 0; i < static_cast<int>(replicas_.size()); ++i) {
     Replica& r = replicas_[static_cast<size_t>(i)];

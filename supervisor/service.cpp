@@ -31,11 +31,12 @@ void Service::grow_to(int size) {
     replicas_.push_back(std::make_unique<Replica>(io_));
 }
 
-void Service::start() { apply(policy_.start_service()); }
+void Service::start() {
+  apply(policy_.start_service());
+}
 
 void Service::stop() {
   for (int i = 0; i < policy_.table_size(); ++i) handle(i, {PolicyEventKind::stop});
-  if (idle()) observer_.on_idle(config_.name);
 }
 
 void Service::kill_all() {
@@ -45,6 +46,7 @@ void Service::kill_all() {
 void Service::scale(int replicas) {
   grow_to(replicas);
   apply(policy_.scale(replicas));
+  report_idle();
 }
 
 bool Service::idle() const {
@@ -54,21 +56,32 @@ bool Service::idle() const {
 }
 
 void Service::handle(int replica, PolicyEvent event) {
-  const bool was_idle = idle();
   apply(policy_.on(replica, event, std::chrono::steady_clock::now()));
-  if (!was_idle && idle()) observer_.on_idle(config_.name);
+  report_idle();
+}
+
+void Service::report_idle() {
+  // Events nest (a failed spawn is an exit inside the spawn), so report the
+  // transition to idle once, not once per level.
+  const bool now_idle = idle();
+  if (now_idle && !idle_reported_) observer_.on_idle(config_.name);
+  idle_reported_ = now_idle;
 }
 
 void Service::apply(const std::vector<Action>& actions) {
   for (const Action& a : actions) {
     Replica& r = *replicas_.at(static_cast<size_t>(a.replica));
     switch (a.kind) {
-      case ActionKind::spawn: spawn(a.replica); break;
+      case ActionKind::spawn:
+        spawn(a.replica);
+        break;
       case ActionKind::schedule_restart:
         arm_timer(a.replica, a.delay, PolicyEventKind::backoff_elapsed);
         observer_.on_restart_scheduled(config_.name, a.replica, a.delay);
         break;
-      case ActionKind::cancel_restart: r.timer.cancel(); break;
+      case ActionKind::cancel_restart:
+        r.timer.cancel();
+        break;
       case ActionKind::terminate:
         observer_.on_stopping(config_.name, a.replica, r.pid);
         signal_group(a.replica, SIGTERM);

@@ -61,6 +61,7 @@ class Service {
   };
 
   void handle(int replica, PolicyEvent event);
+  void report_idle();
   void apply(const std::vector<Action>& actions);
   void spawn(int replica);
   void on_exit(int replica, const siginfo_t& info);
@@ -77,6 +78,7 @@ class Service {
   ServiceObserver& observer_;
   RestartPolicy policy_;
   std::vector<std::unique_ptr<Replica>> replicas_;
+  bool idle_reported_ = false;
 };
 
 }  // namespace occasional::supervisor

@@ -5,12 +5,17 @@
 namespace occasional::supervisor {
 namespace {
 
-double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+double seconds(Duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 }  // namespace
 
 void ServiceLog::on_spawned(const std::string& service, int replica, pid_t pid) {
-  log_.event(LogLevel::info, "spawn").str("service", service).num("replica", replica).num("pid", pid);
+  log_.event(LogLevel::info, "spawn")
+      .str("service", service)
+      .num("replica", replica)
+      .num("pid", pid);
 }
 
 void ServiceLog::on_exited(const ExitRecord& r) {
@@ -24,9 +29,13 @@ void ServiceLog::on_exited(const ExitRecord& r) {
       .real("uptime_seconds", seconds(r.uptime))
       .str("outcome", r.kind_name());
   switch (r.kind) {
-    case ExitKind::exited: line.num("code", r.code); break;
+    case ExitKind::exited:
+      line.num("code", r.code);
+      break;
     case ExitKind::killed:
-      line.num("signal", r.signal).str("signal_name", signal_name(r.signal)).flag("core_dumped", r.core_dumped);
+      line.num("signal", r.signal)
+          .str("signal_name", signal_name(r.signal))
+          .flag("core_dumped", r.core_dumped);
       break;
     case ExitKind::start_failed:
       line.num("errno", r.error).str("failed_call", r.failed_call);
@@ -52,7 +61,10 @@ void ServiceLog::on_service_failed(const std::string& service, int restarts, Dur
 }
 
 void ServiceLog::on_stopping(const std::string& service, int replica, pid_t pid) {
-  log_.event(LogLevel::info, "stop").str("service", service).num("replica", replica).num("pid", pid);
+  log_.event(LogLevel::info, "stop")
+      .str("service", service)
+      .num("replica", replica)
+      .num("pid", pid);
 }
 
 void ServiceLog::on_killed_at_grace(const std::string& service, int replica, pid_t pid) {

@@ -21,11 +21,10 @@ struct SpawnResult {
   bool ok() const { return error == 0; }
 };
 
-// Forks and execs `spec`. The child is a process group leader, dies with the
-// coordinator (PR_SET_PDEATHSIG), has default signal dispositions, an empty
-// signal mask and exactly fds 0, 1, 2 and spec.pass_fds (as 3, 4, ...).
-// Blocks only until the child has exec'd or failed to (a CLOEXEC pipe says
-// which), so an exec failure is known before this returns.
+// Starts `spec` (clone with CLONE_VM|CLONE_VFORK, then exec). The child is a process group leader,
+// dies with the coordinator (PR_SET_PDEATHSIG), has default signal dispositions, an empty signal
+// mask and exactly fds 0, 1, 2 and spec.pass_fds (as 3, 4, ...). Blocks only until the child has
+// exec'd or failed to (a CLOEXEC pipe says which), so an exec failure is known before this returns.
 SpawnResult spawn_process(const ProcessSpec& spec);
 
 // Looks `name` up like execvp does, in `path_var` (a PATH value). Returns

@@ -26,7 +26,8 @@ void Supervisor::watch_guardian() {
 }
 
 Service& Supervisor::add_service(ServiceConfig config) {
-  services_.push_back(std::make_unique<Service>(io_, std::move(config), reaper_, guardian_, static_cast<ServiceObserver&>(*this)));
+  services_.push_back(std::make_unique<Service>(io_, std::move(config), reaper_, guardian_,
+                                                static_cast<ServiceObserver&>(*this)));
   return *services_.back();
 }
 

@@ -37,7 +37,8 @@ TEST(CliTest, ErrorsNameTheOptionAndTheValue) {
     std::string message;
   };
   for (const Case& k : std::vector<Case>{
-           {{"run", "--replicas", "0", "--", "x"}, "--replicas: expected a whole number >= 1, got '0'"},
+           {{"run", "--replicas", "0", "--", "x"},
+            "--replicas: expected a whole number >= 1, got '0'"},
            {{"run", "--replicas"}, "--replicas needs a value"},
            {{"run", "--restart", "sometimes", "x"},
             "--restart: expected always, on-failure or never, got 'sometimes'"},

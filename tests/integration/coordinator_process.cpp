@@ -9,9 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <simdjson.h>
 #include <cstdio>
 #include <fstream>
-#include <simdjson.h>
 
 #include "supervisor/spawner.hpp"
 
@@ -135,7 +135,9 @@ std::string CoordinatorProcess::read_stdout_line(std::chrono::milliseconds timeo
   }
 }
 
-void CoordinatorProcess::signal(int sig) { ::kill(pid_, sig); }
+void CoordinatorProcess::signal(int sig) {
+  ::kill(pid_, sig);
+}
 
 int CoordinatorProcess::wait_exit(std::chrono::milliseconds timeout) {
   if (exited_) return exit_code_;

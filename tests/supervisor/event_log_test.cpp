@@ -41,7 +41,8 @@ TEST(EventLogTest, TextLineIsReadable) {
   std::string out = capture(LogFormat::text, [](EventLog& log) {
     log.event(LogLevel::info, "spawn").str("service", "web").num("pid", 7).str("note", "two words");
   });
-  std::regex shape(R"re(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z info  spawn service=web pid=7 note="two words"
+  std::regex shape(
+      R"re(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z info  spawn service=web pid=7 note="two words"
 )re");
   EXPECT_TRUE(std::regex_match(out, shape)) << out;
 }

@@ -155,12 +155,12 @@ TEST(RestartPolicyTest, BackoffReplicaIsCancelledWhenServiceFails) {
   RestartPolicy p(c, 2, [] { return 0.0; });
   FakeClock clock;
   p.start_service();
-  p.on(0, exited(false, 0s), clock.now);                    // restart 1: immediate
-  auto a = p.on(0, exited(false, 0s), clock.now);           // restart 2: backoff
+  p.on(0, exited(false, 0s), clock.now);           // restart 1: immediate
+  auto a = p.on(0, exited(false, 0s), clock.now);  // restart 2: backoff
   ASSERT_EQ(a[0].kind, ActionKind::schedule_restart);
-  auto b = p.on(1, exited(false, 0s), clock.now);           // restart 3: too many
-  EXPECT_EQ(b, (std::vector<Action>{{1, ActionKind::service_failed},
-                                    {0, ActionKind::cancel_restart}}));
+  auto b = p.on(1, exited(false, 0s), clock.now);  // restart 3: too many
+  EXPECT_EQ(
+      b, (std::vector<Action>{{1, ActionKind::service_failed}, {0, ActionKind::cancel_restart}}));
   EXPECT_EQ(p.state(0), ReplicaState::stopped);
 }
 
@@ -170,10 +170,10 @@ TEST(RestartPolicyTest, ModesDecideWhichExitsRestart) {
     bool clean;
     bool restarts;
   };
-  for (Case k : {Case{RestartMode::always, true, true}, Case{RestartMode::always, false, true},
-                 Case{RestartMode::on_failure, true, false},
-                 Case{RestartMode::on_failure, false, true}, Case{RestartMode::never, true, false},
-                 Case{RestartMode::never, false, false}}) {
+  for (Case k :
+       {Case{RestartMode::always, true, true}, Case{RestartMode::always, false, true},
+        Case{RestartMode::on_failure, true, false}, Case{RestartMode::on_failure, false, true},
+        Case{RestartMode::never, true, false}, Case{RestartMode::never, false, false}}) {
     RestartConfig c = config();
     c.mode = k.mode;
     RestartPolicy p(c, 1, [] { return 0.0; });

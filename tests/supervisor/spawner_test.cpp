@@ -66,7 +66,9 @@ TEST(SpawnerTest, ChildHasEmptyMaskDefaultDispositionsAndOwnGroup) {
   sigaddset(&block, SIGUSR1);
   ::pthread_sigmask(SIG_BLOCK, &block, &old);
   auto previous = ::signal(SIGUSR2, SIG_IGN);
-  Ran ran = run_sh("grep -E '^(SigBlk|SigIgn):' /proc/self/status; echo pgid=$(cut -d' ' -f5 /proc/self/stat) pid=$$");
+  Ran ran = run_sh(
+      "grep -E '^(SigBlk|SigIgn):' /proc/self/status; echo pgid=$(cut -d' ' -f5 /proc/self/stat) "
+      "pid=$$");
   ::signal(SIGUSR2, previous);
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   EXPECT_NE(ran.out.find("SigBlk:\t0000000000000000"), std::string::npos) << ran.out;

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# One entry point for people and CI. Run as root on Debian 12.
+#   scripts/dev.sh run     install what is missing, build (Release), run the main job
+#   scripts/dev.sh test    install what is missing, build, run the whole test suite (ctest)
+#   scripts/dev.sh asan    the test suite again, built with ASan + UBSan
+#   scripts/dev.sh deps    only install what is missing
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+jobs="$(nproc)"
+# Warnings are errors in CI (CI=true), and only warnings on a workstation.
+werror=OFF
+[[ -n "${CI:-}" ]] && werror=ON
+
+# Build and test dependencies, all from Debian. Never an unversioned
+# libboost-*-dev: it conflicts with libboost1.81-dev.
+packages=(
+  g++ cmake make pkg-config git ca-certificates
+  libboost1.81-dev libsimdjson-dev prometheus-cpp-dev
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  curl python3 procps util-linux
+)
+
+deps() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    if [[ $(id -u) -ne 0 ]]; then
+      echo "error: ${missing[*]} must be installed, and installing needs root (run as root or install them)" >&2
+      exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+build() {  # build DIR [cmake args...]
+  local dir="$1"
+  shift
+  cmake -S . -B "$dir" "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+cmd="${1:-}"
+case "$cmd" in
+  deps) deps ;;
+  run)
+    deps
+    build build/release -DCMAKE_BUILD_TYPE=Release
+    shift
+    if (($#)); then
+      exec build/release/gateway/occasional "$@"
+    fi
+    echo "occasional: supervising 2 replicas of a demo worker; Ctrl-C stops them gracefully" >&2
+    exec build/release/gateway/occasional run --replicas 2 --log-format text -- \
+      sh -c 'echo "worker $$ up"; trap "echo worker $$ stopping; exit 0" TERM; while :; do sleep 1; done'
+    ;;
+  test)
+    deps
+    build build/release -DCMAKE_BUILD_TYPE=Release -DOCCASIONAL_WERROR=$werror
+    cd build/release
+    ctest --output-on-failure -j "$jobs" --timeout 300
+    ;;
+  asan)
+    deps
+    build build/asan -DCMAKE_BUILD_TYPE=Debug -DOCCASIONAL_SANITIZE=ON -DOCCASIONAL_WERROR=$werror
+    cd build/asan
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      ctest --output-on-failure -j "$jobs" --timeout 300
+    ;;
+  *)
+    echo "usage: scripts/dev.sh run|test|asan|deps" >&2
+    exit 2
+    ;;
+esac
