@@ -11,7 +11,7 @@
 #include <unordered_map>
 
 #include "supervisor/event_log.hpp"
-#include "supervisor/unique_fd.hpp"
+#include "workers/unique_fd.hpp"
 
 namespace occasional::supervisor {
 

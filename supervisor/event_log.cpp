@@ -1,5 +1,7 @@
 #include "supervisor/event_log.hpp"
 
+#include "workers/json.hpp"
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,38 +11,7 @@
 
 namespace occasional::supervisor {
 
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[c >> 4]);
-          out.push_back(kHex[c & 0xf]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out.push_back('"');
-}
+using workers::append_json_string;
 
 std::string rfc3339(std::chrono::system_clock::time_point t) {
   using namespace std::chrono;

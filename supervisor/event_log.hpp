@@ -44,9 +44,6 @@ class EventLog {
   int fd_;
 };
 
-// Appends `s` to `out` as a JSON string literal, quotes included.
-void append_json_string(std::string& out, std::string_view s);
-
 // "2026-11-23T22:04:49.123456Z": UTC, microseconds.
 std::string rfc3339(std::chrono::system_clock::time_point t);
 inline std::string rfc3339_now() {

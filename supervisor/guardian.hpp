@@ -4,7 +4,7 @@
 
 #include <unordered_set>
 
-#include "supervisor/unique_fd.hpp"
+#include "workers/unique_fd.hpp"
 
 namespace occasional::supervisor {
 

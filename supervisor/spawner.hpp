@@ -5,7 +5,7 @@
 #include <string>
 
 #include "supervisor/process_spec.hpp"
-#include "supervisor/unique_fd.hpp"
+#include "workers/unique_fd.hpp"
 
 namespace occasional::supervisor {
 

@@ -23,7 +23,7 @@ CoordinatorProcess::CoordinatorProcess(std::vector<std::string> args) {
   int err[2], out[2];
   EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
   EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
-  supervisor::UniqueFd err_w(err[1]), out_w(out[1]);
+  UniqueFd err_w(err[1]), out_w(out[1]);
   err_.reset(err[0]);
   out_.reset(out[0]);
   supervisor::ProcessSpec spec;

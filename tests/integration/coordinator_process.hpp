@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "supervisor/unique_fd.hpp"
+#include "workers/unique_fd.hpp"
 
 namespace occasional::testing {
 
@@ -40,9 +40,9 @@ class CoordinatorProcess {
   bool read_some_stderr(std::chrono::steady_clock::time_point deadline);
 
   pid_t pid_ = -1;
-  supervisor::UniqueFd pidfd_;
-  supervisor::UniqueFd err_;
-  supervisor::UniqueFd out_;
+  UniqueFd pidfd_;
+  UniqueFd err_;
+  UniqueFd out_;
   std::string partial_;
   std::string stdout_buf_;
   std::string stderr_text_;

@@ -47,12 +47,6 @@ TEST(EventLogTest, TextLineIsReadable) {
   EXPECT_TRUE(std::regex_match(out, shape)) << out;
 }
 
-TEST(EventLogTest, ControlCharactersAreEscaped) {
-  std::string s;
-  append_json_string(s, std::string("a\x01z", 3));
-  EXPECT_EQ(s, "\"a\\u0001z\"");
-}
-
 TEST(EventLogTest, Rfc3339IsUtcWithMicroseconds) {
   std::chrono::system_clock::time_point t{std::chrono::microseconds(1'700'000'000'123'456)};
   EXPECT_EQ(rfc3339(t), "2023-11-14T22:13:20.123456Z");

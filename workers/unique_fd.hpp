@@ -4,7 +4,7 @@
 
 #include <utility>
 
-namespace occasional::supervisor {
+namespace occasional {
 
 // Owns one file descriptor from the moment it exists; closes it exactly once.
 class UniqueFd {
@@ -35,4 +35,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace occasional::supervisor
+}  // namespace occasional

@@ -1,0 +1,82 @@
+#include "workers/protocol.hpp"
+
+#include <gtest/gtest.h>
+
+namespace occasional::workers {
+namespace {
+
+std::optional<Message> decode(const std::string& s, std::string* reason_out = nullptr) {
+  std::string reason, error;
+  auto m = decode_message(s, reason, error);
+  if (reason_out) *reason_out = reason;
+  return m;
+}
+
+TEST(ProtocolTest, ConnRoundTrips) {
+  ConnHeader h{42, "127.0.0.1:5000", "127.0.0.1:8080", "main", "web", "http", 123456789};
+  auto m = decode(encode_conn(h));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->type, MessageType::conn);
+  EXPECT_EQ(m->conn.id, 42u);
+  EXPECT_EQ(m->conn.peer, "127.0.0.1:5000");
+  EXPECT_EQ(m->conn.local, "127.0.0.1:8080");
+  EXPECT_EQ(m->conn.listener, "main");
+  EXPECT_EQ(m->conn.service, "web");
+  EXPECT_EQ(m->conn.route, "http");
+  EXPECT_EQ(m->conn.accepted_at_ns, 123456789);
+}
+
+TEST(ProtocolTest, EveryMessageTypeRoundTrips) {
+  EXPECT_EQ(decode(encode_hello_coordinator())->version, kProtocolVersion);
+  EXPECT_EQ(decode(encode_hello_worker(77))->pid, 77);
+  EXPECT_EQ(decode(encode_drain(5000))->deadline_ms, 5000);
+  EXPECT_EQ(decode(encode_ping(9))->seq, 9u);
+  EXPECT_EQ(decode(encode_pong(9))->type, MessageType::pong);
+  EXPECT_EQ(decode(encode_ready())->type, MessageType::ready);
+  EXPECT_EQ(decode(encode_closed(5))->id, 5u);
+  auto reason = decode(encode_exit_reason("config \"x\" missing"));
+  EXPECT_EQ(reason->text, "config \"x\" missing");
+  EXPECT_FALSE(reason->is_error);
+  auto error = decode(encode_exit_error("db_down", "connect: refused"));
+  EXPECT_TRUE(error->is_error);
+  EXPECT_EQ(error->text, "db_down");
+  EXPECT_EQ(error->detail, "connect: refused");
+  EXPECT_EQ(decode(encode_status("warming up"))->text, "warming up");
+}
+
+TEST(ProtocolTest, EncodedMessagesStartWithType) {
+  EXPECT_EQ(encode_ready(), R"({"type":"ready"})");
+  EXPECT_EQ(encode_closed(3), R"({"type":"closed","id":3})");
+}
+
+TEST(ProtocolTest, BadMessagesAreRejectedWithAReason) {
+  struct Case {
+    std::string text;
+    std::string reason;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"not json", "not_json"},
+           {"[1,2]", "not_json"},
+           {R"({"id":1,"type":"closed"})", "type_not_first"},
+           {R"({"type":7})", "wrong_type"},
+           {R"({"type":"launch"})", "unknown_type"},
+           {R"({"type":"closed"})", "missing_field"},
+           {R"({"type":"closed","id":"x"})", "wrong_type"},
+           {R"({"type":"hello","version":2})", "bad_version"},
+           {R"({"type":"conn","id":1})", "missing_field"},
+           {R"({"type":"exit"})", "missing_field"},
+       }) {
+    std::string reason;
+    EXPECT_FALSE(decode(c.text, &reason)) << c.text;
+    EXPECT_EQ(reason, c.reason) << c.text;
+  }
+}
+
+TEST(ProtocolTest, ErrorSentenceNamesTheField) {
+  std::string reason, error;
+  decode_message(R"({"type":"closed","id":-1})", reason, error);
+  EXPECT_EQ(error, "closed: field \"id\" must be an unsigned integer");
+}
+
+}  // namespace
+}  // namespace occasional::workers

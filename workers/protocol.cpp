@@ -1,0 +1,268 @@
+#include "workers/protocol.hpp"
+
+#include <simdjson.h>
+
+#include "workers/json.hpp"
+
+namespace occasional::workers {
+
+const char* message_type_name(MessageType type) {
+  switch (type) {
+    case MessageType::hello:
+      return "hello";
+    case MessageType::conn:
+      return "conn";
+    case MessageType::drain:
+      return "drain";
+    case MessageType::ping:
+      return "ping";
+    case MessageType::ready:
+      return "ready";
+    case MessageType::closed:
+      return "closed";
+    case MessageType::exit:
+      return "exit";
+    case MessageType::pong:
+      return "pong";
+    case MessageType::status:
+      return "status";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string start(const char* type) {
+  std::string s;
+  s.reserve(64);
+  s += "{\"type\":\"";
+  s += type;
+  s += '"';
+  return s;
+}
+
+void field(std::string& s, const char* key, std::string_view value) {
+  s += ",\"";
+  s += key;
+  s += "\":";
+  append_json_string(s, value);
+}
+
+void field(std::string& s, const char* key, int64_t value) {
+  s += ",\"";
+  s += key;
+  s += "\":";
+  s += std::to_string(value);
+}
+
+void field(std::string& s, const char* key, uint64_t value) {
+  s += ",\"";
+  s += key;
+  s += "\":";
+  s += std::to_string(value);
+}
+
+std::string finish(std::string s) {
+  s += '}';
+  return s;
+}
+
+}  // namespace
+
+std::string encode_hello_coordinator() {
+  auto s = start("hello");
+  field(s, "version", int64_t{kProtocolVersion});
+  field(s, "role", "coordinator");
+  return finish(std::move(s));
+}
+
+std::string encode_hello_worker(int64_t pid) {
+  auto s = start("hello");
+  field(s, "version", int64_t{kProtocolVersion});
+  field(s, "role", "worker");
+  field(s, "pid", pid);
+  return finish(std::move(s));
+}
+
+std::string encode_conn(const ConnHeader& h) {
+  auto s = start("conn");
+  field(s, "id", h.id);
+  field(s, "peer", h.peer);
+  field(s, "local", h.local);
+  field(s, "listener", h.listener);
+  field(s, "service", h.service);
+  field(s, "route", h.route);
+  field(s, "accepted_at_ns", h.accepted_at_ns);
+  return finish(std::move(s));
+}
+
+std::string encode_drain(int64_t deadline_ms) {
+  auto s = start("drain");
+  field(s, "deadline_ms", deadline_ms);
+  return finish(std::move(s));
+}
+
+std::string encode_ping(uint64_t seq) {
+  auto s = start("ping");
+  field(s, "seq", seq);
+  return finish(std::move(s));
+}
+
+std::string encode_pong(uint64_t seq) {
+  auto s = start("pong");
+  field(s, "seq", seq);
+  return finish(std::move(s));
+}
+
+std::string encode_ready() {
+  return finish(start("ready"));
+}
+
+std::string encode_closed(uint64_t id) {
+  auto s = start("closed");
+  field(s, "id", id);
+  return finish(std::move(s));
+}
+
+std::string encode_exit_reason(std::string_view reason) {
+  auto s = start("exit");
+  field(s, "reason", reason);
+  return finish(std::move(s));
+}
+
+std::string encode_exit_error(std::string_view error, std::string_view detail) {
+  auto s = start("exit");
+  field(s, "error", error);
+  field(s, "detail", detail);
+  return finish(std::move(s));
+}
+
+std::string encode_status(std::string_view text) {
+  auto s = start("status");
+  field(s, "text", text);
+  return finish(std::move(s));
+}
+
+namespace {
+
+struct Decoder {
+  simdjson::dom::object obj;
+  std::string& reason;
+  std::string& error;
+
+  bool fail(const char* why, std::string message) {
+    reason = why;
+    error = std::move(message);
+    return false;
+  }
+
+  bool string(const char* key, std::string& out, bool required = true) {
+    simdjson::dom::element e;
+    if (obj[key].get(e) != simdjson::SUCCESS)
+      return required ? fail("missing_field", std::string("field \"") + key + "\" is missing")
+                      : true;
+    std::string_view sv;
+    if (e.get(sv) != simdjson::SUCCESS)
+      return fail("wrong_type", std::string("field \"") + key + "\" must be a string");
+    out.assign(sv);
+    return true;
+  }
+
+  template <class Int>
+  bool integer(const char* key, Int& out, bool required = true) {
+    simdjson::dom::element e;
+    if (obj[key].get(e) != simdjson::SUCCESS)
+      return required ? fail("missing_field", std::string("field \"") + key + "\" is missing")
+                      : true;
+    if constexpr (std::is_unsigned_v<Int>) {
+      uint64_t v;
+      if (e.get(v) != simdjson::SUCCESS)
+        return fail("wrong_type", std::string("field \"") + key + "\" must be an unsigned integer");
+      out = static_cast<Int>(v);
+    } else {
+      int64_t v;
+      if (e.get(v) != simdjson::SUCCESS)
+        return fail("wrong_type", std::string("field \"") + key + "\" must be an integer");
+      out = static_cast<Int>(v);
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+std::optional<Message> decode_message(std::string_view datagram, std::string& reason,
+                                      std::string& error) {
+  // One parser per thread: decoding allocates nothing once it has grown.
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  if (parser.parse(datagram.data(), datagram.size()).get(doc) != simdjson::SUCCESS) {
+    reason = "not_json";
+    error = "the message is not valid JSON";
+    return std::nullopt;
+  }
+  Decoder d{{}, reason, error};
+  if (doc.get(d.obj) != simdjson::SUCCESS) {
+    d.fail("not_json", "the message is not a JSON object");
+    return std::nullopt;
+  }
+  auto first = d.obj.begin();
+  if (first == d.obj.end() || first.key() != "type") {
+    d.fail("type_not_first", "the first field must be \"type\"");
+    return std::nullopt;
+  }
+  std::string_view type;
+  if (first.value().get(type) != simdjson::SUCCESS) {
+    d.fail("wrong_type", "field \"type\" must be a string");
+    return std::nullopt;
+  }
+  Message m;
+  bool ok = true;
+  if (type == "hello") {
+    m.type = MessageType::hello;
+    ok = d.integer("version", m.version) && d.integer("pid", m.pid, false);
+    if (ok && m.version != kProtocolVersion)
+      ok = d.fail("bad_version", "protocol version " + std::to_string(m.version) +
+                                     " is not supported (this side speaks " +
+                                     std::to_string(kProtocolVersion) + ")");
+  } else if (type == "conn") {
+    m.type = MessageType::conn;
+    ok = d.integer("id", m.conn.id) && d.string("peer", m.conn.peer) &&
+         d.string("local", m.conn.local) && d.string("listener", m.conn.listener) &&
+         d.string("service", m.conn.service) && d.string("route", m.conn.route) &&
+         d.integer("accepted_at_ns", m.conn.accepted_at_ns);
+  } else if (type == "drain") {
+    m.type = MessageType::drain;
+    ok = d.integer("deadline_ms", m.deadline_ms, false);
+  } else if (type == "ping" || type == "pong") {
+    m.type = type == "ping" ? MessageType::ping : MessageType::pong;
+    ok = d.integer("seq", m.seq, false);
+  } else if (type == "ready") {
+    m.type = MessageType::ready;
+  } else if (type == "closed") {
+    m.type = MessageType::closed;
+    ok = d.integer("id", m.id);
+  } else if (type == "exit") {
+    m.type = MessageType::exit;
+    simdjson::dom::element e;
+    if (d.obj["error"].get(e) == simdjson::SUCCESS) {
+      m.is_error = true;
+      ok = d.string("error", m.text) && d.string("detail", m.detail, false);
+    } else {
+      ok = d.string("reason", m.text);
+    }
+  } else if (type == "status") {
+    m.type = MessageType::status;
+    ok = d.string("text", m.text);
+  } else {
+    d.fail("unknown_type", "unknown message type \"" + std::string(type) + "\"");
+    return std::nullopt;
+  }
+  if (!ok) {
+    error = std::string(type) + ": " + error;
+    return std::nullopt;
+  }
+  return m;
+}
+
+}  // namespace occasional::workers

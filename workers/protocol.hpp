@@ -1,0 +1,80 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace occasional::workers {
+
+// The worker protocol (mode `handoff`), version 1. docs/protocol.md is the
+// reference; this header is its C++ form.
+inline constexpr int kProtocolVersion = 1;
+// Largest datagram either side sends or accepts.
+inline constexpr size_t kMaxMessageBytes = 64 * 1024;
+// The fd number of the worker's end of the control socket.
+inline constexpr int kControlFd = 3;
+inline constexpr const char* kControlFdEnv = "OCCASIONAL_CONTROL_FD";
+
+enum class MessageType {
+  // coordinator -> worker
+  hello,  // also worker -> coordinator
+  conn,
+  drain,
+  ping,
+  // worker -> coordinator
+  ready,
+  closed,
+  exit,
+  pong,
+  status,
+};
+
+const char* message_type_name(MessageType type);
+
+// The header that rides with each handed-off connection.
+struct ConnHeader {
+  uint64_t id = 0;
+  std::string peer;            // "127.0.0.1:50312" or "[::1]:50312"
+  std::string local;           // the listener address the client connected to
+  std::string listener;        // listener name
+  std::string service;         // the service the connection was routed to
+  std::string route;           // "default", "preface", "http", "tls_sni"
+  int64_t accepted_at_ns = 0;  // CLOCK_MONOTONIC at accept
+};
+
+// One decoded message. Fields not used by `type` stay empty.
+struct Message {
+  MessageType type = MessageType::hello;
+  int version = 0;          // hello
+  int64_t pid = 0;          // hello (worker)
+  ConnHeader conn;          // conn
+  uint64_t id = 0;          // closed
+  uint64_t seq = 0;         // ping, pong
+  int64_t deadline_ms = 0;  // drain
+  std::string text;         // status text; exit reason or error
+  bool is_error = false;    // exit: an error (with `detail`) rather than a reason
+  std::string detail;       // exit error detail
+};
+
+// Encoders: one JSON object, "type" first.
+std::string encode_hello_coordinator();
+std::string encode_hello_worker(int64_t pid);
+std::string encode_conn(const ConnHeader& h);
+std::string encode_drain(int64_t deadline_ms);
+std::string encode_ping(uint64_t seq);
+std::string encode_pong(uint64_t seq);
+std::string encode_ready();
+std::string encode_closed(uint64_t id);
+std::string encode_exit_reason(std::string_view reason);
+std::string encode_exit_error(std::string_view error, std::string_view detail);
+std::string encode_status(std::string_view text);
+
+// Decodes one datagram. On failure returns nullopt and sets `error` to a
+// sentence naming what was wrong (for the log), `reason` to a short label
+// (for metrics): "not_json", "type_not_first", "unknown_type", "missing_field",
+// "wrong_type", "bad_version".
+std::optional<Message> decode_message(std::string_view datagram, std::string& reason,
+                                      std::string& error);
+
+}  // namespace occasional::workers
