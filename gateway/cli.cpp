@@ -8,11 +8,21 @@ namespace occasional::gateway {
 
 const char* const kUsage =
     R"(usage: occasional run [OPTIONS] -- COMMAND [ARGS...]
+       occasional run --config FILE [--log-format json|text]
+       occasional check FILE
 
-Supervises COMMAND: starts it, restarts it by policy, logs every step.
+Supervises COMMAND: starts it, restarts it by policy, logs every step. With
+--listen, owns that port and hands each connection to a ready worker.
 
 Options:
-  --name NAME              service name in logs (default: the command's file name)
+  --listen ADDR            listen on ADDR (127.0.0.1:8080, [::1]:8080, :8080)
+  --mode MODE              handoff | listen_fds | plain (default: handoff with
+                           --listen, plain without)
+  --max-connections N      per worker, handoff mode (default 0: no cap)
+  --queue-max N            connections waiting for a ready worker (default 1024)
+  --queue-timeout SEC      how long one may wait (default 5)
+  --config FILE            listeners, routes and services from a JSON file
+  --name NAME              service name (default: the command's file name)
   --replicas N             copies of COMMAND to run (default 1)
   --restart POLICY         always | on-failure | never (default always)
   --backoff-initial SEC    delay before the 2nd restart in a row (default 0.1)
@@ -69,11 +79,19 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     cmd.kind = Command::Kind::version;
     return cmd;
   }
-  if (verb != "run") throw UsageError("unknown command '" + verb + "': expected 'run'");
+  if (verb == "check") {
+    if (args.size() != 3) throw UsageError("usage: occasional check FILE");
+    cmd.kind = Command::Kind::check;
+    cmd.config_path = args[2];
+    return cmd;
+  }
+  if (verb != "run") throw UsageError("unknown command '" + verb + "': expected run or check");
   cmd.kind = Command::Kind::run;
-  RunOptions& run = cmd.run;
-  run.log_format = stderr_is_tty ? supervisor::LogFormat::text : supervisor::LogFormat::json;
-  supervisor::RestartConfig& restart = run.service.restart;
+  cmd.config.log_format = stderr_is_tty ? supervisor::LogFormat::text : supervisor::LogFormat::json;
+  ServiceEntry entry;
+  supervisor::ServiceConfig& service = entry.service;
+  supervisor::RestartConfig& restart = service.restart;
+  std::string listen, mode;
 
   size_t i = 2;
   for (; i < args.size(); ++i) {
@@ -85,11 +103,26 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     if (a == "-h" || a == "--help") {
       cmd.kind = Command::Kind::help;
       return cmd;
+    } else if (a == "--config") {
+      cmd.config_path = need_value(args, i);
+    } else if (a == "--listen") {
+      listen = need_value(args, i);
+    } else if (a == "--mode") {
+      mode = need_value(args, i);
+      if (mode != "handoff" && mode != "listen_fds" && mode != "plain")
+        throw UsageError("--mode: expected handoff, listen_fds or plain, got '" + mode + "'");
+    } else if (a == "--max-connections") {
+      entry.balancer.max_connections = static_cast<uint32_t>(parse_count(a, need_value(args, i), 0));
+    } else if (a == "--queue-max") {
+      entry.balancer.queue_max = static_cast<size_t>(parse_count(a, need_value(args, i), 0));
+    } else if (a == "--queue-timeout") {
+      entry.balancer.queue_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
+          to_duration(parse_seconds(a, need_value(args, i))));
     } else if (a == "--name") {
-      run.service.name = need_value(args, i);
-      if (run.service.name.empty()) throw UsageError("--name: must not be empty");
+      service.name = need_value(args, i);
+      if (service.name.empty()) throw UsageError("--name: must not be empty");
     } else if (a == "--replicas") {
-      run.service.replicas = parse_count(a, need_value(args, i), 1);
+      service.replicas = parse_count(a, need_value(args, i), 1);
     } else if (a == "--restart") {
       std::string v = need_value(args, i);
       if (v == "always")
@@ -111,13 +144,13 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     } else if (a == "--restart-window") {
       restart.window = to_duration(parse_seconds(a, need_value(args, i)));
     } else if (a == "--grace") {
-      run.service.grace = to_duration(parse_seconds(a, need_value(args, i)));
+      service.grace = to_duration(parse_seconds(a, need_value(args, i)));
     } else if (a == "--log-format") {
       std::string v = need_value(args, i);
       if (v == "json")
-        run.log_format = supervisor::LogFormat::json;
+        cmd.config.log_format = supervisor::LogFormat::json;
       else if (v == "text")
-        run.log_format = supervisor::LogFormat::text;
+        cmd.config.log_format = supervisor::LogFormat::text;
       else
         throw UsageError("--log-format: expected json or text, got '" + v + "'");
     } else if (a.starts_with("-")) {
@@ -127,16 +160,43 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
       break;
     }
   }
+  if (!cmd.config_path.empty()) {
+    if (i < args.size() || !listen.empty())
+      throw UsageError("--config FILE describes everything: give no command or --listen with it");
+    return cmd;
+  }
   if (i >= args.size())
     throw UsageError("missing command to run: occasional run [OPTIONS] -- COMMAND [ARGS...]");
-  run.service.process.argv.assign(args.begin() + static_cast<long>(i), args.end());
+  service.process.argv.assign(args.begin() + static_cast<long>(i), args.end());
   if (restart.backoff_max < restart.backoff_initial)
     throw UsageError("--backoff-max must be >= --backoff-initial");
-  if (run.service.name.empty()) {
-    const std::string& file = run.service.process.argv[0];
+  if (service.name.empty()) {
+    const std::string& file = service.process.argv[0];
     auto slash = file.rfind('/');
-    run.service.name = slash == std::string::npos ? file : file.substr(slash + 1);
+    service.name = slash == std::string::npos ? file : file.substr(slash + 1);
   }
+  if (mode.empty()) mode = listen.empty() ? "plain" : "handoff";
+  service.mode = mode == "handoff"      ? supervisor::WorkerMode::handoff
+                 : mode == "listen_fds" ? supervisor::WorkerMode::listen_fds
+                                        : supervisor::WorkerMode::plain;
+  if (mode != "plain" && listen.empty()) throw UsageError("--mode " + mode + " needs --listen ADDR");
+  if (mode == "plain" && !listen.empty())
+    throw UsageError("--mode plain takes no connections: drop --listen or pick another mode");
+  if (!listen.empty()) {
+    ListenerConfig l;
+    l.name = "main";
+    try {
+      l.address = parse_listen_address(listen);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--listen: ") + e.what());
+    }
+    if (service.mode == supervisor::WorkerMode::handoff)
+      l.routes.push_back(Route{RouteKind::default_route, service.name, "", "", "", ""});
+    else
+      entry.listener = l.name;
+    cmd.config.listeners.push_back(std::move(l));
+  }
+  cmd.config.services.push_back(std::move(entry));
   return cmd;
 }
 

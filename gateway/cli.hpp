@@ -1,12 +1,10 @@
 #pragma once
 
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "supervisor/event_log.hpp"
-#include "supervisor/service.hpp"
+#include "gateway/config.hpp"
 
 namespace occasional::gateway {
 
@@ -15,18 +13,15 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-struct RunOptions {
-  supervisor::ServiceConfig service;
-  supervisor::LogFormat log_format = supervisor::LogFormat::json;
-};
-
 struct Command {
-  enum class Kind { run, help, version };
+  enum class Kind { run, check, help, version };
   Kind kind = Kind::help;
-  RunOptions run;
+  Config config;            // run
+  std::string config_path;  // run --config, check
 };
 
-// Parses argv (argv[0] included). `stderr_is_tty` picks the default log format.
+// Parses argv (argv[0] included). `stderr_is_tty` picks the default log
+// format. `run --config FILE` and `check FILE` leave loading to the caller.
 Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_tty);
 
 extern const char* const kUsage;

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "gateway/cli.hpp"
+#include "gateway/config_loader.hpp"
+#include "gateway/gateway.hpp"
 #include "gateway/shutdown.hpp"
 #include "supervisor/event_log.hpp"
 #include "supervisor/service_log.hpp"
@@ -20,21 +22,32 @@ namespace gw = occasional::gateway;
 
 namespace {
 
-int run(const gw::RunOptions& options) {
+int run(const gw::Config& config) {
   // Writes to a closed peer (guardian pipe, sockets) must fail with EPIPE, not kill us.
   std::signal(SIGPIPE, SIG_IGN);
   boost::asio::io_context io(1);
-  sv::EventLog log(options.log_format);
+  sv::EventLog log(config.log_format);
   sv::Supervisor supervisor(io, log);
   sv::ServiceLog service_log(log);
   supervisor.add_observer(service_log);
-  gw::Shutdown shutdown(io, supervisor, log);
-  supervisor.add_service(options.service);
-  log.event(sv::LogLevel::info, "coordinator_start")
-      .num("pid", ::getpid())
-      .str("service", options.service.name)
-      .num("replicas", options.service.replicas)
-      .str("restart", sv::restart_mode_name(options.service.restart.mode));
+  gw::Gateway gateway(io, config, log);
+  supervisor.add_observer(gateway.dispatcher());
+  gw::Shutdown shutdown(io, supervisor, log, [&gateway] { gateway.stop(); });
+  for (const gw::ServiceEntry& entry : config.services) {
+    sv::ServiceConfig service = entry.service;
+    if (service.mode == sv::WorkerMode::listen_fds) {
+      service.listen_fd = gateway.listener_fd(entry.listener);
+      service.listener_name = entry.listener;
+    }
+    supervisor.add_service(std::move(service));
+    log.event(sv::LogLevel::info, "service")
+        .str("service", entry.service.name)
+        .str("mode", sv::worker_mode_name(entry.service.mode))
+        .num("replicas", entry.service.replicas)
+        .str("restart", sv::restart_mode_name(entry.service.restart.mode));
+  }
+  log.event(sv::LogLevel::info, "coordinator_start").num("pid", ::getpid());
+  gateway.start();
   supervisor.start_all();
   io.run();
   return static_cast<int>(shutdown.status());
@@ -47,22 +60,31 @@ int main(int argc, char** argv) {
   gw::Command cmd;
   try {
     cmd = gw::parse_command_line(args, ::isatty(2) == 1);
+    if (!cmd.config_path.empty()) {
+      auto format = cmd.config.log_format;
+      cmd.config = gw::load_config_file(cmd.config_path);
+      // --log-format on the command line wins over the file.
+      if (std::find(args.begin(), args.end(), "--log-format") != args.end())
+        cmd.config.log_format = format;
+    }
   } catch (const gw::UsageError& e) {
+    std::fprintf(stderr, "occasional: %s\n", e.what());
+    return static_cast<int>(gw::ExitStatus::usage);
+  } catch (const gw::ConfigError& e) {
     std::fprintf(stderr, "occasional: %s\n", e.what());
     return static_cast<int>(gw::ExitStatus::usage);
   }
   switch (cmd.kind) {
-    case gw::Command::Kind::help:
-      std::fputs(gw::kUsage, stdout);
+    case gw::Command::Kind::help: std::fputs(gw::kUsage, stdout); return 0;
+    case gw::Command::Kind::version: std::puts("occasional 0.1.0"); return 0;
+    case gw::Command::Kind::check:
+      std::printf("%s: ok (%zu listeners, %zu services)\n", cmd.config_path.c_str(),
+                  cmd.config.listeners.size(), cmd.config.services.size());
       return 0;
-    case gw::Command::Kind::version:
-      std::puts("occasional 0.1.0");
-      return 0;
-    case gw::Command::Kind::run:
-      break;
+    case gw::Command::Kind::run: break;
   }
   try {
-    return run(cmd.run);
+    return run(cmd.config);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "occasional: %s\n", e.what());
     return static_cast<int>(gw::ExitStatus::fatal);

@@ -7,8 +7,12 @@ namespace occasional::gateway {
 using supervisor::LogLevel;
 
 Shutdown::Shutdown(boost::asio::io_context& io, supervisor::Supervisor& supervisor,
-                   const supervisor::EventLog& log)
-    : io_(io), supervisor_(supervisor), log_(log), signals_(io, SIGTERM, SIGINT) {
+                   const supervisor::EventLog& log, std::function<void()> on_stop)
+    : io_(io),
+      supervisor_(supervisor),
+      log_(log),
+      signals_(io, SIGTERM, SIGINT),
+      on_stop_(std::move(on_stop)) {
   supervisor_.add_observer(*this);
   supervisor_.on_all_idle([this] { on_all_idle(); });
   wait_signal();
@@ -29,6 +33,7 @@ void Shutdown::on_signal(int signal) {
         .str("signal", supervisor::signal_name(signal))
         .str("action", "graceful stop of every service");
     status_ = supervisor_.any_failed() ? ExitStatus::failed : ExitStatus::clean;
+    if (on_stop_) on_stop_();
     supervisor_.stop_all();
   } else {
     log_.event(LogLevel::warn, "stop_forced")

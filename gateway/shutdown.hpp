@@ -2,6 +2,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <functional>
 #include <map>
 #include <utility>
 
@@ -24,8 +25,10 @@ enum class ExitStatus : int {
 // the exit status.
 class Shutdown : private supervisor::ServiceObserver {
  public:
+  // `on_stop` runs at the first stop signal, before the services stop (the
+  // gateway stops accepting there).
   Shutdown(boost::asio::io_context& io, supervisor::Supervisor& supervisor,
-           const supervisor::EventLog& log);
+           const supervisor::EventLog& log, std::function<void()> on_stop = {});
 
   ExitStatus status() const { return status_; }
 
@@ -34,18 +37,13 @@ class Shutdown : private supervisor::ServiceObserver {
   void on_signal(int signal);
   void on_all_idle();
 
-  void on_spawned(const std::string&, int, pid_t) override {}
   void on_exited(const supervisor::ExitRecord& record) override;
-  void on_restart_scheduled(const std::string&, int, supervisor::Duration) override {}
-  void on_service_failed(const std::string&, int, supervisor::Duration) override {}
-  void on_stopping(const std::string&, int, pid_t) override {}
-  void on_killed_at_grace(const std::string&, int, pid_t) override {}
-  void on_idle(const std::string&) override {}
 
   boost::asio::io_context& io_;
   supervisor::Supervisor& supervisor_;
   const supervisor::EventLog& log_;
   boost::asio::signal_set signals_;
+  std::function<void()> on_stop_;
   int signals_seen_ = 0;
   ExitStatus status_ = ExitStatus::clean;
   // Whether each replica's last exit was clean, for the status when workers

@@ -15,6 +15,9 @@ struct ProcessSpec {
   int stdout_fd = 1;
   int stderr_fd = 2;
   std::vector<int> pass_fds;  // borrowed; the caller keeps ownership
+  // Adds LISTEN_PID=<the child's own pid> (systemd socket activation), which
+  // only the child can know.
+  bool set_listen_pid = false;
 };
 
 }  // namespace occasional::supervisor

@@ -1,12 +1,25 @@
 #include "supervisor/service.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 
+#include <cerrno>
+#include <cstring>
 #include <random>
 
 #include "supervisor/spawner.hpp"
 
 namespace occasional::supervisor {
+
+const char* worker_mode_name(WorkerMode mode) {
+  switch (mode) {
+    case WorkerMode::plain: return "plain";
+    case WorkerMode::handoff: return "handoff";
+    case WorkerMode::listen_fds: return "listen_fds";
+  }
+  return "?";
+}
 
 namespace {
 std::function<double()> jitter_source() {
@@ -16,12 +29,13 @@ std::function<double()> jitter_source() {
 }  // namespace
 
 Service::Service(boost::asio::io_context& io, ServiceConfig config, ChildReaper& reaper,
-                 Guardian& guardian, ServiceObserver& observer)
+                 Guardian& guardian, ServiceObserver& observer, std::string notify_socket)
     : io_(io),
       config_(std::move(config)),
       reaper_(reaper),
       guardian_(guardian),
       observer_(observer),
+      notify_socket_(std::move(notify_socket)),
       policy_(config_.restart, config_.replicas, jitter_source()) {
   grow_to(config_.replicas);
 }
@@ -33,6 +47,7 @@ void Service::grow_to(int size) {
 
 void Service::start() {
   apply(policy_.start_service());
+  report_idle();
 }
 
 void Service::stop() {
@@ -72,21 +87,13 @@ void Service::apply(const std::vector<Action>& actions) {
   for (const Action& a : actions) {
     Replica& r = *replicas_.at(static_cast<size_t>(a.replica));
     switch (a.kind) {
-      case ActionKind::spawn:
-        spawn(a.replica);
-        break;
+      case ActionKind::spawn: spawn(a.replica); break;
       case ActionKind::schedule_restart:
         arm_timer(a.replica, a.delay, PolicyEventKind::backoff_elapsed);
         observer_.on_restart_scheduled(config_.name, a.replica, a.delay);
         break;
-      case ActionKind::cancel_restart:
-        r.timer.cancel();
-        break;
-      case ActionKind::terminate:
-        observer_.on_stopping(config_.name, a.replica, r.pid);
-        signal_group(a.replica, SIGTERM);
-        arm_timer(a.replica, config_.grace, PolicyEventKind::grace_elapsed);
-        break;
+      case ActionKind::cancel_restart: r.timer.cancel(); break;
+      case ActionKind::terminate: terminate(a.replica); break;
       case ActionKind::kill:
         observer_.on_killed_at_grace(config_.name, a.replica, r.pid);
         signal_group(a.replica, SIGKILL);
@@ -103,7 +110,47 @@ void Service::spawn(int replica) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   r.started_wall = std::chrono::system_clock::now();
   r.started_mono = std::chrono::steady_clock::now();
-  SpawnResult result = spawn_process(config_.process);
+  r.stated_reason.reset();
+  r.ready = false;
+
+  ProcessSpec spec = config_.process;
+  spec.env.push_back("OCCASIONAL_SERVICE=" + config_.name);
+  spec.env.push_back("OCCASIONAL_REPLICA=" + std::to_string(replica));
+  UniqueFd ours, theirs;
+  switch (config_.mode) {
+    case WorkerMode::plain: break;
+    case WorkerMode::handoff: {
+      int pair[2];
+      if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
+        record_start_failure(replica, errno, "socketpair");
+        return;
+      }
+      ours.reset(pair[0]);
+      theirs.reset(pair[1]);
+      // The worker's end blocks, as a simple worker expects.
+      int flags = ::fcntl(theirs.get(), F_GETFL);
+      ::fcntl(theirs.get(), F_SETFL, flags & ~O_NONBLOCK);
+      spec.pass_fds = {theirs.get()};
+      spec.env.push_back(std::string(workers::kControlFdEnv) + "=" +
+                         std::to_string(workers::kControlFd));
+      break;
+    }
+    case WorkerMode::listen_fds:
+      spec.pass_fds = {config_.listen_fd};
+      spec.env.push_back("LISTEN_FDS=1");
+      spec.env.push_back("LISTEN_FDNAMES=" + config_.listener_name);
+      spec.set_listen_pid = true;
+      if (!notify_socket_.empty()) spec.env.push_back("NOTIFY_SOCKET=" + notify_socket_);
+      if (config_.watchdog > Duration::zero())
+        spec.env.push_back(
+            "WATCHDOG_USEC=" +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::microseconds>(config_.watchdog).count()));
+      break;
+  }
+
+  SpawnResult result = spawn_process(spec);
+  theirs.reset();
   if (!result.ok()) {
     record_start_failure(replica, result.error, result.failed_call);
     return;
@@ -114,6 +161,103 @@ void Service::spawn(int replica) {
   reaper_.watch(pid, std::move(result.pidfd),
                 [this, replica](const siginfo_t& info) { on_exit(replica, info); });
   observer_.on_spawned(config_.name, replica, pid);
+
+  switch (config_.mode) {
+    case WorkerMode::plain: set_ready(replica, true); break;
+    case WorkerMode::handoff:
+      r.link = std::make_unique<WorkerLink>(
+          io_, std::move(ours),
+          WorkerLink::Handlers{
+              [this, replica](const workers::Message& m) { on_message(replica, m); },
+              [this, replica](const char* reason, const std::string& error) {
+                on_protocol_error(replica, reason, error);
+              }});
+      r.link->send(workers::encode_hello_coordinator());
+      break;
+    case WorkerMode::listen_fds: arm_watchdog(replica); break;
+  }
+}
+
+void Service::terminate(int replica) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  observer_.on_stopping(config_.name, replica, r.pid);
+  set_ready(replica, false);
+  const auto grace_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config_.grace);
+  // A native worker drains: it finishes what it has and exits by itself.
+  if (!(r.link && !r.link->send(workers::encode_drain(grace_ms.count()))))
+    signal_group(replica, SIGTERM);
+  arm_timer(replica, config_.grace, PolicyEventKind::grace_elapsed);
+}
+
+void Service::set_ready(int replica, bool ready) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  if (r.ready == ready) return;
+  // Only a running replica takes connections; a stopping one has said its last.
+  if (ready && policy_.state(replica) != ReplicaState::running) return;
+  r.ready = ready;
+  if (ready)
+    observer_.on_ready(config_.name, replica, r.link.get());
+  else
+    observer_.on_unready(config_.name, replica);
+}
+
+void Service::on_message(int replica, const workers::Message& m) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  switch (m.type) {
+    case workers::MessageType::hello:
+    case workers::MessageType::pong: break;
+    case workers::MessageType::ready: set_ready(replica, true); break;
+    case workers::MessageType::closed: observer_.on_conn_closed(config_.name, replica, m.id); break;
+    case workers::MessageType::exit:
+      r.stated_reason = m.is_error ? "error: " + m.text + (m.detail.empty() ? "" : ": " + m.detail)
+                                   : m.text;
+      set_ready(replica, false);
+      break;
+    case workers::MessageType::status: observer_.on_status(config_.name, replica, m.text); break;
+    case workers::MessageType::conn:
+    case workers::MessageType::drain:
+    case workers::MessageType::ping:
+      on_protocol_error(replica, "wrong_direction",
+                        std::string("\"") + workers::message_type_name(m.type) +
+                            "\" is a coordinator-to-worker message");
+      break;
+  }
+}
+
+void Service::on_protocol_error(int replica, const char* reason, const std::string& error) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  observer_.on_protocol_error(config_.name, replica, reason, error);
+  set_ready(replica, false);
+  if (r.link) r.link->close();
+  signal_group(replica, SIGKILL);
+}
+
+void Service::on_notify(int replica, std::string_view assignment) {
+  Replica& r = *replicas_.at(static_cast<size_t>(replica));
+  if (assignment == "READY=1") {
+    set_ready(replica, true);
+  } else if (assignment == "WATCHDOG=1") {
+    arm_watchdog(replica);
+  } else if (assignment == "STOPPING=1") {
+    set_ready(replica, false);
+  } else if (assignment.starts_with("STATUS=")) {
+    observer_.on_status(config_.name, replica, std::string(assignment.substr(7)));
+  }
+  (void)r;
+}
+
+void Service::arm_watchdog(int replica) {
+  if (config_.watchdog <= Duration::zero()) return;
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  r.watchdog.expires_after(config_.watchdog);
+  const pid_t pid = r.pid;
+  r.watchdog.async_wait([this, replica, pid](const boost::system::error_code& ec) {
+    Replica& rr = *replicas_[static_cast<size_t>(replica)];
+    if (ec || rr.pid != pid || pid <= 0) return;
+    observer_.on_watchdog_timeout(config_.name, replica, pid);
+    set_ready(replica, false);
+    signal_group(replica, SIGKILL);
+  });
 }
 
 void Service::on_exit(int replica, const siginfo_t& info) {
@@ -133,8 +277,17 @@ void Service::on_exit(int replica, const siginfo_t& info) {
       record.kind = ExitKind::killed;
       record.signal = info.si_status;
   }
+  // A stated reason may still sit in the control socket, sent just before exit.
+  if (r.link) {
+    r.link->drain_pending();
+    r.link.reset();
+  }
+  record.stated_reason = std::move(r.stated_reason);
+  r.stated_reason.reset();
+  r.ready = false;
   r.pid = -1;
   r.timer.cancel();
+  r.watchdog.cancel();
   finish_exit(replica, std::move(record));
 }
 

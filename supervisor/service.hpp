@@ -5,7 +5,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "supervisor/child_reaper.hpp"
@@ -14,56 +16,87 @@
 #include "supervisor/process_spec.hpp"
 #include "supervisor/restart_policy.hpp"
 #include "supervisor/service_observer.hpp"
+#include "supervisor/worker_link.hpp"
 
 namespace occasional::supervisor {
+
+// How a worker is connected to the coordinator (ARCHITECTURE.md, Worker kinds).
+enum class WorkerMode {
+  plain,       // no connections: ready once spawned
+  handoff,     // control socket at fd 3; ready on `ready`; connections as fds
+  listen_fds,  // the listener at fd 3 (LISTEN_FDS); ready on READY=1 (NOTIFY_SOCKET)
+};
+
+const char* worker_mode_name(WorkerMode mode);
 
 struct ServiceConfig {
   std::string name;
   ProcessSpec process;
+  WorkerMode mode = WorkerMode::plain;
   int replicas = 1;
   RestartConfig restart;
-  // Between SIGTERM and SIGKILL of the process group when stopping.
+  // Between SIGTERM (or `drain`) and SIGKILL of the process group when stopping.
   Duration grace = std::chrono::seconds(10);
+  // listen_fds: the listening socket (borrowed) and its name for LISTEN_FDNAMES.
+  int listen_fd = -1;
+  std::string listener_name;
+  // listen_fds: the worker must send WATCHDOG=1 at least this often; zero: no watchdog.
+  Duration watchdog{};
 };
 
 // A pool of replicas of one command, kept running by its RestartPolicy.
-// Carries out the policy's actions: spawns, timers, signals, exit records.
+// Carries out the policy's actions: spawns, timers, signals, exit records;
+// tracks readiness and the worker's control socket.
 class Service {
  public:
   Service(boost::asio::io_context& io, ServiceConfig config, ChildReaper& reaper,
-          Guardian& guardian, ServiceObserver& observer);
+          Guardian& guardian, ServiceObserver& observer, std::string notify_socket = {});
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
 
   // Starts every replica; also clears a failed state.
   void start();
-  // SIGTERM to every process group, SIGKILL at the grace deadline.
+  // `drain` (handoff) or SIGTERM to every process group, SIGKILL at the grace deadline.
   void stop();
   // SIGKILL to every process group now.
   void kill_all();
   void scale(int replicas);
+  // A NOTIFY_SOCKET datagram from replica's main process: "READY=1", "WATCHDOG=1", ...
+  void on_notify(int replica, std::string_view assignment);
 
   const std::string& name() const { return config_.name; }
+  const ServiceConfig& config() const { return config_; }
   bool failed() const { return policy_.failed(); }
   // No process and nothing scheduled.
   bool idle() const;
   int replica_count() const { return policy_.desired_replicas(); }
+  int table_size() const { return policy_.table_size(); }
   ReplicaState replica_state(int replica) const { return policy_.state(replica); }
   pid_t replica_pid(int replica) const { return replicas_.at(static_cast<size_t>(replica))->pid; }
+  bool replica_ready(int replica) const { return replicas_.at(static_cast<size_t>(replica))->ready; }
 
  private:
   struct Replica {
-    explicit Replica(boost::asio::io_context& io) : timer(io) {}
+    explicit Replica(boost::asio::io_context& io) : timer(io), watchdog(io) {}
     pid_t pid = -1;
     WallTime started_wall{};
     MonoTime started_mono{};
-    boost::asio::steady_timer timer;  // backoff or grace, never both
+    bool ready = false;
+    std::unique_ptr<WorkerLink> link;  // handoff mode
+    std::optional<std::string> stated_reason;
+    boost::asio::steady_timer timer;     // backoff or grace, never both
+    boost::asio::steady_timer watchdog;  // listen_fds with a watchdog
   };
 
   void handle(int replica, PolicyEvent event);
   void report_idle();
   void apply(const std::vector<Action>& actions);
   void spawn(int replica);
+  void terminate(int replica);
+  void set_ready(int replica, bool ready);
+  void on_message(int replica, const workers::Message& message);
+  void on_protocol_error(int replica, const char* reason, const std::string& error);
+  void arm_watchdog(int replica);
   void on_exit(int replica, const siginfo_t& info);
   void record_start_failure(int replica, int error, const char* call);
   void finish_exit(int replica, ExitRecord record);
@@ -76,6 +109,7 @@ class Service {
   ChildReaper& reaper_;
   Guardian& guardian_;
   ServiceObserver& observer_;
+  std::string notify_socket_;
   RestartPolicy policy_;
   std::vector<std::unique_ptr<Replica>> replicas_;
   bool idle_reported_ = false;

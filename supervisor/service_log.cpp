@@ -79,4 +79,37 @@ void ServiceLog::on_idle(const std::string& service) {
   log_.event(LogLevel::info, "service_idle").str("service", service);
 }
 
+void ServiceLog::on_ready(const std::string& service, int replica, WorkerLink*) {
+  log_.event(LogLevel::info, "ready").str("service", service).num("replica", replica);
+}
+
+void ServiceLog::on_unready(const std::string& service, int replica) {
+  log_.event(LogLevel::info, "unready").str("service", service).num("replica", replica);
+}
+
+void ServiceLog::on_protocol_error(const std::string& service, int replica, const char* reason,
+                                   const std::string& error) {
+  log_.event(LogLevel::error, "protocol_error")
+      .str("service", service)
+      .num("replica", replica)
+      .str("reason", reason)
+      .str("error", error)
+      .str("action", "SIGKILL to the worker's process group; the restart policy applies");
+}
+
+void ServiceLog::on_watchdog_timeout(const std::string& service, int replica, pid_t pid) {
+  log_.event(LogLevel::error, "watchdog_timeout")
+      .str("service", service)
+      .num("replica", replica)
+      .num("pid", pid)
+      .str("action", "SIGKILL to the worker's process group; the restart policy applies");
+}
+
+void ServiceLog::on_status(const std::string& service, int replica, const std::string& text) {
+  log_.event(LogLevel::info, "worker_status")
+      .str("service", service)
+      .num("replica", replica)
+      .str("text", text);
+}
+
 }  // namespace occasional::supervisor

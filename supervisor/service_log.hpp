@@ -17,6 +17,12 @@ class ServiceLog : public ServiceObserver {
   void on_stopping(const std::string& service, int replica, pid_t pid) override;
   void on_killed_at_grace(const std::string& service, int replica, pid_t pid) override;
   void on_idle(const std::string& service) override;
+  void on_ready(const std::string& service, int replica, WorkerLink* link) override;
+  void on_unready(const std::string& service, int replica) override;
+  void on_protocol_error(const std::string& service, int replica, const char* reason,
+                         const std::string& error) override;
+  void on_watchdog_timeout(const std::string& service, int replica, pid_t pid) override;
+  void on_status(const std::string& service, int replica, const std::string& text) override;
 
  private:
   const EventLog& log_;

@@ -48,7 +48,17 @@ std::vector<std::string> merged_environment(const std::vector<std::string>& over
     if (!by_key.contains(key)) order.push_back(key);
     by_key[key] = entry;
   };
-  for (char** e = environ; e && *e; ++e) put(*e);
+  // What the coordinator itself was given for socket activation and
+  // notification is not the worker's: the spec adds the worker's own.
+  static constexpr std::string_view kNotInherited[] = {"LISTEN_PID=", "LISTEN_FDS=",
+                                                       "LISTEN_FDNAMES=", "NOTIFY_SOCKET=",
+                                                       "WATCHDOG_USEC=", "WATCHDOG_PID="};
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view entry(*e);
+    bool skip = false;
+    for (auto prefix : kNotInherited) skip = skip || entry.starts_with(prefix);
+    if (!skip) put(*e);
+  }
   for (const auto& entry : overrides) put(entry);
   std::vector<std::string> out;
   out.reserve(order.size());
@@ -72,8 +82,20 @@ std::string path_of(const std::vector<std::string>& env) {
 
 // Runs in the cloned child, which shares the parent's memory until exec: only
 // async-signal-safe calls, no allocation, no writes to shared state.
+// Writes the decimal form of `value` at `out` (room for 11 bytes), NUL-terminated.
+void write_decimal(char* out, long value) {
+  char digits[12];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value > 0 && n < 11);
+  while (n > 0) *out++ = digits[--n];
+  *out = '\0';
+}
+
 [[noreturn]] void exec_child(const ProcessSpec& spec, const char* file, char* const* argv,
-                             char* const* envp, int report_fd, pid_t parent) {
+                             char* const* envp, int report_fd, pid_t parent, char* listen_pid) {
   if (::setpgid(0, 0) != 0) child_fail(report_fd, kSetpgid);
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd, kPdeathsig);
   // The parent may have died before PDEATHSIG was armed; then nobody watches us.
@@ -118,6 +140,7 @@ std::string path_of(const std::vector<std::string>& env) {
   if (::close_range(3 + npass, ~0U, CLOSE_RANGE_CLOEXEC) != 0) child_fail(report, kCloseRange);
 
   if (!spec.cwd.empty() && ::chdir(spec.cwd.c_str()) != 0) child_fail(report, kChdir);
+  if (listen_pid) write_decimal(listen_pid, ::getpid());
 
   sigset_t none;
   sigemptyset(&none);
@@ -133,11 +156,12 @@ struct ChildArgs {
   char* const* envp;
   int report_fd;
   pid_t parent;
+  char* listen_pid;  // the digits of "LISTEN_PID=..." in envp, or null
 };
 
 int child_entry(void* p) {
   auto* a = static_cast<ChildArgs*>(p);
-  exec_child(*a->spec, a->file, a->argv, a->envp, a->report_fd, a->parent);
+  exec_child(*a->spec, a->file, a->argv, a->envp, a->report_fd, a->parent, a->listen_pid);
 }
 
 // The child's stack while it shares our memory (CLONE_VM) until exec.
@@ -168,6 +192,7 @@ SpawnResult spawn_process(const ProcessSpec& spec) {
   }
   // Everything the child needs is built before fork: it may not allocate.
   std::vector<std::string> env = merged_environment(spec.env);
+  if (spec.set_listen_pid) env.push_back("LISTEN_PID=00000000000");
   std::vector<std::string> args = spec.argv;
   std::string file = find_executable(args[0], path_of(env));
   if (file.empty()) {
@@ -193,8 +218,9 @@ SpawnResult spawn_process(const ProcessSpec& spec) {
   // across the clone, no handler of ours runs in the child, which shares our
   // memory, before it resets dispositions.
   std::unique_ptr<char[]> stack(new char[kChildStack]);
-  ChildArgs child_args{&spec,       file.c_str(),       argv.data(),
-                       envp.data(), report_write.get(), ::getpid()};
+  char* listen_pid = spec.set_listen_pid ? env.back().data() + 11 : nullptr;
+  ChildArgs child_args{&spec,       file.c_str(),       argv.data(), envp.data(),
+                       report_write.get(), ::getpid(), listen_pid};
   sigset_t all, old;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);

@@ -26,9 +26,29 @@ void Supervisor::watch_guardian() {
 }
 
 Service& Supervisor::add_service(ServiceConfig config) {
+  if (config.mode == WorkerMode::listen_fds && !notify_) {
+    notify_ = std::make_unique<NotifySocket>(
+        io_, [this](pid_t pid, std::string_view a) { on_notify(pid, a); },
+        [this](const char* reason) {
+          ++notify_rejected_;
+          log_.event(LogLevel::warn, "notify_rejected").str("reason", reason);
+        });
+  }
   services_.push_back(std::make_unique<Service>(io_, std::move(config), reaper_, guardian_,
-                                                static_cast<ServiceObserver&>(*this)));
+                                                static_cast<ServiceObserver&>(*this),
+                                                notify_ ? notify_->address() : std::string()));
   return *services_.back();
+}
+
+void Supervisor::on_notify(pid_t pid, std::string_view assignment) {
+  auto it = by_pid_.find(pid);
+  if (it == by_pid_.end()) {
+    // As systemd's NotifyAccess=main: only a worker's main process speaks.
+    ++notify_rejected_;
+    log_.event(LogLevel::warn, "notify_rejected").str("reason", "unknown_sender").num("pid", pid);
+    return;
+  }
+  it->second.first->on_notify(it->second.second, assignment);
 }
 
 void Supervisor::start_all() {
@@ -62,9 +82,20 @@ Service* Supervisor::find(const std::string& name) {
 }
 
 void Supervisor::on_spawned(const std::string& service, int replica, pid_t pid) {
+  if (Service* s = find(service)) by_pid_[pid] = {s, replica};
   for (auto* o : observers_) o->on_spawned(service, replica, pid);
 }
+void Supervisor::on_ready(const std::string& service, int replica, WorkerLink* link) {
+  for (auto* o : observers_) o->on_ready(service, replica, link);
+}
+void Supervisor::on_unready(const std::string& service, int replica) {
+  for (auto* o : observers_) o->on_unready(service, replica);
+}
+void Supervisor::on_conn_closed(const std::string& service, int replica, uint64_t id) {
+  for (auto* o : observers_) o->on_conn_closed(service, replica, id);
+}
 void Supervisor::on_exited(const ExitRecord& record) {
+  by_pid_.erase(record.pid);
   for (auto* o : observers_) o->on_exited(record);
 }
 void Supervisor::on_restart_scheduled(const std::string& service, int replica, Duration delay) {
@@ -78,6 +109,16 @@ void Supervisor::on_stopping(const std::string& service, int replica, pid_t pid)
 }
 void Supervisor::on_killed_at_grace(const std::string& service, int replica, pid_t pid) {
   for (auto* o : observers_) o->on_killed_at_grace(service, replica, pid);
+}
+void Supervisor::on_protocol_error(const std::string& service, int replica, const char* reason,
+                                   const std::string& error) {
+  for (auto* o : observers_) o->on_protocol_error(service, replica, reason, error);
+}
+void Supervisor::on_watchdog_timeout(const std::string& service, int replica, pid_t pid) {
+  for (auto* o : observers_) o->on_watchdog_timeout(service, replica, pid);
+}
+void Supervisor::on_status(const std::string& service, int replica, const std::string& text) {
+  for (auto* o : observers_) o->on_status(service, replica, text);
 }
 void Supervisor::on_idle(const std::string& service) {
   for (auto* o : observers_) o->on_idle(service);

@@ -4,19 +4,22 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "supervisor/child_reaper.hpp"
 #include "supervisor/event_log.hpp"
 #include "supervisor/guardian.hpp"
+#include "supervisor/notify_socket.hpp"
 #include "supervisor/service.hpp"
 #include "supervisor/service_observer.hpp"
 
 namespace occasional::supervisor {
 
-// All services of one coordinator, the reaper of their processes and the
-// guardian that outlives a killed coordinator. Fans service events out to
-// observers (event log, metrics, tests).
+// All services of one coordinator, the reaper of their processes, the
+// guardian that outlives a killed coordinator, and the NOTIFY_SOCKET of
+// listen_fds workers. Fans service events out to observers (event log,
+// balancer, metrics, tests).
 class Supervisor : private ServiceObserver {
  public:
   // Forks the guardian: construct while the process has one thread.
@@ -38,25 +41,39 @@ class Supervisor : private ServiceObserver {
   Service* find(const std::string& name);
   const std::vector<std::unique_ptr<Service>>& services() const { return services_; }
   const ChildReaper& reaper() const { return reaper_; }
+  // NOTIFY_SOCKET datagrams rejected so far (no credentials, unknown sender, too large).
+  uint64_t notify_rejected() const { return notify_rejected_; }
 
  private:
   void watch_guardian();
+  void on_notify(pid_t pid, std::string_view assignment);
 
   void on_spawned(const std::string& service, int replica, pid_t pid) override;
+  void on_ready(const std::string& service, int replica, WorkerLink* link) override;
+  void on_unready(const std::string& service, int replica) override;
+  void on_conn_closed(const std::string& service, int replica, uint64_t id) override;
   void on_exited(const ExitRecord& record) override;
   void on_restart_scheduled(const std::string& service, int replica, Duration delay) override;
   void on_service_failed(const std::string& service, int restarts, Duration window) override;
   void on_stopping(const std::string& service, int replica, pid_t pid) override;
   void on_killed_at_grace(const std::string& service, int replica, pid_t pid) override;
+  void on_protocol_error(const std::string& service, int replica, const char* reason,
+                         const std::string& error) override;
+  void on_watchdog_timeout(const std::string& service, int replica, pid_t pid) override;
+  void on_status(const std::string& service, int replica, const std::string& text) override;
   void on_idle(const std::string& service) override;
 
   boost::asio::io_context& io_;
   const EventLog& log_;
   Guardian guardian_;
   ChildReaper reaper_;
+  std::unique_ptr<NotifySocket> notify_;
   std::vector<std::unique_ptr<Service>> services_;
+  // Which service and replica each live worker pid is, for NOTIFY_SOCKET senders.
+  std::unordered_map<pid_t, std::pair<Service*, int>> by_pid_;
   std::vector<ServiceObserver*> observers_;
   std::function<void()> on_all_idle_;
+  uint64_t notify_rejected_ = 0;
 };
 
 }  // namespace occasional::supervisor

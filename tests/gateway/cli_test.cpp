@@ -16,19 +16,19 @@ TEST(CliTest, RunWithOptionsAndCommand) {
   Command c = parse({"run", "--replicas", "4", "--restart", "on-failure", "--grace", "1.5",
                      "--backoff-initial", "0", "--", "./worker", "--port", "1"});
   ASSERT_EQ(c.kind, Command::Kind::run);
-  EXPECT_EQ(c.run.service.replicas, 4);
-  EXPECT_EQ(c.run.service.restart.mode, supervisor::RestartMode::on_failure);
-  EXPECT_EQ(c.run.service.grace, 1500ms);
-  EXPECT_EQ(c.run.service.restart.backoff_initial, 0ms);
-  EXPECT_EQ(c.run.service.process.argv, (std::vector<std::string>{"./worker", "--port", "1"}));
-  EXPECT_EQ(c.run.service.name, "worker");
-  EXPECT_EQ(c.run.log_format, supervisor::LogFormat::json);
+  EXPECT_EQ(c.config.services.at(0).service.replicas, 4);
+  EXPECT_EQ(c.config.services.at(0).service.restart.mode, supervisor::RestartMode::on_failure);
+  EXPECT_EQ(c.config.services.at(0).service.grace, 1500ms);
+  EXPECT_EQ(c.config.services.at(0).service.restart.backoff_initial, 0ms);
+  EXPECT_EQ(c.config.services.at(0).service.process.argv, (std::vector<std::string>{"./worker", "--port", "1"}));
+  EXPECT_EQ(c.config.services.at(0).service.name, "worker");
+  EXPECT_EQ(c.config.log_format, supervisor::LogFormat::json);
 }
 
 TEST(CliTest, TerminalDefaultsToText) {
   Command c = parse_command_line({"occasional", "run", "true"}, true);
-  EXPECT_EQ(c.run.log_format, supervisor::LogFormat::text);
-  EXPECT_EQ(c.run.service.process.argv, (std::vector<std::string>{"true"}));
+  EXPECT_EQ(c.config.log_format, supervisor::LogFormat::text);
+  EXPECT_EQ(c.config.services.at(0).service.process.argv, (std::vector<std::string>{"true"}));
 }
 
 TEST(CliTest, ErrorsNameTheOptionAndTheValue) {
@@ -45,7 +45,12 @@ TEST(CliTest, ErrorsNameTheOptionAndTheValue) {
            {{"run", "--grace", "-1", "x"}, "--grace: expected a number of seconds >= 0, got '-1'"},
            {{"run", "--bogus", "x"}, "unknown option '--bogus' (see occasional --help)"},
            {{"run", "--"}, "missing command to run: occasional run [OPTIONS] -- COMMAND [ARGS...]"},
-           {{"jump"}, "unknown command 'jump': expected 'run'"},
+           {{"jump"}, "unknown command 'jump': expected run or check"},
+           {{"run", "--mode", "handoff", "x"}, "--mode handoff needs --listen ADDR"},
+           {{"run", "--listen", "8080", "x"},
+            "--listen: listen address '8080' has no port: write it as 127.0.0.1:8080, [::1]:8080 or :8080"},
+           {{"run", "--listen", "localhost:80", "x"},
+            "--listen: listen address 'localhost:80': 'localhost' is not a numeric IPv4 address (IPv6 goes in brackets: [::1]:8080)"},
            {{"run", "--backoff-initial", "5", "--backoff-max", "1", "x"},
             "--backoff-max must be >= --backoff-initial"},
            {{"run", "--log-format", "xml", "x"}, "--log-format: expected json or text, got 'xml'"},
@@ -63,6 +68,36 @@ TEST(CliTest, HelpAndVersion) {
   EXPECT_EQ(parse({"--help"}).kind, Command::Kind::help);
   EXPECT_EQ(parse({"run", "-h"}).kind, Command::Kind::help);
   EXPECT_EQ(parse({"--version"}).kind, Command::Kind::version);
+}
+
+}  // namespace
+}  // namespace occasional::gateway
+
+namespace occasional::gateway {
+namespace {
+
+TEST(CliTest, ListenMakesAHandoffServiceBehindADefaultRoute) {
+  Command c = parse({"run", "--listen", "127.0.0.1:0", "--replicas", "2", "--", "./w"});
+  ASSERT_EQ(c.config.listeners.size(), 1u);
+  EXPECT_EQ(c.config.listeners[0].address.host, "127.0.0.1");
+  EXPECT_EQ(c.config.listeners[0].address.port, 0);
+  ASSERT_EQ(c.config.listeners[0].routes.size(), 1u);
+  EXPECT_EQ(c.config.listeners[0].routes[0].kind, RouteKind::default_route);
+  EXPECT_EQ(c.config.listeners[0].routes[0].service, "w");
+  EXPECT_EQ(c.config.services.at(0).service.mode, supervisor::WorkerMode::handoff);
+}
+
+TEST(CliTest, ListenFdsSharesTheListenerWithoutRoutes) {
+  Command c = parse({"run", "--listen", "[::1]:9000", "--mode", "listen_fds", "--", "./w"});
+  EXPECT_TRUE(c.config.listeners[0].address.v6);
+  EXPECT_TRUE(c.config.listeners[0].routes.empty());
+  EXPECT_EQ(c.config.services.at(0).listener, "main");
+}
+
+TEST(CliTest, NoListenIsPlain) {
+  Command c = parse({"run", "--", "sleep", "1"});
+  EXPECT_TRUE(c.config.listeners.empty());
+  EXPECT_EQ(c.config.services.at(0).service.mode, supervisor::WorkerMode::plain);
 }
 
 }  // namespace

@@ -32,8 +32,13 @@ asio::awaitable<void> echo(Worker& worker, Connection c) {
 
 asio::awaitable<void> serve(Worker& worker) {
   worker.ready();
-  while (auto c = co_await worker.next())
+  for (;;) {
+    // Not "while (auto c = co_await ...)": GCC 12 destroys such a
+    // condition variable too early (a use-after-free under ASan).
+    auto c = co_await worker.next();
+    if (!c) break;
     asio::co_spawn(co_await asio::this_coro::executor, echo(worker, std::move(*c)), asio::detached);
+  }
 }
 
 int main(int argc, char** argv) {

@@ -66,7 +66,11 @@ asio::awaitable<void> serve_http(Worker& worker, Connection c, std::string name)
 
 asio::awaitable<void> accept_loop(Worker& worker, std::string name) {
   worker.ready();
-  while (auto c = co_await worker.next()) {
+  for (;;) {
+    // Not "while (auto c = co_await ...)": GCC 12 destroys such a condition
+    // variable too early (a use-after-free under ASan).
+    auto c = co_await worker.next();
+    if (!c) break;
     std::string service = c->header.service.empty() ? name : c->header.service;
     asio::co_spawn(co_await asio::this_coro::executor, serve_http(worker, std::move(*c), service),
                    asio::detached);

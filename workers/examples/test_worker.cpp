@@ -71,9 +71,14 @@ asio::awaitable<void> run(Worker& worker, const occasional::examples::WorkerArgs
     co_await t.async_wait(asio::use_awaitable);
   }
   if (!args.has("--not-ready")) worker.ready();
-  while (auto c = co_await worker.next())
+  for (;;) {
+    // Not "while (auto c = co_await ...)": GCC 12 destroys such a
+    // condition variable too early (a use-after-free under ASan).
+    auto c = co_await worker.next();
+    if (!c) break;
     asio::co_spawn(co_await asio::this_coro::executor, handle(worker, std::move(*c)),
                    asio::detached);
+  }
 }
 
 }  // namespace

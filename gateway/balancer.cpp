@@ -1,0 +1,137 @@
+#include "gateway/balancer.hpp"
+
+#include <cerrno>
+#include <limits>
+
+namespace occasional::gateway {
+
+using supervisor::LogLevel;
+
+Balancer::Balancer(boost::asio::io_context& io, std::string service, BalancerConfig config,
+                   GatewayStats& stats, const supervisor::EventLog& log)
+    : io_(io),
+      service_(std::move(service)),
+      config_(config),
+      stats_(stats),
+      log_(log),
+      queue_timer_(io) {}
+
+void Balancer::add(int replica, supervisor::WorkerLink* link) {
+  remove(replica);
+  backends_.push_back({replica, link, 0, 0});
+  drain_queue();
+}
+
+void Balancer::remove(int replica) {
+  for (size_t i = 0; i < backends_.size(); ++i)
+    if (backends_[i].replica == replica) {
+      backends_.erase(backends_.begin() + static_cast<long>(i));
+      return;
+    }
+}
+
+void Balancer::on_closed(int replica) {
+  for (Backend& b : backends_)
+    if (b.replica == replica && b.outstanding > 0) --b.outstanding;
+  drain_queue();
+}
+
+uint32_t Balancer::outstanding(int replica) const {
+  for (const Backend& b : backends_)
+    if (b.replica == replica) return b.outstanding;
+  return 0;
+}
+
+void Balancer::dispatch(UniqueFd fd, workers::ConnHeader header) {
+  // Queued connections keep their order: a new one waits behind them.
+  if (queue_.empty() && hand_off(fd, header)) return;
+  if (queue_.size() >= config_.queue_max) {
+    stats_.reject("queue_full");
+    return;  // fd closes here
+  }
+  queue_.push_back({std::move(fd), std::move(header),
+                    std::chrono::steady_clock::now() + config_.queue_timeout});
+  ++stats_.pending;
+  arm_queue_timer();
+}
+
+bool Balancer::hand_off(UniqueFd& fd, const workers::ConnHeader& header) {
+  std::string message;
+  const size_t n = backends_.size();
+  // At most one try per worker per connection: a worker whose socket is
+  // full is skipped. Marks are generations, so nothing is reset or allocated.
+  const uint64_t generation = ++attempt_;
+  for (size_t tries = 0; tries < n; ++tries) {
+    size_t best = n;
+    uint32_t least = std::numeric_limits<uint32_t>::max();
+    for (size_t k = 0; k < n; ++k) {
+      size_t i = (next_ + k) % n;
+      const Backend& b = backends_[i];
+      if (b.tried == generation) continue;
+      if (config_.max_connections && b.outstanding >= config_.max_connections) continue;
+      if (b.outstanding < least) {
+        least = b.outstanding;
+        best = i;
+      }
+    }
+    if (best == n) return false;
+    Backend& b = backends_[best];
+    b.tried = generation;
+    if (message.empty()) message = workers::encode_conn(header);
+    std::error_code ec = b.link->send(message, fd.get());
+    if (!ec) {
+      ++b.outstanding;
+      next_ = (best + 1) % n;
+      ++stats_.handed_off;
+      fd.reset();  // the worker has its own copy now
+      return true;
+    }
+    const bool busy = ec == std::errc::resource_unavailable_try_again;
+    ++stats_.handoff_retries[busy ? "worker_busy" : "worker_gone"];
+    log_.event(LogLevel::warn, "handoff_failed")
+        .str("service", service_)
+        .num("replica", b.replica)
+        .str("error", ec.message())
+        .str("action", "trying another worker");
+  }
+  return false;
+}
+
+void Balancer::drain_queue() {
+  while (!queue_.empty()) {
+    Pending& p = queue_.front();
+    if (!hand_off(p.fd, p.header)) break;
+    queue_.pop_front();
+    --stats_.pending;
+  }
+}
+
+void Balancer::arm_queue_timer() {
+  if (timer_armed_ || queue_.empty()) return;
+  timer_armed_ = true;
+  queue_timer_.expires_at(queue_.front().deadline);
+  queue_timer_.async_wait([this](const boost::system::error_code& ec) {
+    timer_armed_ = false;
+    if (!ec) expire_queue();
+  });
+}
+
+void Balancer::expire_queue() {
+  const auto now = std::chrono::steady_clock::now();
+  while (!queue_.empty() && queue_.front().deadline <= now) {
+    queue_.pop_front();
+    --stats_.pending;
+    stats_.reject("queue_timeout");
+  }
+  arm_queue_timer();
+}
+
+void Balancer::close_queue() {
+  while (!queue_.empty()) {
+    queue_.pop_front();
+    --stats_.pending;
+    stats_.reject("shutdown");
+  }
+}
+
+}  // namespace occasional::gateway

@@ -1,0 +1,44 @@
+#include "gateway/config.hpp"
+
+#include <set>
+
+namespace occasional::gateway {
+
+void validate(const Config& config) {
+  std::set<std::string> services, listeners;
+  for (const auto& s : config.services)
+    if (!services.insert(s.service.name).second)
+      throw ConfigError("service '" + s.service.name + "' is defined twice");
+  for (const auto& l : config.listeners) {
+    if (!listeners.insert(l.name).second)
+      throw ConfigError("listener '" + l.name + "' is defined twice");
+    bool shared = false;
+    for (const auto& s : config.services)
+      shared = shared || (s.service.mode == supervisor::WorkerMode::listen_fds && s.listener == l.name);
+    if (shared && !l.routes.empty())
+      throw ConfigError("listener '" + l.name + "' is shared with a listen_fds service, which " +
+                        "accepts on it itself: it can have no routes");
+    if (!shared && l.routes.empty())
+      throw ConfigError("listener '" + l.name + "' has no routes: add at least a default route");
+    for (const auto& r : l.routes) {
+      if (!services.contains(r.service))
+        throw ConfigError("listener '" + l.name + "': route to unknown service '" + r.service + "'");
+      for (const auto& s : config.services)
+        if (s.service.name == r.service && s.service.mode != supervisor::WorkerMode::handoff)
+          throw ConfigError("listener '" + l.name + "': route to service '" + r.service +
+                            "', whose mode is " + supervisor::worker_mode_name(s.service.mode) +
+                            "; only handoff services take routed connections");
+    }
+    try {
+      RouteTable table(l.routes);
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError("listener '" + l.name + "': " + e.what());
+    }
+  }
+  for (const auto& s : config.services)
+    if (s.service.mode == supervisor::WorkerMode::listen_fds && !listeners.contains(s.listener))
+      throw ConfigError("service '" + s.service.name + "' (mode listen_fds) needs \"listener\" " +
+                        "to name one of the listeners");
+}
+
+}  // namespace occasional::gateway

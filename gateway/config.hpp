@@ -1,0 +1,44 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "gateway/balancer.hpp"
+#include "gateway/listener.hpp"
+#include "gateway/route_table.hpp"
+#include "gateway/router.hpp"
+#include "supervisor/event_log.hpp"
+#include "supervisor/service.hpp"
+
+namespace occasional::gateway {
+
+struct ListenerConfig {
+  std::string name;
+  ListenAddress address;
+  std::vector<Route> routes;
+  PeekLimits peek;
+};
+
+struct ServiceEntry {
+  supervisor::ServiceConfig service;  // listen_fd is filled in at startup
+  BalancerConfig balancer;            // handoff mode
+  std::string listener;               // listen_fds mode: the listener it shares
+};
+
+// Everything `occasional run` needs, from a file or from quick-mode flags.
+struct Config {
+  std::vector<ListenerConfig> listeners;
+  std::vector<ServiceEntry> services;
+  supervisor::LogFormat log_format = supervisor::LogFormat::json;
+};
+
+// Checks what a parser cannot: every route names a known service, a
+// listen_fds service names a listener, names are unique, a listener has at
+// most one peek kind. Throws ConfigError.
+void validate(const Config& config);
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace occasional::gateway

@@ -1,0 +1,16 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "gateway/config.hpp"
+
+namespace occasional::gateway {
+
+// Reads a JSON configuration (docs/configuration.md). Every error is a
+// ConfigError whose message is one line: "FILE:LINE:COL: $.json.path: what
+// was wrong and what was expected". Unknown keys are errors.
+Config load_config_file(const std::string& path);
+Config parse_config(std::string_view json, const std::string& origin);
+
+}  // namespace occasional::gateway

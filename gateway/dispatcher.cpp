@@ -1,0 +1,44 @@
+#include "gateway/dispatcher.hpp"
+
+namespace occasional::gateway {
+
+void Dispatcher::add_service(boost::asio::io_context& io, const std::string& service,
+                             BalancerConfig config, const supervisor::EventLog& log) {
+  balancers_[service] = std::make_unique<Balancer>(io, service, config, stats_, log);
+}
+
+Balancer* Dispatcher::find(const std::string& service) {
+  auto it = balancers_.find(service);
+  return it == balancers_.end() ? nullptr : it->second.get();
+}
+
+void Dispatcher::dispatch(const std::string& service, UniqueFd fd, workers::ConnHeader header) {
+  Balancer* b = find(service);
+  if (!b) {
+    stats_.reject("no_service");
+    return;
+  }
+  b->dispatch(std::move(fd), std::move(header));
+}
+
+void Dispatcher::close_queues() {
+  for (auto& [name, b] : balancers_) b->close_queue();
+}
+
+void Dispatcher::on_ready(const std::string& service, int replica, supervisor::WorkerLink* link) {
+  if (Balancer* b = find(service); b && link) b->add(replica, link);
+}
+
+void Dispatcher::on_unready(const std::string& service, int replica) {
+  if (Balancer* b = find(service)) b->remove(replica);
+}
+
+void Dispatcher::on_conn_closed(const std::string& service, int replica, uint64_t) {
+  if (Balancer* b = find(service)) b->on_closed(replica);
+}
+
+void Dispatcher::on_exited(const supervisor::ExitRecord& record) {
+  if (Balancer* b = find(record.service)) b->remove(record.replica);
+}
+
+}  // namespace occasional::gateway

@@ -1,0 +1,36 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "gateway/balancer.hpp"
+#include "gateway/gateway_stats.hpp"
+#include "supervisor/service_observer.hpp"
+
+namespace occasional::gateway {
+
+// Routes a connection to its service's Balancer and keeps each Balancer's
+// set of ready workers in step with the supervisor's reports.
+class Dispatcher : public supervisor::ServiceObserver {
+ public:
+  Dispatcher(GatewayStats& stats) : stats_(stats) {}
+
+  void add_service(boost::asio::io_context& io, const std::string& service, BalancerConfig config,
+                   const supervisor::EventLog& log);
+  void dispatch(const std::string& service, UniqueFd fd, workers::ConnHeader header);
+  void close_queues();
+  Balancer* find(const std::string& service);
+
+  void on_ready(const std::string& service, int replica, supervisor::WorkerLink* link) override;
+  void on_unready(const std::string& service, int replica) override;
+  void on_conn_closed(const std::string& service, int replica, uint64_t id) override;
+  void on_exited(const supervisor::ExitRecord& record) override;
+
+ private:
+  GatewayStats& stats_;
+  std::map<std::string, std::unique_ptr<Balancer>, std::less<>> balancers_;
+};
+
+}  // namespace occasional::gateway

@@ -1,0 +1,53 @@
+#include "gateway/gateway.hpp"
+
+namespace occasional::gateway {
+
+Gateway::Gateway(boost::asio::io_context& io, const Config& config,
+                 const supervisor::EventLog& log)
+    : log_(log), dispatcher_(stats_) {
+  for (const ServiceEntry& s : config.services)
+    if (s.service.mode == supervisor::WorkerMode::handoff)
+      dispatcher_.add_service(io, s.service.name, s.balancer, log);
+  for (const ListenerConfig& l : config.listeners) {
+    Port port;
+    port.listener = std::make_unique<Listener>(io, l.name, l.address, stats_, log);
+    if (!l.routes.empty())
+      port.router = std::make_unique<Router>(io, RouteTable(l.routes), l.peek, dispatcher_, stats_);
+    log.event(supervisor::LogLevel::info, "listening")
+        .str("listener", l.name)
+        .str("address", l.address.text)
+        .num("port", port.listener->port())
+        .str("accepts", port.router ? "coordinator" : "listen_fds workers");
+    ports_.push_back(std::move(port));
+  }
+}
+
+int Gateway::listener_fd(const std::string& name) {
+  for (Port& p : ports_)
+    if (p.listener->name() == name) return p.listener->fd();
+  return -1;
+}
+
+void Gateway::start() {
+  for (Port& p : ports_) {
+    if (!p.router) continue;
+    Router* router = p.router.get();
+    p.listener->start([router](UniqueFd fd, workers::ConnHeader header) {
+      router->route(std::move(fd), std::move(header));
+    });
+  }
+}
+
+void Gateway::stop() {
+  for (Port& p : ports_) {
+    if (!p.router) continue;
+    p.listener->stop();
+    p.router->close_all();
+  }
+  dispatcher_.close_queues();
+  log_.event(supervisor::LogLevel::info, "gateway_stopped")
+      .num("accepted", static_cast<int64_t>(stats_.accepted))
+      .num("handed_off", static_cast<int64_t>(stats_.handed_off));
+}
+
+}  // namespace occasional::gateway

@@ -1,0 +1,44 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gateway/config.hpp"
+#include "gateway/dispatcher.hpp"
+#include "gateway/gateway_stats.hpp"
+#include "gateway/listener.hpp"
+#include "gateway/router.hpp"
+#include "supervisor/event_log.hpp"
+
+namespace occasional::gateway {
+
+// The data plane: the listeners, each with its Router, feeding one
+// Dispatcher. Binds every listener at construction (startup: throws).
+class Gateway {
+ public:
+  Gateway(boost::asio::io_context& io, const Config& config, const supervisor::EventLog& log);
+
+  Dispatcher& dispatcher() { return dispatcher_; }
+  GatewayStats& stats() { return stats_; }
+  // The listening fd of a listener (for listen_fds services), or -1.
+  int listener_fd(const std::string& name);
+  // Starts accepting on every listener that has routes.
+  void start();
+  // Stops accepting; closes connections still being routed or queued.
+  void stop();
+
+ private:
+  struct Port {
+    std::unique_ptr<Listener> listener;
+    std::unique_ptr<Router> router;  // null for a listener shared with listen_fds workers
+  };
+
+  const supervisor::EventLog& log_;
+  GatewayStats stats_;
+  Dispatcher dispatcher_;
+  std::vector<Port> ports_;
+};
+
+}  // namespace occasional::gateway

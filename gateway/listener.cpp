@@ -1,0 +1,211 @@
+#include "gateway/listener.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <stdexcept>
+
+#include <boost/asio/post.hpp>
+
+namespace occasional::gateway {
+
+using supervisor::LogLevel;
+
+ListenAddress parse_listen_address(const std::string& text) {
+  ListenAddress a;
+  a.text = text;
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos)
+    throw std::invalid_argument("listen address '" + text +
+                                "' has no port: write it as 127.0.0.1:8080, [::1]:8080 or :8080");
+  std::string host = text.substr(0, colon);
+  std::string port = text.substr(colon + 1);
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
+    throw std::invalid_argument("listen address '" + text + "': port '" + port +
+                                "' is not a number from 0 to 65535");
+  a.port = static_cast<uint16_t>(value);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    a.v6 = true;
+    host = host.substr(1, host.size() - 2);
+  } else if (host.empty()) {
+    host = "0.0.0.0";
+  }
+  unsigned char buf[sizeof(in6_addr)];
+  if (::inet_pton(a.v6 ? AF_INET6 : AF_INET, host.c_str(), buf) != 1)
+    throw std::invalid_argument("listen address '" + text + "': '" + host + "' is not a numeric " +
+                                (a.v6 ? "IPv6" : "IPv4") + " address" +
+                                (a.v6 ? "" : " (IPv6 goes in brackets: [::1]:8080)"));
+  a.host = host;
+  return a;
+}
+
+namespace {
+
+int64_t monotonic_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+std::string sockaddr_text(const sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    return std::string("[") + host + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+  ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+  return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
+}
+
+int bind_listener(const ListenAddress& a, uint16_t& bound_port) {
+  const int family = a.v6 ? AF_INET6 : AF_INET;
+  UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd)
+    throw std::runtime_error("socket() failed for listener " + a.text + ": " + std::strerror(errno));
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (a.v6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (a.v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(a.port);
+    ::inet_pton(AF_INET6, a.host.c_str(), &s6->sin6_addr);
+    len = sizeof(sockaddr_in6);
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(a.port);
+    ::inet_pton(AF_INET, a.host.c_str(), &s4->sin_addr);
+    len = sizeof(sockaddr_in);
+  }
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+    throw std::runtime_error("bind() failed for listener " + a.text + ": " + std::strerror(errno) +
+                             (errno == EADDRINUSE ? " (another process has this port)" : ""));
+  if (::listen(fd.get(), 4096) != 0)
+    throw std::runtime_error("listen() failed for listener " + a.text + ": " +
+                             std::strerror(errno));
+  socklen_t blen = sizeof ss;
+  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &blen);
+  bound_port = ntohs(a.v6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                          : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return fd.release();
+}
+
+// Connection ids are unique across listeners: workers report them back.
+uint64_t next_connection_id = 1;
+
+bool wildcard(const ListenAddress& a) { return a.host == "0.0.0.0" || a.host == "::"; }
+
+}  // namespace
+
+Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
+                   GatewayStats& stats, const supervisor::EventLog& log)
+    : io_(io),
+      name_(std::move(name)),
+      socket_(io),
+      pause_timer_(io),
+      stats_(stats),
+      log_(log) {
+  socket_.assign(bind_listener(address, port_));
+  if (!wildcard(address))
+    local_text_ = (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);
+}
+
+void Listener::start(Accepted on_accepted) {
+  on_accepted_ = std::move(on_accepted);
+  stopped_ = false;
+  wait();
+}
+
+void Listener::stop() {
+  stopped_ = true;
+  boost::system::error_code ec;
+  socket_.cancel(ec);
+  pause_timer_.cancel();
+}
+
+void Listener::wait() {
+  socket_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                     [this](const boost::system::error_code& ec) {
+                       if (!ec && !stopped_) accept_ready();
+                     });
+}
+
+void Listener::accept_ready() {
+  // A bounded batch per wake-up keeps other work on the loop going under a flood.
+  for (int batch = 0; batch < 256; ++batch) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    int fd = ::accept4(socket_.native_handle(), reinterpret_cast<sockaddr*>(&peer), &len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      switch (errno) {
+        case EAGAIN:
+#if EAGAIN != EWOULDBLOCK
+        case EWOULDBLOCK:
+#endif
+          pause_ = std::chrono::milliseconds(0);
+          return wait();
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+          continue;
+        case EMFILE: ++stats_.accept_errors["emfile"]; return pause();
+        case ENFILE: ++stats_.accept_errors["enfile"]; return pause();
+        case ENOBUFS: ++stats_.accept_errors["enobufs"]; return pause();
+        case ENOMEM: ++stats_.accept_errors["enomem"]; return pause();
+        default: ++stats_.accept_errors["other"]; return pause();
+      }
+    }
+    pause_ = std::chrono::milliseconds(0);
+    ++stats_.accepted;
+    workers::ConnHeader h;
+    h.id = next_connection_id++;
+    h.accepted_at_ns = monotonic_ns();
+    h.listener = name_;
+    h.peer = sockaddr_text(peer);
+    if (local_text_.empty()) {
+      sockaddr_storage local{};
+      socklen_t llen = sizeof local;
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);
+      h.local = sockaddr_text(local);
+    } else {
+      h.local = local_text_;
+    }
+    on_accepted_(UniqueFd(fd), std::move(h));
+  }
+  // Batch used up: yield to the loop, then go on.
+  boost::asio::post(io_, [this] {
+    if (!stopped_) accept_ready();
+  });
+}
+
+void Listener::pause() {
+  // Out of fds or memory: accepting again at once would fail again at once.
+  // The pending connections wait in the kernel's backlog meanwhile.
+  const int err = errno;
+  pause_ = pause_.count() == 0 ? std::chrono::milliseconds(10)
+                               : std::min(pause_ * 2, std::chrono::milliseconds(1000));
+  log_.event(LogLevel::error, "accept_failed")
+      .str("listener", name_)
+      .str("error", std::strerror(err))
+      .num("pause_ms", pause_.count());
+  pause_timer_.expires_after(pause_);
+  pause_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec && !stopped_) accept_ready();
+  });
+}
+
+}  // namespace occasional::gateway

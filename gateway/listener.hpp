@@ -1,0 +1,65 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "gateway/gateway_stats.hpp"
+#include "supervisor/event_log.hpp"
+#include "workers/protocol.hpp"
+#include "workers/unique_fd.hpp"
+
+namespace occasional::gateway {
+
+// "127.0.0.1:8080", "[::1]:8080", ":8080" (all IPv4 addresses), "[::]:8080".
+struct ListenAddress {
+  std::string text;
+  bool v6 = false;
+  std::string host;  // numeric
+  uint16_t port = 0;
+};
+// Throws std::invalid_argument with a message for a person.
+ListenAddress parse_listen_address(const std::string& text);
+
+// One listening socket. Binds at construction (startup: throws on failure).
+// The accept loop only accepts and hands each connection on: accept4 until
+// EAGAIN on each wake-up; out of fds (EMFILE/ENFILE) or memory pauses
+// accepting with a growing delay instead of spinning, counted by reason.
+class Listener {
+ public:
+  using Accepted = std::function<void(UniqueFd fd, workers::ConnHeader header)>;
+
+  Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
+           GatewayStats& stats, const supervisor::EventLog& log);
+
+  const std::string& name() const { return name_; }
+  int fd() { return socket_.native_handle(); }
+  // The bound port (the configured one, or the kernel's pick for port 0).
+  uint16_t port() const { return port_; }
+  void start(Accepted on_accepted);
+  // Stops accepting; the socket stays open (listen_fds workers may share it).
+  void stop();
+
+ private:
+  void wait();
+  void accept_ready();
+  void pause();
+
+  boost::asio::io_context& io_;
+  std::string name_;
+  boost::asio::posix::stream_descriptor socket_;
+  boost::asio::steady_timer pause_timer_;
+  std::chrono::milliseconds pause_{0};
+  GatewayStats& stats_;
+  const supervisor::EventLog& log_;
+  Accepted on_accepted_;
+  std::string local_text_;  // empty when bound to a wildcard address
+  uint16_t port_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace occasional::gateway

@@ -1,0 +1,110 @@
+#include "gateway/router.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace occasional::gateway {
+
+Router::Router(boost::asio::io_context& io, RouteTable table, PeekLimits limits,
+               Dispatcher& dispatcher, GatewayStats& stats)
+    : io_(io), table_(std::move(table)), limits_(limits), dispatcher_(dispatcher), stats_(stats) {
+  buffer_.resize(limits_.max_bytes);
+}
+
+void Router::route(UniqueFd fd, workers::ConnHeader header) {
+  if (!table_.needs_peek()) {
+    const Route* r = table_.default_route();
+    if (!r) {
+      stats_.reject("no_route");
+      return;
+    }
+    header.service = r->service;
+    header.route = "default";
+    dispatcher_.dispatch(r->service, std::move(fd), std::move(header));
+    return;
+  }
+  const uint64_t id = header.id;
+  auto peek = std::make_unique<Peek>(io_, fd.release());
+  peek->header = std::move(header);
+  peek->timer.expires_after(limits_.timeout);
+  peek->timer.async_wait([this, id](const boost::system::error_code& ec) {
+    if (!ec && peeking_.contains(id)) reject(id, "peek_timeout");
+  });
+  peeking_.emplace(id, std::move(peek));
+  stats_.peeking = peeking_.size();
+  // Clients usually send right after connecting; the bytes may not be here yet.
+  wait(id);
+}
+
+void Router::wait(uint64_t id) {
+  peeking_.at(id)->socket.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                                     [this, id](const boost::system::error_code& ec) {
+                                       if (!ec && peeking_.contains(id)) try_peek(id);
+                                     });
+}
+
+void Router::try_peek(uint64_t id) {
+  Peek& p = *peeking_.at(id);
+  const int fd = p.socket.native_handle();
+  ssize_t n;
+  do {
+    n = ::recv(fd, buffer_.data(), buffer_.size(), MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0) return reject(id, "closed_before_route");
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return wait(id);
+    return reject(id, "peek_error");
+  }
+  RouteDecision d = table_.decide(std::string_view(buffer_.data(), static_cast<size_t>(n)));
+  switch (d.status) {
+    case PeekStatus::complete: return finish(id, d);
+    case PeekStatus::invalid: return reject(id, d.reject_reason);
+    case PeekStatus::need_more: break;
+  }
+  if (static_cast<size_t>(n) >= limits_.max_bytes) return reject(id, "too_large");
+  p.seen = static_cast<size_t>(n);
+  int lowat = static_cast<int>(p.seen + 1);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+  wait(id);
+}
+
+void Router::finish(uint64_t id, const RouteDecision& d) {
+  auto node = peeking_.extract(id);
+  stats_.peeking = peeking_.size();
+  Peek& p = *node.mapped();
+  p.timer.cancel();
+  const int fd = p.socket.native_handle();
+  if (p.seen > 0) {
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+  }
+  if (d.consume > 0) {
+    // The preface line is in the buffer already (it was peeked): this read
+    // takes exactly it and nothing after.
+    ssize_t n = ::recv(fd, buffer_.data(), d.consume, MSG_DONTWAIT);
+    if (n != static_cast<ssize_t>(d.consume)) {
+      stats_.reject("peek_error");
+      return;
+    }
+  }
+  p.header.service = d.route->service;
+  p.header.route = route_kind_name(d.route->kind);
+  UniqueFd owned(p.socket.release());
+  dispatcher_.dispatch(d.route->service, std::move(owned), std::move(p.header));
+}
+
+void Router::reject(uint64_t id, const char* reason) {
+  // Destroying the Peek closes the socket and cancels its waits.
+  peeking_.erase(id);
+  stats_.peeking = peeking_.size();
+  stats_.reject(reason);
+}
+
+void Router::close_all() {
+  for (size_t n = peeking_.size(); n > 0; --n) stats_.reject("shutdown");
+  peeking_.clear();
+  stats_.peeking = 0;
+}
+
+}  // namespace occasional::gateway

@@ -1,0 +1,64 @@
+#include "supervisor/worker_link.hpp"
+
+#include "workers/control_channel.hpp"
+
+namespace occasional::supervisor {
+
+WorkerLink::WorkerLink(boost::asio::io_context& io, UniqueFd socket, Handlers handlers)
+    : socket_(io, socket.release()), handlers_(std::move(handlers)) {
+  wait();
+}
+
+WorkerLink::~WorkerLink() { close(); }
+
+void WorkerLink::close() {
+  closed_ = true;
+  boost::system::error_code ec;
+  socket_.close(ec);
+}
+
+std::error_code WorkerLink::send(std::string_view message, int fd) {
+  if (closed_) return std::make_error_code(std::errc::not_connected);
+  return workers::send_datagram(socket_.native_handle(), message, fd);
+}
+
+void WorkerLink::wait() {
+  socket_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                     [this](const boost::system::error_code& ec) {
+                       if (ec || closed_) return;
+                       read_all();
+                     });
+}
+
+void WorkerLink::read_all(bool rearm) {
+  for (;;) {
+    workers::Received r = workers::receive_datagram(socket_.native_handle());
+    switch (r.status) {
+      case workers::ReceiveStatus::would_block:
+        if (rearm) wait();
+        return;
+      // The worker closed its end; its exit arrives through the pidfd.
+      case workers::ReceiveStatus::closed: return;
+      case workers::ReceiveStatus::bad_message:
+      case workers::ReceiveStatus::error:
+        handlers_.on_protocol_error(r.reason, r.error);
+        return;
+      case workers::ReceiveStatus::message: break;
+    }
+    std::string reason, error;
+    auto message = workers::decode_message(r.payload, reason, error);
+    if (!message) {
+      handlers_.on_protocol_error(reason.c_str(), error);
+      return;
+    }
+    if (r.fd) {
+      handlers_.on_protocol_error("unexpected_fd", "a worker sent an fd, which no message carries");
+      return;
+    }
+    handlers_.on_message(*message);
+    // A handler may have closed the link (an exit, a protocol error).
+    if (closed_) return;
+  }
+}
+
+}  // namespace occasional::supervisor

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "workers/protocol.hpp"
+#include "workers/unique_fd.hpp"
+
+namespace occasional::supervisor {
+
+// The coordinator's end of one handoff-mode worker's control socket: reads
+// and checks every message the worker sends, and sends it messages (a `conn`
+// with the connection's fd). Lives exactly as long as the worker process.
+class WorkerLink {
+ public:
+  struct Handlers {
+    std::function<void(const workers::Message&)> on_message;
+    // A message failed a check: `reason` is a metric label, `error` a sentence.
+    std::function<void(const char* reason, const std::string& error)> on_protocol_error;
+  };
+
+  WorkerLink(boost::asio::io_context& io, UniqueFd socket, Handlers handlers);
+  ~WorkerLink();
+  WorkerLink(const WorkerLink&) = delete;
+  WorkerLink& operator=(const WorkerLink&) = delete;
+
+  // Never blocks: a full socket buffer comes back as would_block.
+  std::error_code send(std::string_view message, int fd = -1);
+  void close();
+  // Reads what is already queued (an `exit` sent just before the worker
+  // exited), synchronously, before the link goes away.
+  void drain_pending() {
+    if (!closed_) read_all(false);
+  }
+
+ private:
+  void wait();
+  void read_all(bool rearm = true);
+
+  boost::asio::posix::stream_descriptor socket_;
+  Handlers handlers_;
+  bool closed_ = false;
+};
+
+}  // namespace occasional::supervisor
