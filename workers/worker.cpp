@@ -209,7 +209,13 @@ void Worker::exit_error(std::string_view error, std::string_view detail) {
 }
 
 asio::awaitable<std::optional<Connection>> Worker::next() {
-  auto c = mode_ == WorkerMode::handoff ? co_await next_handoff() : co_await next_accept();
+  // No co_await inside ?: or a loop condition: GCC 12 miscompiles the
+  // temporaries' lifetimes there (a use-after-free under ASan).
+  std::optional<Connection> c;
+  if (mode_ == WorkerMode::handoff)
+    c = co_await next_handoff();
+  else
+    c = co_await next_accept();
   if (c) {
     ++open_;
   } else {
