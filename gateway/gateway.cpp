@@ -41,7 +41,7 @@ void Gateway::start() {
 void Gateway::stop() {
   for (Port& p : ports_) {
     if (!p.router) continue;
-    p.listener->stop();
+    p.listener->close();
     p.router->close_all();
   }
   dispatcher_.close_queues();

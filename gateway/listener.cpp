@@ -136,6 +136,12 @@ void Listener::stop() {
   pause_timer_.cancel();
 }
 
+void Listener::close() {
+  stop();
+  boost::system::error_code ec;
+  socket_.close(ec);
+}
+
 void Listener::wait() {
   socket_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                      [this](const boost::system::error_code& ec) {

@@ -43,6 +43,9 @@ class Listener {
   void start(Accepted on_accepted);
   // Stops accepting; the socket stays open (listen_fds workers may share it).
   void stop();
+  // Stops accepting and closes the socket: new clients are refused, not left
+  // waiting in a backlog nobody will accept from.
+  void close();
 
  private:
   void wait();

@@ -1,0 +1,342 @@
+// The gateway end to end: the real executable, real workers, real sockets.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "tests/integration/coordinator_process.hpp"
+
+namespace occasional::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+const std::string kWorkers = OCCASIONAL_WORKERS_DIR;
+
+int connect_to(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // Close with RST: 100k closes would otherwise fill the ephemeral ports with TIME_WAIT.
+  linger l{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends `request`, reads until EOF or `timeout`; empty on failure.
+std::string talk(int port, const std::string& request, std::chrono::milliseconds timeout = 5s) {
+  UniqueFd fd(connect_to(port));
+  if (!fd) return {};
+  if (!request.empty() && ::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) < 0)
+    return {};
+  std::string out;
+  const auto deadline = Clock::now() + timeout;
+  char buf[4096];
+  while (Clock::now() < deadline) {
+    pollfd p{fd.get(), POLLIN, 0};
+    int ms = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    if (::poll(&p, 1, std::max(ms, 1)) <= 0) break;
+    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+std::string http_get(int port, const std::string& path, const std::string& host = "x") {
+  return talk(port, "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
+}
+
+std::string body_pid(const std::string& response) {
+  auto p = response.find("X-Worker-Pid: ");
+  if (p == std::string::npos) return {};
+  return response.substr(p + 14, response.find('\r', p) - p - 14);
+}
+
+std::string write_config(const std::string& json) {
+  char path[] = "/tmp/occasional-config-XXXXXX";
+  int fd = ::mkstemp(path);
+  EXPECT_EQ(::write(fd, json.data(), json.size()), static_cast<ssize_t>(json.size()));
+  ::close(fd);
+  return path;
+}
+
+int open_fds(pid_t pid) {
+  int n = 0;
+  DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+  if (!d) return -1;
+  while (dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  ::closedir(d);
+  return n;
+}
+
+struct Gateway {
+  CoordinatorProcess c;
+  int port = 0;
+  explicit Gateway(std::vector<std::string> args, int ready = 0) : c(std::move(args)) {
+    port = std::stoi(c.wait_event("listening")["port"]);
+    for (int i = 0; i < ready; ++i) c.wait_event("ready");
+  }
+};
+
+TEST(GatewayTest, SequentialAndConcurrentConnectionsAreSpreadEvenly) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "4", "--", kWorkers + "/http_hello_worker"}, 4);
+  std::map<std::string, int> per_worker;
+  for (int i = 0; i < 10000; ++i) {
+    std::string r = http_get(g.port, "/seq");
+    ASSERT_NE(r.find("200 OK"), std::string::npos) << "request " << i << ": " << r;
+    ++per_worker[body_pid(r)];
+  }
+  ASSERT_EQ(per_worker.size(), 4u);
+  for (auto& [pid, n] : per_worker) {
+    EXPECT_GE(n, 2000) << pid;
+    EXPECT_LE(n, 3000) << pid;
+  }
+  // 1000 at once: all connected before any is answered.
+  std::vector<UniqueFd> fds;
+  for (int i = 0; i < 1000; ++i) {
+    fds.emplace_back(connect_to(g.port));
+    ASSERT_TRUE(fds.back()) << i;
+  }
+  const std::string req = "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  for (auto& fd : fds) ASSERT_GT(::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL), 0);
+  std::map<std::string, int> concurrent;
+  for (auto& fd : fds) {
+    std::string out;
+    char buf[2048];
+    pollfd p{fd.get(), POLLIN, 0};
+    while (::poll(&p, 1, 5000) > 0) {
+      ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    ASSERT_NE(out.find("200 OK"), std::string::npos);
+    ++concurrent[body_pid(out)];
+  }
+  for (auto& [pid, n] : concurrent) {
+    EXPECT_GE(n, 200) << pid;
+    EXPECT_LE(n, 300) << pid;
+  }
+}
+
+TEST(GatewayTest, EachRoutingModeReachesItsService) {
+  std::string tw = kWorkers + "/test_worker";
+  std::string cfg = write_config(R"({
+    "listeners": [
+      {"name": "pre", "address": "127.0.0.1:0", "routes": [
+        {"kind": "preface", "preface": "alpha", "service": "alpha"},
+        {"kind": "preface", "service": "beta"}]},
+      {"name": "web", "address": "127.0.0.1:0", "routes": [
+        {"kind": "http", "host": "api.example", "service": "alpha"},
+        {"kind": "http", "path_prefix": "/b/", "service": "beta"}]},
+      {"name": "tls", "address": "127.0.0.1:0", "peek": {"timeout": 1}, "routes": [
+        {"kind": "tls_sni", "server_name": "*.secure.example", "service": "beta"}]}
+    ],
+    "services": {
+      "alpha": {"command": [")" + tw + R"("]},
+      "beta": {"command": [")" + tw + R"("]}
+    }})");
+  CoordinatorProcess c({"run", "--config", cfg});
+  int pre = std::stoi(c.wait_event("listening")["port"]);
+  int web = std::stoi(c.wait_event("listening")["port"]);
+  int tls = std::stoi(c.wait_event("listening")["port"]);
+  c.wait_event("ready");
+  c.wait_event("ready");
+  ::unlink(cfg.c_str());
+  // The preface line is consumed: the worker sees "ping" as the first line.
+  EXPECT_NE(talk(pre, "alpha\nping\n").find(" alpha preface"), std::string::npos);
+  EXPECT_NE(talk(pre, "beta\r\nping\n").find(" beta preface"), std::string::npos);
+  // HTTP bytes are not consumed: the test worker echoes the request line back.
+  std::string r = talk(web, "GET /x HTTP/1.1\r\nHost: API.example:80\r\n\r\n");
+  EXPECT_NE(r.find(" GET /x HTTP/1.1"), std::string::npos) << r;
+  EXPECT_EQ(c.events("~conn").size(), 0u);
+  r = talk(web, "GET /b/x HTTP/1.1\r\nHost: other\r\n\r\n");
+  EXPECT_NE(r.find(" GET /b/x HTTP/1.1"), std::string::npos) << r;
+  // A ClientHello with SNI "a.secure.example": the worker sees the TLS bytes (first byte 0x16).
+  std::string name = "a.secure.example";
+  std::string sni_ext;
+  auto u16 = [](size_t v) { return std::string{static_cast<char>(v >> 8), static_cast<char>(v & 0xff)}; };
+  std::string list = std::string(1, '\0') + u16(name.size()) + name;
+  sni_ext = u16(0) + u16(list.size() + 2) + u16(list.size()) + list;
+  std::string body = u16(0x0303) + std::string(32, 'r') + std::string(1, '\0') + u16(2) + u16(0x1301) +
+                     std::string(1, '\1') + std::string(1, '\0') + u16(sni_ext.size()) + sni_ext;
+  std::string hs = std::string(1, '\1') + std::string(1, '\0') + u16(body.size()) + body;
+  std::string record = std::string(1, '\x16') + u16(0x0301) + u16(hs.size()) + hs + "\n";
+  r = talk(tls, record);
+  ASSERT_GE(r.size(), 10u);
+  EXPECT_NE(r.find('\x16'), std::string::npos);
+  // No route: closed by the gateway, nothing to a worker.
+  EXPECT_EQ(talk(pre, "gamma\nping\n"), "");
+  EXPECT_EQ(talk(web, "GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n"), "");
+  c.signal(SIGTERM);
+  EXPECT_EQ(c.wait_exit(), 0);
+}
+
+TEST(GatewayTest, SilentClientIsClosedAtPeekTimeoutWhileOthersAreServed) {
+  std::string cfg = write_config(R"({
+    "listeners": [{"address": "127.0.0.1:0", "peek": {"timeout": 0.5},
+                   "routes": [{"kind": "preface", "service": "t"}]}],
+    "services": {"t": {"command": [")" + kWorkers + R"(/test_worker"]}}})");
+  CoordinatorProcess c({"run", "--config", cfg});
+  int port = std::stoi(c.wait_event("listening")["port"]);
+  c.wait_event("ready");
+  ::unlink(cfg.c_str());
+  UniqueFd silent(connect_to(port));
+  const auto t0 = Clock::now();
+  for (int i = 0; i < 20; ++i) EXPECT_NE(talk(port, "t\nping\n").find("pong"), std::string::npos);
+  pollfd p{silent.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 3000), 1);
+  char b;
+  EXPECT_EQ(::recv(silent.get(), &b, 1, 0), 0);  // closed by the gateway
+  EXPECT_GE(Clock::now() - t0, 450ms);
+}
+
+TEST(GatewayTest, WorkerThatIsNotReadyReceivesNothing) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--queue-timeout", "0.5", "--",
+             kWorkers + "/test_worker", "--not-ready"});
+  g.c.wait_event("spawn");
+  // The connection waits in the queue, then is closed: nothing reached the worker.
+  EXPECT_EQ(talk(g.port, "ping\n", 3s), "");
+}
+
+TEST(GatewayTest, WorkerReadyLaterGetsTheQueuedConnection) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/test_worker", "--ready-after", "300"});
+  g.c.wait_event("spawn");
+  EXPECT_NE(talk(g.port, "ping\n", 5s).find("pong"), std::string::npos);
+}
+
+TEST(GatewayTest, DrainingWorkerFinishesOpenConnectionsAndGetsNoNewOnes) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--grace", "5", "--", kWorkers + "/echo_worker"}, 1);
+  UniqueFd open(connect_to(g.port));
+  ASSERT_EQ(::send(open.get(), "a", 1, 0), 1);
+  char b = 0;
+  ASSERT_EQ(::recv(open.get(), &b, 1, 0), 1);
+  g.c.signal(SIGTERM);
+  g.c.wait_event("stop");
+  // New connections are refused (the listener stopped); the open one still echoes.
+  EXPECT_EQ(connect_to(g.port), -1);
+  ASSERT_EQ(::send(open.get(), "b", 1, 0), 1);
+  ASSERT_EQ(::recv(open.get(), &b, 1, 0), 1);
+  EXPECT_EQ(b, 'b');
+  open.reset();
+  EXPECT_EQ(g.c.wait_exit(), 0);
+  EXPECT_EQ(g.c.events("exit").at(0)["stated_reason"], "drained");
+  EXPECT_TRUE(g.c.events("grace_expired").empty());
+}
+
+TEST(GatewayTest, KillingWorkersUnderLoadRefusesNothingAtTheGateway) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "4", "--backoff-initial", "0",
+             "--max-restarts", "10000", "--", kWorkers + "/http_hello_worker"}, 4);
+  std::atomic<bool> done{false};
+  std::atomic<int> ok{0}, refused{0}, failed_after_handoff{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t)
+    clients.emplace_back([&] {
+      while (!done) {
+        int fd = connect_to(g.port);
+        if (fd < 0) {
+          ++refused;
+          continue;
+        }
+        ::close(fd);
+        std::string r = http_get(g.port, "/load");
+        if (r.find("200 OK") != std::string::npos)
+          ++ok;
+        else
+          ++failed_after_handoff;
+      }
+    });
+  int kills = 0;
+  const auto end = Clock::now() + 10s;
+  while (Clock::now() < end) {
+    std::this_thread::sleep_for(100ms);
+    // The oldest worker that has not exited.
+    std::set<std::string> exited;
+    for (auto& e : g.c.events("exit")) exited.insert(e["pid"]);
+    std::string victim;
+    for (auto& s : g.c.events("spawn"))
+      if (!exited.contains(s["pid"])) {
+        victim = s["pid"];
+        break;
+      }
+    ASSERT_FALSE(victim.empty());
+    ASSERT_EQ(::kill(std::stoi(victim), SIGKILL), 0);
+    ++kills;
+    g.c.wait_event("exit", [&](const Fields& f) { return f.at("pid") == victim; });
+  }
+  done = true;
+  for (auto& t : clients) t.join();
+  g.c.signal(SIGTERM);
+  g.c.wait_exit();
+  std::printf("ok %d, refused by gateway %d, failed after handoff %d, kills %d\n", ok.load(),
+              refused.load(), failed_after_handoff.load(), kills);
+  EXPECT_EQ(refused.load(), 0);
+  EXPECT_GT(ok.load(), 1000);
+  int killed_exits = 0;
+  for (auto& e : g.c.events("exit"))
+    if (e["signal_name"] == "SIGKILL") ++killed_exits;
+  EXPECT_EQ(killed_exits, kills);
+}
+
+TEST(GatewayTest, ListenFdsRunsAPythonServerThatSaysReady) {
+  std::string script = R"(
+import os, socket, http.server
+sock = socket.socket(fileno=3)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("py %d %s\n" % (os.getpid(), os.environ.get("LISTEN_FDNAMES"))).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H, bind_and_activate=False)
+srv.socket = sock
+assert os.environ["LISTEN_PID"] == str(os.getpid())
+n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+addr = os.environ["NOTIFY_SOCKET"]
+n.sendto(b"READY=1", "\0" + addr[1:] if addr.startswith("@") else addr)
+srv.serve_forever()
+)";
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--replicas", "2", "--",
+             "python3", "-c", script}, 2);
+  std::string r = http_get(g.port, "/");
+  EXPECT_NE(r.find("py "), std::string::npos) << r;
+  EXPECT_NE(r.find(" main"), std::string::npos) << r;
+}
+
+TEST(GatewayTest, CoordinatorFdsReturnToBaselineAfter100kConnections) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "2", "--", kWorkers + "/echo_worker"}, 2);
+  // Warm up once so lazily created fds exist before the baseline.
+  ASSERT_EQ(talk(g.port, "", 100ms), "");
+  const int baseline = open_fds(g.c.pid());
+  for (int i = 0; i < 100000; ++i) {
+    int fd = connect_to(g.port);
+    ASSERT_GE(fd, 0) << i;
+    ::close(fd);
+  }
+  // Wait (with a deadline) for the last handoffs to finish.
+  const auto deadline = Clock::now() + 10s;
+  while (open_fds(g.c.pid()) != baseline && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(open_fds(g.c.pid()), baseline);
+}
+
+}  // namespace
+}  // namespace occasional::testing
