@@ -14,7 +14,8 @@ Balancer::Balancer(boost::asio::io_context& io, std::string service, BalancerCon
       config_(config),
       stats_(stats),
       log_(log),
-      queue_timer_(io) {}
+      queue_timer_(io),
+      retry_timer_(io) {}
 
 void Balancer::add(int replica, supervisor::WorkerLink* link) {
   remove(replica);
@@ -49,10 +50,26 @@ void Balancer::dispatch(UniqueFd fd, workers::ConnHeader header) {
     stats_.reject("queue_full");
     return;  // fd closes here
   }
-  queue_.push_back({std::move(fd), std::move(header),
-                    std::chrono::steady_clock::now() + config_.queue_timeout});
+  queue_.push_back(
+      {std::move(fd), std::move(header), std::chrono::steady_clock::now() + config_.queue_timeout});
   ++stats_.pending;
   arm_queue_timer();
+  arm_retry();
+}
+
+void Balancer::arm_retry() {
+  // Ready workers that refused (their control socket holds at most
+  // net.unix.max_dgram_qlen messages, 10 by default) send no event when they
+  // catch up, unless a connection closes: look again shortly.
+  if (retry_armed_ || queue_.empty() || backends_.empty()) return;
+  retry_armed_ = true;
+  retry_timer_.expires_after(std::chrono::milliseconds(1));
+  retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+    retry_armed_ = false;
+    if (ec) return;
+    drain_queue();
+    arm_retry();
+  });
 }
 
 bool Balancer::hand_off(UniqueFd& fd, const workers::ConnHeader& header) {
@@ -88,11 +105,20 @@ bool Balancer::hand_off(UniqueFd& fd, const workers::ConnHeader& header) {
     }
     const bool busy = ec == std::errc::resource_unavailable_try_again;
     ++stats_.handoff_retries[busy ? "worker_busy" : "worker_gone"];
-    log_.event(LogLevel::warn, "handoff_failed")
-        .str("service", service_)
-        .num("replica", b.replica)
-        .str("error", ec.message())
-        .str("action", "trying another worker");
+    // Under a burst this happens per connection: log at most once a second,
+    // with how many were counted since (the counter has every one).
+    ++unlogged_retries_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_retry_log_ >= std::chrono::seconds(1)) {
+      log_.event(LogLevel::warn, "handoff_retried")
+          .str("service", service_)
+          .num("replica", b.replica)
+          .str("error", ec.message())
+          .num("retries_since_last_line", static_cast<int64_t>(unlogged_retries_))
+          .str("action", "trying another worker, else the queue");
+      last_retry_log_ = now;
+      unlogged_retries_ = 0;
+    }
   }
   return false;
 }

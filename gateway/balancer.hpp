@@ -62,6 +62,7 @@ class Balancer {
   void drain_queue();
   void arm_queue_timer();
   void expire_queue();
+  void arm_retry();
 
   boost::asio::io_context& io_;
   std::string service_;
@@ -74,6 +75,10 @@ class Balancer {
   std::deque<Pending> queue_;
   boost::asio::steady_timer queue_timer_;
   bool timer_armed_ = false;
+  boost::asio::steady_timer retry_timer_;
+  bool retry_armed_ = false;
+  std::chrono::steady_clock::time_point last_retry_log_{};
+  uint64_t unlogged_retries_ = 0;
 };
 
 }  // namespace occasional::gateway

@@ -112,7 +112,8 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
       if (mode != "handoff" && mode != "listen_fds" && mode != "plain")
         throw UsageError("--mode: expected handoff, listen_fds or plain, got '" + mode + "'");
     } else if (a == "--max-connections") {
-      entry.balancer.max_connections = static_cast<uint32_t>(parse_count(a, need_value(args, i), 0));
+      entry.balancer.max_connections =
+          static_cast<uint32_t>(parse_count(a, need_value(args, i), 0));
     } else if (a == "--queue-max") {
       entry.balancer.queue_max = static_cast<size_t>(parse_count(a, need_value(args, i), 0));
     } else if (a == "--queue-timeout") {
@@ -179,7 +180,8 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
   service.mode = mode == "handoff"      ? supervisor::WorkerMode::handoff
                  : mode == "listen_fds" ? supervisor::WorkerMode::listen_fds
                                         : supervisor::WorkerMode::plain;
-  if (mode != "plain" && listen.empty()) throw UsageError("--mode " + mode + " needs --listen ADDR");
+  if (mode != "plain" && listen.empty())
+    throw UsageError("--mode " + mode + " needs --listen ADDR");
   if (mode == "plain" && !listen.empty())
     throw UsageError("--mode plain takes no connections: drop --listen or pick another mode");
   if (!listen.empty()) {

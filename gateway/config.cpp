@@ -14,7 +14,8 @@ void validate(const Config& config) {
       throw ConfigError("listener '" + l.name + "' is defined twice");
     bool shared = false;
     for (const auto& s : config.services)
-      shared = shared || (s.service.mode == supervisor::WorkerMode::listen_fds && s.listener == l.name);
+      shared =
+          shared || (s.service.mode == supervisor::WorkerMode::listen_fds && s.listener == l.name);
     if (shared && !l.routes.empty())
       throw ConfigError("listener '" + l.name + "' is shared with a listen_fds service, which " +
                         "accepts on it itself: it can have no routes");
@@ -22,7 +23,8 @@ void validate(const Config& config) {
       throw ConfigError("listener '" + l.name + "' has no routes: add at least a default route");
     for (const auto& r : l.routes) {
       if (!services.contains(r.service))
-        throw ConfigError("listener '" + l.name + "': route to unknown service '" + r.service + "'");
+        throw ConfigError("listener '" + l.name + "': route to unknown service '" + r.service +
+                          "'");
       for (const auto& s : config.services)
         if (s.service.name == r.service && s.service.mode != supervisor::WorkerMode::handoff)
           throw ConfigError("listener '" + l.name + "': route to service '" + r.service +

@@ -79,7 +79,8 @@ class Locator {
 
  private:
   void ws() {
-    while (pos_ < t_.size() && (t_[pos_] == ' ' || t_[pos_] == '\n' || t_[pos_] == '\r' || t_[pos_] == '\t'))
+    while (pos_ < t_.size() &&
+           (t_[pos_] == ' ' || t_[pos_] == '\n' || t_[pos_] == '\r' || t_[pos_] == '\t'))
       ++pos_;
   }
   std::string string() {
@@ -138,7 +139,8 @@ class Locator {
       }
     }
     size_t start = pos_;
-    while (pos_ < t_.size() && std::string_view("{}[],: \t\r\n\"").find(t_[pos_]) == std::string_view::npos)
+    while (pos_ < t_.size() &&
+           std::string_view("{}[],: \t\r\n\"").find(t_[pos_]) == std::string_view::npos)
       ++pos_;
     std::string_view word = t_.substr(start, pos_ - start);
     if (word == "true" || word == "false" || word == "null") return true;
@@ -170,14 +172,21 @@ std::string line_col(std::string_view text, size_t offset) {
 
 const char* type_name(element_type t) {
   switch (t) {
-    case element_type::ARRAY: return "an array";
-    case element_type::OBJECT: return "an object";
+    case element_type::ARRAY:
+      return "an array";
+    case element_type::OBJECT:
+      return "an object";
     case element_type::INT64:
-    case element_type::UINT64: return "an integer";
-    case element_type::DOUBLE: return "a number";
-    case element_type::STRING: return "a string";
-    case element_type::BOOL: return "true/false";
-    case element_type::NULL_VALUE: return "null";
+    case element_type::UINT64:
+      return "an integer";
+    case element_type::DOUBLE:
+      return "a number";
+    case element_type::STRING:
+      return "a string";
+    case element_type::BOOL:
+      return "true/false";
+    case element_type::NULL_VALUE:
+      return "null";
   }
   return "?";
 }
@@ -280,7 +289,8 @@ class Loader {
       config.log_format = one_of(e, {"log_format"}, {"json", "text"}) == "json"
                               ? supervisor::LogFormat::json
                               : supervisor::LogFormat::text;
-    if (top["admin"].get(e) == simdjson::SUCCESS) obj(e, {"admin"}, {"address", "token", "token_file"});
+    if (top["admin"].get(e) == simdjson::SUCCESS)
+      obj(e, {"admin"}, {"address", "token", "token_file"});
     try {
       validate(config);
     } catch (const ConfigError& err) {
@@ -293,8 +303,8 @@ class Loader {
   void services(element e, Config& config) {
     object all;
     if (e.get(all) != simdjson::SUCCESS)
-      fail({"services"}, std::string("expected an object of services by name, found ") +
-                             type_name(e.type()));
+      fail({"services"},
+           std::string("expected an object of services by name, found ") + type_name(e.type()));
     if (all.size() == 0) fail({"services"}, "no services: define at least one");
     for (auto [name, value] : all) {
       std::vector<Step> path{"services", std::string(name)};
@@ -436,7 +446,8 @@ class Loader {
             x.emplace_back(std::string(key));
             return x;
           };
-          object ro = obj(r, rp, {"kind", "service", "preface", "host", "path_prefix", "server_name"});
+          object ro =
+              obj(r, rp, {"kind", "service", "preface", "host", "path_prefix", "server_name"});
           Route route;
           element rv;
           if (ro["service"].get(rv) != simdjson::SUCCESS) fail(rp, "missing key 'service'");
@@ -450,8 +461,8 @@ class Loader {
               for (const char* a : keys) allowed = allowed || std::string_view(a) == key;
               element x;
               if (!allowed && ro[key].get(x) == simdjson::SUCCESS)
-                fail(rat(key), "'" + std::string(key) + "' does not apply to a route of kind '" +
-                                   kind + "'");
+                fail(rat(key),
+                     "'" + std::string(key) + "' does not apply to a route of kind '" + kind + "'");
             }
           };
           if (kind == "default") {
@@ -461,7 +472,7 @@ class Loader {
             route.kind = RouteKind::preface;
             only({"preface"});
             route.preface = ro["preface"].get(rv) == simdjson::SUCCESS ? str(rv, rat("preface"))
-                                                                        : route.service;
+                                                                       : route.service;
             Preface check = parse_preface(route.preface + "\n");
             if (check.status != PeekStatus::complete)
               fail(rat("preface"), "a preface is 1-64 characters of A-Z a-z 0-9 . _ -");
@@ -470,7 +481,8 @@ class Loader {
             only({"host", "path_prefix"});
             if (ro["host"].get(rv) == simdjson::SUCCESS) {
               for (char c : str(rv, rat("host")))
-                route.host.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+                route.host.push_back(
+                    static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
             }
             if (ro["path_prefix"].get(rv) == simdjson::SUCCESS) {
               route.path_prefix = str(rv, rat("path_prefix"));
@@ -483,7 +495,8 @@ class Loader {
             if (ro["server_name"].get(rv) != simdjson::SUCCESS)
               fail(rp, "a tls_sni route needs 'server_name'");
             for (char c : str(rv, rat("server_name")))
-              route.server_name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+              route.server_name.push_back(
+                  static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
           }
           l.routes.push_back(std::move(route));
         }
@@ -504,7 +517,8 @@ Config parse_config(std::string_view json, const std::string& origin) {
 
 Config load_config_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open the configuration file: " + std::strerror(errno));
+  if (!in)
+    throw ConfigError(path + ": cannot open the configuration file: " + std::strerror(errno));
   std::stringstream buf;
   buf << in.rdbuf();
   return parse_config(buf.str(), path);

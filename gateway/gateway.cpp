@@ -2,8 +2,7 @@
 
 namespace occasional::gateway {
 
-Gateway::Gateway(boost::asio::io_context& io, const Config& config,
-                 const supervisor::EventLog& log)
+Gateway::Gateway(boost::asio::io_context& io, const Config& config, const supervisor::EventLog& log)
     : log_(log), dispatcher_(stats_) {
   for (const ServiceEntry& s : config.services)
     if (s.service.mode == supervisor::WorkerMode::handoff)

@@ -71,7 +71,8 @@ int bind_listener(const ListenAddress& a, uint16_t& bound_port) {
   const int family = a.v6 ? AF_INET6 : AF_INET;
   UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd)
-    throw std::runtime_error("socket() failed for listener " + a.text + ": " + std::strerror(errno));
+    throw std::runtime_error("socket() failed for listener " + a.text + ": " +
+                             std::strerror(errno));
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (a.v6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
@@ -106,21 +107,19 @@ int bind_listener(const ListenAddress& a, uint16_t& bound_port) {
 // Connection ids are unique across listeners: workers report them back.
 uint64_t next_connection_id = 1;
 
-bool wildcard(const ListenAddress& a) { return a.host == "0.0.0.0" || a.host == "::"; }
+bool wildcard(const ListenAddress& a) {
+  return a.host == "0.0.0.0" || a.host == "::";
+}
 
 }  // namespace
 
 Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
                    GatewayStats& stats, const supervisor::EventLog& log)
-    : io_(io),
-      name_(std::move(name)),
-      socket_(io),
-      pause_timer_(io),
-      stats_(stats),
-      log_(log) {
+    : io_(io), name_(std::move(name)), socket_(io), pause_timer_(io), stats_(stats), log_(log) {
   socket_.assign(bind_listener(address, port_));
   if (!wildcard(address))
-    local_text_ = (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);
+    local_text_ =
+        (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);
 }
 
 void Listener::start(Accepted on_accepted) {
@@ -168,11 +167,21 @@ void Listener::accept_ready() {
         case ECONNABORTED:
         case EPROTO:
           continue;
-        case EMFILE: ++stats_.accept_errors["emfile"]; return pause();
-        case ENFILE: ++stats_.accept_errors["enfile"]; return pause();
-        case ENOBUFS: ++stats_.accept_errors["enobufs"]; return pause();
-        case ENOMEM: ++stats_.accept_errors["enomem"]; return pause();
-        default: ++stats_.accept_errors["other"]; return pause();
+        case EMFILE:
+          ++stats_.accept_errors["emfile"];
+          return pause();
+        case ENFILE:
+          ++stats_.accept_errors["enfile"];
+          return pause();
+        case ENOBUFS:
+          ++stats_.accept_errors["enobufs"];
+          return pause();
+        case ENOMEM:
+          ++stats_.accept_errors["enomem"];
+          return pause();
+        default:
+          ++stats_.accept_errors["other"];
+          return pause();
       }
     }
     pause_ = std::chrono::milliseconds(0);

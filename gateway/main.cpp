@@ -75,13 +75,18 @@ int main(int argc, char** argv) {
     return static_cast<int>(gw::ExitStatus::usage);
   }
   switch (cmd.kind) {
-    case gw::Command::Kind::help: std::fputs(gw::kUsage, stdout); return 0;
-    case gw::Command::Kind::version: std::puts("occasional 0.1.0"); return 0;
+    case gw::Command::Kind::help:
+      std::fputs(gw::kUsage, stdout);
+      return 0;
+    case gw::Command::Kind::version:
+      std::puts("occasional 0.1.0");
+      return 0;
     case gw::Command::Kind::check:
       std::printf("%s: ok (%zu listeners, %zu services)\n", cmd.config_path.c_str(),
                   cmd.config.listeners.size(), cmd.config.services.size());
       return 0;
-    case gw::Command::Kind::run: break;
+    case gw::Command::Kind::run:
+      break;
   }
   try {
     return run(cmd.config);

@@ -14,11 +14,13 @@ bool preface_char(char c) {
          c == '_' || c == '-';
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                            [](char x, char y) { return lower(x) == lower(y); });
 }
 
 bool token_char(char c) {
@@ -263,11 +265,11 @@ ClientHello parse_tls_client_hello(std::string_view bytes) {
   }
 
   Reader r{std::string_view(handshake).substr(4, needed - 4)};
-  r.read(2);                 // legacy_version
-  r.take(32);                // random
-  r.take(r.read(1));         // session id
-  r.take(r.read(2));         // cipher suites
-  r.take(r.read(1));         // compression methods
+  r.read(2);          // legacy_version
+  r.take(32);         // random
+  r.take(r.read(1));  // session id
+  r.take(r.read(2));  // cipher suites
+  r.take(r.read(1));  // compression methods
   if (r.short_) {
     out.status = PeekStatus::invalid;
     return out;

@@ -6,10 +6,14 @@ namespace occasional::gateway {
 
 const char* route_kind_name(RouteKind kind) {
   switch (kind) {
-    case RouteKind::default_route: return "default";
-    case RouteKind::preface: return "preface";
-    case RouteKind::http: return "http";
-    case RouteKind::tls_sni: return "tls_sni";
+    case RouteKind::default_route:
+      return "default";
+    case RouteKind::preface:
+      return "preface";
+    case RouteKind::http:
+      return "http";
+    case RouteKind::tls_sni:
+      return "tls_sni";
   }
   return "?";
 }

@@ -23,8 +23,8 @@ struct Route {
 
 struct RouteDecision {
   PeekStatus status = PeekStatus::need_more;
-  const Route* route = nullptr;  // complete
-  size_t consume = 0;            // bytes to remove before the handoff (preface)
+  const Route* route = nullptr;    // complete
+  size_t consume = 0;              // bytes to remove before the handoff (preface)
   const char* reject_reason = "";  // invalid: "malformed" or "no_route"
 };
 

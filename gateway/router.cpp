@@ -58,9 +58,12 @@ void Router::try_peek(uint64_t id) {
   }
   RouteDecision d = table_.decide(std::string_view(buffer_.data(), static_cast<size_t>(n)));
   switch (d.status) {
-    case PeekStatus::complete: return finish(id, d);
-    case PeekStatus::invalid: return reject(id, d.reject_reason);
-    case PeekStatus::need_more: break;
+    case PeekStatus::complete:
+      return finish(id, d);
+    case PeekStatus::invalid:
+      return reject(id, d.reject_reason);
+    case PeekStatus::need_more:
+      break;
   }
   if (static_cast<size_t>(n) >= limits_.max_bytes) return reject(id, "too_large");
   p.seen = static_cast<size_t>(n);

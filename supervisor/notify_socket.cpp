@@ -18,8 +18,9 @@ namespace {
 int open_socket(std::string& address) {
   static std::atomic<int> counter{0};
   UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd) throw std::runtime_error(std::string("socket(AF_UNIX) for NOTIFY_SOCKET failed: ") +
-                                    std::strerror(errno));
+  if (!fd)
+    throw std::runtime_error(std::string("socket(AF_UNIX) for NOTIFY_SOCKET failed: ") +
+                             std::strerror(errno));
   address = "@occasional-notify-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
@@ -27,8 +28,8 @@ int open_socket(std::string& address) {
   addr.sun_path[0] = '\0';
   socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.size());
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len) != 0)
-    throw std::runtime_error("bind() of NOTIFY_SOCKET " + address + " failed: " +
-                             std::strerror(errno));
+    throw std::runtime_error("bind() of NOTIFY_SOCKET " + address +
+                             " failed: " + std::strerror(errno));
   int one = 1;
   if (::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
     throw std::runtime_error(std::string("setsockopt(SO_PASSCRED) on NOTIFY_SOCKET failed: ") +

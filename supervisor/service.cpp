@@ -14,9 +14,12 @@ namespace occasional::supervisor {
 
 const char* worker_mode_name(WorkerMode mode) {
   switch (mode) {
-    case WorkerMode::plain: return "plain";
-    case WorkerMode::handoff: return "handoff";
-    case WorkerMode::listen_fds: return "listen_fds";
+    case WorkerMode::plain:
+      return "plain";
+    case WorkerMode::handoff:
+      return "handoff";
+    case WorkerMode::listen_fds:
+      return "listen_fds";
   }
   return "?";
 }
@@ -87,13 +90,19 @@ void Service::apply(const std::vector<Action>& actions) {
   for (const Action& a : actions) {
     Replica& r = *replicas_.at(static_cast<size_t>(a.replica));
     switch (a.kind) {
-      case ActionKind::spawn: spawn(a.replica); break;
+      case ActionKind::spawn:
+        spawn(a.replica);
+        break;
       case ActionKind::schedule_restart:
         arm_timer(a.replica, a.delay, PolicyEventKind::backoff_elapsed);
         observer_.on_restart_scheduled(config_.name, a.replica, a.delay);
         break;
-      case ActionKind::cancel_restart: r.timer.cancel(); break;
-      case ActionKind::terminate: terminate(a.replica); break;
+      case ActionKind::cancel_restart:
+        r.timer.cancel();
+        break;
+      case ActionKind::terminate:
+        terminate(a.replica);
+        break;
       case ActionKind::kill:
         observer_.on_killed_at_grace(config_.name, a.replica, r.pid);
         signal_group(a.replica, SIGKILL);
@@ -118,7 +127,8 @@ void Service::spawn(int replica) {
   spec.env.push_back("OCCASIONAL_REPLICA=" + std::to_string(replica));
   UniqueFd ours, theirs;
   switch (config_.mode) {
-    case WorkerMode::plain: break;
+    case WorkerMode::plain:
+      break;
     case WorkerMode::handoff: {
       int pair[2];
       if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
@@ -163,7 +173,9 @@ void Service::spawn(int replica) {
   observer_.on_spawned(config_.name, replica, pid);
 
   switch (config_.mode) {
-    case WorkerMode::plain: set_ready(replica, true); break;
+    case WorkerMode::plain:
+      set_ready(replica, true);
+      break;
     case WorkerMode::handoff:
       r.link = std::make_unique<WorkerLink>(
           io_, std::move(ours),
@@ -174,7 +186,9 @@ void Service::spawn(int replica) {
               }});
       r.link->send(workers::encode_hello_coordinator());
       break;
-    case WorkerMode::listen_fds: arm_watchdog(replica); break;
+    case WorkerMode::listen_fds:
+      arm_watchdog(replica);
+      break;
   }
 }
 
@@ -205,15 +219,22 @@ void Service::on_message(int replica, const workers::Message& m) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   switch (m.type) {
     case workers::MessageType::hello:
-    case workers::MessageType::pong: break;
-    case workers::MessageType::ready: set_ready(replica, true); break;
-    case workers::MessageType::closed: observer_.on_conn_closed(config_.name, replica, m.id); break;
+    case workers::MessageType::pong:
+      break;
+    case workers::MessageType::ready:
+      set_ready(replica, true);
+      break;
+    case workers::MessageType::closed:
+      observer_.on_conn_closed(config_.name, replica, m.id);
+      break;
     case workers::MessageType::exit:
-      r.stated_reason = m.is_error ? "error: " + m.text + (m.detail.empty() ? "" : ": " + m.detail)
-                                   : m.text;
+      r.stated_reason =
+          m.is_error ? "error: " + m.text + (m.detail.empty() ? "" : ": " + m.detail) : m.text;
       set_ready(replica, false);
       break;
-    case workers::MessageType::status: observer_.on_status(config_.name, replica, m.text); break;
+    case workers::MessageType::status:
+      observer_.on_status(config_.name, replica, m.text);
+      break;
     case workers::MessageType::conn:
     case workers::MessageType::drain:
     case workers::MessageType::ping:

@@ -26,14 +26,19 @@ class ServiceObserver {
   // A handoff worker finished one connection (`closed` message).
   virtual void on_conn_closed(const std::string& /*service*/, int /*replica*/, uint64_t /*id*/) {}
   virtual void on_exited(const ExitRecord& /*record*/) {}
-  virtual void on_restart_scheduled(const std::string& /*service*/, int /*replica*/, Duration /*delay*/) {}
-  virtual void on_service_failed(const std::string& /*service*/, int /*restarts*/, Duration /*window*/) {}
+  virtual void on_restart_scheduled(const std::string& /*service*/, int /*replica*/,
+                                    Duration /*delay*/) {}
+  virtual void on_service_failed(const std::string& /*service*/, int /*restarts*/,
+                                 Duration /*window*/) {}
   virtual void on_stopping(const std::string& /*service*/, int /*replica*/, pid_t /*pid*/) {}
   virtual void on_killed_at_grace(const std::string& /*service*/, int /*replica*/, pid_t /*pid*/) {}
   // The worker broke the protocol (`reason` is a metric label); it is killed and restarted.
-  virtual void on_protocol_error(const std::string& /*service*/, int /*replica*/, const char* /*reason*/, const std::string& /*error*/) {}
-  virtual void on_watchdog_timeout(const std::string& /*service*/, int /*replica*/, pid_t /*pid*/) {}
-  virtual void on_status(const std::string& /*service*/, int /*replica*/, const std::string& /*text*/) {}
+  virtual void on_protocol_error(const std::string& /*service*/, int /*replica*/,
+                                 const char* /*reason*/, const std::string& /*error*/) {}
+  virtual void on_watchdog_timeout(const std::string& /*service*/, int /*replica*/, pid_t /*pid*/) {
+  }
+  virtual void on_status(const std::string& /*service*/, int /*replica*/,
+                         const std::string& /*text*/) {}
   // The service has no process and nothing scheduled.
   virtual void on_idle(const std::string& /*service*/) {}
 };

@@ -50,9 +50,9 @@ std::vector<std::string> merged_environment(const std::vector<std::string>& over
   };
   // What the coordinator itself was given for socket activation and
   // notification is not the worker's: the spec adds the worker's own.
-  static constexpr std::string_view kNotInherited[] = {"LISTEN_PID=", "LISTEN_FDS=",
-                                                       "LISTEN_FDNAMES=", "NOTIFY_SOCKET=",
-                                                       "WATCHDOG_USEC=", "WATCHDOG_PID="};
+  static constexpr std::string_view kNotInherited[] = {
+      "LISTEN_PID=",    "LISTEN_FDS=",    "LISTEN_FDNAMES=",
+      "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="};
   for (char** e = environ; e && *e; ++e) {
     std::string_view entry(*e);
     bool skip = false;
@@ -219,8 +219,8 @@ SpawnResult spawn_process(const ProcessSpec& spec) {
   // memory, before it resets dispositions.
   std::unique_ptr<char[]> stack(new char[kChildStack]);
   char* listen_pid = spec.set_listen_pid ? env.back().data() + 11 : nullptr;
-  ChildArgs child_args{&spec,       file.c_str(),       argv.data(), envp.data(),
-                       report_write.get(), ::getpid(), listen_pid};
+  ChildArgs child_args{&spec,      file.c_str(), argv.data(), envp.data(), report_write.get(),
+                       ::getpid(), listen_pid};
   sigset_t all, old;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);

@@ -9,7 +9,9 @@ WorkerLink::WorkerLink(boost::asio::io_context& io, UniqueFd socket, Handlers ha
   wait();
 }
 
-WorkerLink::~WorkerLink() { close(); }
+WorkerLink::~WorkerLink() {
+  close();
+}
 
 void WorkerLink::close() {
   closed_ = true;
@@ -38,12 +40,14 @@ void WorkerLink::read_all(bool rearm) {
         if (rearm) wait();
         return;
       // The worker closed its end; its exit arrives through the pidfd.
-      case workers::ReceiveStatus::closed: return;
+      case workers::ReceiveStatus::closed:
+        return;
       case workers::ReceiveStatus::bad_message:
       case workers::ReceiveStatus::error:
         handlers_.on_protocol_error(r.reason, r.error);
         return;
-      case workers::ReceiveStatus::message: break;
+      case workers::ReceiveStatus::message:
+        break;
     }
     std::string reason, error;
     auto message = workers::decode_message(r.payload, reason, error);

@@ -20,7 +20,8 @@ TEST(CliTest, RunWithOptionsAndCommand) {
   EXPECT_EQ(c.config.services.at(0).service.restart.mode, supervisor::RestartMode::on_failure);
   EXPECT_EQ(c.config.services.at(0).service.grace, 1500ms);
   EXPECT_EQ(c.config.services.at(0).service.restart.backoff_initial, 0ms);
-  EXPECT_EQ(c.config.services.at(0).service.process.argv, (std::vector<std::string>{"./worker", "--port", "1"}));
+  EXPECT_EQ(c.config.services.at(0).service.process.argv,
+            (std::vector<std::string>{"./worker", "--port", "1"}));
   EXPECT_EQ(c.config.services.at(0).service.name, "worker");
   EXPECT_EQ(c.config.log_format, supervisor::LogFormat::json);
 }
@@ -48,9 +49,11 @@ TEST(CliTest, ErrorsNameTheOptionAndTheValue) {
            {{"jump"}, "unknown command 'jump': expected run or check"},
            {{"run", "--mode", "handoff", "x"}, "--mode handoff needs --listen ADDR"},
            {{"run", "--listen", "8080", "x"},
-            "--listen: listen address '8080' has no port: write it as 127.0.0.1:8080, [::1]:8080 or :8080"},
+            "--listen: listen address '8080' has no port: write it as 127.0.0.1:8080, [::1]:8080 "
+            "or :8080"},
            {{"run", "--listen", "localhost:80", "x"},
-            "--listen: listen address 'localhost:80': 'localhost' is not a numeric IPv4 address (IPv6 goes in brackets: [::1]:8080)"},
+            "--listen: listen address 'localhost:80': 'localhost' is not a numeric IPv4 address "
+            "(IPv6 goes in brackets: [::1]:8080)"},
            {{"run", "--backoff-initial", "5", "--backoff-max", "1", "x"},
             "--backoff-max must be >= --backoff-initial"},
            {{"run", "--log-format", "xml", "x"}, "--log-format: expected json or text, got 'xml'"},

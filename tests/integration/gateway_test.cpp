@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
@@ -99,7 +100,9 @@ struct Gateway {
 };
 
 TEST(GatewayTest, SequentialAndConcurrentConnectionsAreSpreadEvenly) {
-  Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "4", "--", kWorkers + "/http_hello_worker"}, 4);
+  Gateway g(
+      {"run", "--listen", "127.0.0.1:0", "--replicas", "4", "--", kWorkers + "/http_hello_worker"},
+      4);
   std::map<std::string, int> per_worker;
   for (int i = 0; i < 10000; ++i) {
     std::string r = http_get(g.port, "/seq");
@@ -152,8 +155,10 @@ TEST(GatewayTest, EachRoutingModeReachesItsService) {
         {"kind": "tls_sni", "server_name": "*.secure.example", "service": "beta"}]}
     ],
     "services": {
-      "alpha": {"command": [")" + tw + R"("]},
-      "beta": {"command": [")" + tw + R"("]}
+      "alpha": {"command": [")" + tw +
+                                 R"("]},
+      "beta": {"command": [")" + tw +
+                                 R"("]}
     }})");
   CoordinatorProcess c({"run", "--config", cfg});
   int pre = std::stoi(c.wait_event("listening")["port"]);
@@ -174,11 +179,14 @@ TEST(GatewayTest, EachRoutingModeReachesItsService) {
   // A ClientHello with SNI "a.secure.example": the worker sees the TLS bytes (first byte 0x16).
   std::string name = "a.secure.example";
   std::string sni_ext;
-  auto u16 = [](size_t v) { return std::string{static_cast<char>(v >> 8), static_cast<char>(v & 0xff)}; };
+  auto u16 = [](size_t v) {
+    return std::string{static_cast<char>(v >> 8), static_cast<char>(v & 0xff)};
+  };
   std::string list = std::string(1, '\0') + u16(name.size()) + name;
   sni_ext = u16(0) + u16(list.size() + 2) + u16(list.size()) + list;
-  std::string body = u16(0x0303) + std::string(32, 'r') + std::string(1, '\0') + u16(2) + u16(0x1301) +
-                     std::string(1, '\1') + std::string(1, '\0') + u16(sni_ext.size()) + sni_ext;
+  std::string body = u16(0x0303) + std::string(32, 'r') + std::string(1, '\0') + u16(2) +
+                     u16(0x1301) + std::string(1, '\1') + std::string(1, '\0') +
+                     u16(sni_ext.size()) + sni_ext;
   std::string hs = std::string(1, '\1') + std::string(1, '\0') + u16(body.size()) + body;
   std::string record = std::string(1, '\x16') + u16(0x0301) + u16(hs.size()) + hs + "\n";
   r = talk(tls, record);
@@ -195,7 +203,8 @@ TEST(GatewayTest, SilentClientIsClosedAtPeekTimeoutWhileOthersAreServed) {
   std::string cfg = write_config(R"({
     "listeners": [{"address": "127.0.0.1:0", "peek": {"timeout": 0.5},
                    "routes": [{"kind": "preface", "service": "t"}]}],
-    "services": {"t": {"command": [")" + kWorkers + R"(/test_worker"]}}})");
+    "services": {"t": {"command": [")" +
+                                 kWorkers + R"(/test_worker"]}}})");
   CoordinatorProcess c({"run", "--config", cfg});
   int port = std::stoi(c.wait_event("listening")["port"]);
   c.wait_event("ready");
@@ -219,7 +228,8 @@ TEST(GatewayTest, WorkerThatIsNotReadyReceivesNothing) {
 }
 
 TEST(GatewayTest, WorkerReadyLaterGetsTheQueuedConnection) {
-  Gateway g({"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/test_worker", "--ready-after", "300"});
+  Gateway g(
+      {"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/test_worker", "--ready-after", "300"});
   g.c.wait_event("spawn");
   EXPECT_NE(talk(g.port, "ping\n", 5s).find("pong"), std::string::npos);
 }
@@ -245,7 +255,8 @@ TEST(GatewayTest, DrainingWorkerFinishesOpenConnectionsAndGetsNoNewOnes) {
 
 TEST(GatewayTest, KillingWorkersUnderLoadRefusesNothingAtTheGateway) {
   Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "4", "--backoff-initial", "0",
-             "--max-restarts", "10000", "--", kWorkers + "/http_hello_worker"}, 4);
+             "--max-restarts", "10000", "--", kWorkers + "/http_hello_worker"},
+            4);
   std::atomic<bool> done{false};
   std::atomic<int> ok{0}, refused{0}, failed_after_handoff{0};
   std::vector<std::thread> clients;
@@ -316,25 +327,28 @@ n.sendto(b"READY=1", "\0" + addr[1:] if addr.startswith("@") else addr)
 srv.serve_forever()
 )";
   Gateway g({"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--replicas", "2", "--",
-             "python3", "-c", script}, 2);
+             "python3", "-c", script},
+            2);
   std::string r = http_get(g.port, "/");
   EXPECT_NE(r.find("py "), std::string::npos) << r;
   EXPECT_NE(r.find(" main"), std::string::npos) << r;
 }
 
 TEST(GatewayTest, CoordinatorFdsReturnToBaselineAfter100kConnections) {
-  Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "2", "--", kWorkers + "/echo_worker"}, 2);
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "2", "--", kWorkers + "/echo_worker"},
+            2);
   // Warm up once so lazily created fds exist before the baseline.
   ASSERT_EQ(talk(g.port, "", 100ms), "");
   const int baseline = open_fds(g.c.pid());
   for (int i = 0; i < 100000; ++i) {
     int fd = connect_to(g.port);
-    ASSERT_GE(fd, 0) << i;
+    ASSERT_GE(fd, 0) << "connection " << i << ": " << std::strerror(errno);
     ::close(fd);
   }
   // Wait (with a deadline) for the last handoffs to finish.
   const auto deadline = Clock::now() + 10s;
-  while (open_fds(g.c.pid()) != baseline && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  while (open_fds(g.c.pid()) != baseline && Clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
   EXPECT_EQ(open_fds(g.c.pid()), baseline);
 }
 
