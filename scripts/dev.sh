@@ -56,9 +56,10 @@ case "$cmd" in
     if (($#)); then
       exec build/release/gateway/occasional "$@"
     fi
-    echo "occasional: supervising 2 replicas of a demo worker; Ctrl-C stops them gracefully" >&2
-    exec build/release/gateway/occasional run --replicas 2 --log-format text -- \
-      sh -c 'echo "worker $$ up"; trap "echo worker $$ stopping; exit 0" TERM; while :; do sleep 1; done'
+    echo "occasional: gateway on 127.0.0.1:8080 with 4 HTTP example workers, admin-free demo." >&2
+    echo "  try: curl http://127.0.0.1:8080/hello    (Ctrl-C stops gracefully)" >&2
+    exec build/release/gateway/occasional run --listen 127.0.0.1:8080 --replicas 4 --log-format text \
+      -- build/release/workers/http_hello_worker
     ;;
   test)
     deps
