@@ -1,0 +1,54 @@
+#include "gateway/config_loader.hpp"
+
+#include <gtest/gtest.h>
+
+namespace occasional::gateway {
+namespace {
+
+std::string error_of(const std::string& json) {
+  try {
+    parse_config(json, "c.json");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(ConfigLoaderTest, ValidConfigLoads) {
+  Config c = parse_config(R"({"listeners":[{"address":"127.0.0.1:0","routes":[{"service":"w"}]}],
+                              "services":{"w":{"command":["w"],"replicas":2,"grace":1.5}}})",
+                          "c.json");
+  ASSERT_EQ(c.services.size(), 1u);
+  EXPECT_EQ(c.services[0].service.replicas, 2);
+  EXPECT_EQ(c.listeners[0].routes[0].service, "w");
+}
+
+TEST(ConfigLoaderTest, ErrorsNameFileLineColumnAndPath) {
+  EXPECT_EQ(
+      error_of("{\n  \"services\": {\"w\": {\"command\": [\"w\"], \"replica\": 2}}}"),
+      "c.json:2:51: $.services.w.replica: unknown key 'replica' (expected one of: command, "
+      "env, cwd, mode, replicas, restart, backoff_initial, backoff_max, jitter, stable_after, "
+      "max_restarts, window, grace, max_connections, queue, listener, watchdog)");
+  EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "replicas": "2"}}})"),
+            "c.json:1:51: $.services.w.replicas: expected an integer, found a string");
+  EXPECT_EQ(error_of(R"({"services": {"w": {"command": []}}})"),
+            "c.json:1:32: $.services.w.command: expected a non-empty array of strings (program and "
+            "arguments)");
+  EXPECT_EQ(error_of(R"({"services": {}})"),
+            "c.json:1:14: $.services: no services: define at least one");
+  EXPECT_EQ(error_of("{\"services\": "),
+            "c.json:1:14: not valid JSON: The JSON document has an improper structure: missing or "
+            "superfluous commas, braces, missing keys, etc.");
+  EXPECT_EQ(
+      error_of(
+          R"({"services":{"w":{"command":["w"]}},"listeners":[{"address":"1.2.3.4","routes":[]}]})"),
+      "c.json:1:61: $.listeners[0].address: listen address '1.2.3.4' has no port: write it "
+      "as 127.0.0.1:8080, [::1]:8080 or :8080");
+  EXPECT_EQ(
+      error_of(
+          R"({"services":{"w":{"command":["w"]}},"listeners":[{"address":":1","routes":[{"service":"x"}]}]})"),
+      "c.json: listener ':1': route to unknown service 'x'");
+}
+
+}  // namespace
+}  // namespace occasional::gateway

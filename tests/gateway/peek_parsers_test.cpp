@@ -1,0 +1,61 @@
+#include "gateway/peek_parsers.hpp"
+
+#include <gtest/gtest.h>
+
+namespace occasional::gateway {
+namespace {
+
+TEST(PeekParsersTest, PrefaceLine) {
+  Preface p = parse_preface("echo\r\nrest");
+  ASSERT_EQ(p.status, PeekStatus::complete);
+  EXPECT_EQ(p.name, "echo");
+  EXPECT_EQ(p.consume, 6u);
+  EXPECT_EQ(parse_preface("ech").status, PeekStatus::need_more);
+  EXPECT_EQ(parse_preface("echo\r").status, PeekStatus::need_more);
+  EXPECT_EQ(parse_preface("ec ho\n").status, PeekStatus::invalid);
+  EXPECT_EQ(parse_preface("\n").status, PeekStatus::invalid);
+  EXPECT_EQ(parse_preface(std::string(65, 'a')).status, PeekStatus::invalid);
+}
+
+TEST(PeekParsersTest, HttpHostAndPath) {
+  HttpHead h = parse_http_head("GET /a/b?q=1 HTTP/1.1\r\nHost: Example.COM:8080\r\n\r\n");
+  ASSERT_EQ(h.status, PeekStatus::complete);
+  EXPECT_EQ(h.host, "example.com");
+  EXPECT_EQ(h.path, "/a/b");
+  EXPECT_EQ(parse_http_head("GET / HTTP/1.1\r\nHost: x\r\n").status, PeekStatus::need_more);
+  EXPECT_EQ(parse_http_head("GE").status, PeekStatus::need_more);
+  EXPECT_EQ(parse_http_head("\x16\x03\x01").status, PeekStatus::invalid);
+  EXPECT_EQ(parse_http_head("GET / HTTP/2.0\r\n\r\n").status, PeekStatus::invalid);
+  EXPECT_EQ(parse_http_head("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status,
+            PeekStatus::invalid);
+  HttpHead abs = parse_http_head("GET http://proxy.example/x HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(abs.host, "proxy.example");
+  EXPECT_EQ(abs.path, "/x");
+}
+
+std::string u16(size_t v) {
+  return {static_cast<char>(v >> 8), static_cast<char>(v & 0xff)};
+}
+
+std::string client_hello(const std::string& name) {
+  std::string list = std::string(1, '\0') + u16(name.size()) + name;
+  std::string ext = u16(0) + u16(list.size() + 2) + u16(list.size()) + list;
+  std::string body = u16(0x0303) + std::string(32, 'r') + std::string(1, '\0') + u16(2) +
+                     u16(0x1301) + std::string(1, '\1') + std::string(1, '\0') + u16(ext.size()) +
+                     ext;
+  std::string hs = std::string(1, '\1') + std::string(1, '\0') + u16(body.size()) + body;
+  return std::string(1, '\x16') + u16(0x0301) + u16(hs.size()) + hs;
+}
+
+TEST(PeekParsersTest, TlsServerName) {
+  std::string hello = client_hello("Secure.Example");
+  ClientHello c = parse_tls_client_hello(hello);
+  ASSERT_EQ(c.status, PeekStatus::complete);
+  EXPECT_EQ(c.sni, "secure.example");
+  for (size_t n = 0; n < hello.size(); ++n)
+    EXPECT_EQ(parse_tls_client_hello(hello.substr(0, n)).status, PeekStatus::need_more) << n;
+  EXPECT_EQ(parse_tls_client_hello("GET / HTTP/1.1\r\n").status, PeekStatus::invalid);
+}
+
+}  // namespace
+}  // namespace occasional::gateway
