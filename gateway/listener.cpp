@@ -49,12 +49,6 @@ ListenAddress parse_listen_address(const std::string& text) {
 
 namespace {
 
-int64_t monotonic_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
 std::string sockaddr_text(const sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET6) {
@@ -188,7 +182,7 @@ void Listener::accept_ready() {
     ++stats_.accepted;
     workers::ConnHeader h;
     h.id = next_connection_id++;
-    h.accepted_at_ns = monotonic_ns();
+    h.accepted_at_ns = workers::monotonic_now_ns();
     h.listener = name_;
     h.peer = sockaddr_text(peer);
     if (local_text_.empty()) {

@@ -1,6 +1,7 @@
 #include "workers/protocol.hpp"
 
 #include <simdjson.h>
+#include <time.h>
 
 #include "workers/json.hpp"
 
@@ -28,6 +29,12 @@ const char* message_type_name(MessageType type) {
       return "status";
   }
   return "?";
+}
+
+int64_t monotonic_now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
 namespace {

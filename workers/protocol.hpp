@@ -32,6 +32,10 @@ enum class MessageType {
 
 const char* message_type_name(MessageType type);
 
+// CLOCK_MONOTONIC in nanoseconds: the clock of `accepted_at_ns`, comparable
+// between the coordinator and its workers on one host.
+int64_t monotonic_now_ns();
+
 // The header that rides with each handed-off connection.
 struct ConnHeader {
   uint64_t id = 0;

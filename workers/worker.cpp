@@ -41,12 +41,6 @@ const char* env(const char* name) {
   return v && *v ? v : nullptr;
 }
 
-int64_t monotonic_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
 std::string endpoint_text(const tcp::endpoint& e) {
   auto a = e.address();
   std::string host = a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
@@ -296,7 +290,7 @@ asio::awaitable<std::optional<Connection>> Worker::next_accept() {
   if (ec) co_return std::nullopt;
   ConnHeader h;
   h.id = next_local_id_++;
-  h.accepted_at_ns = monotonic_ns();
+  h.accepted_at_ns = monotonic_now_ns();
   boost::system::error_code e1, e2;
   auto peer = s.remote_endpoint(e1);
   auto local = s.local_endpoint(e2);
