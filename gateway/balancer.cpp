@@ -14,7 +14,7 @@ Balancer::Balancer(boost::asio::io_context& io, std::string service, BalancerCon
       config_(config),
       stats_(stats),
       log_(log),
-      queue_timer_(io),
+      queue_(io, QueueConfig{config.queue_max, config.queue_timeout}, stats),
       retry_timer_(io) {}
 
 void Balancer::add(int replica, supervisor::WorkerLink* link) {
@@ -46,14 +46,7 @@ uint32_t Balancer::outstanding(int replica) const {
 void Balancer::dispatch(UniqueFd fd, workers::ConnHeader header) {
   // Queued connections keep their order: a new one waits behind them.
   if (queue_.empty() && hand_off(fd, header)) return;
-  if (queue_.size() >= config_.queue_max) {
-    stats_.reject("queue_full");
-    return;  // fd closes here
-  }
-  queue_.push_back(
-      {std::move(fd), std::move(header), std::chrono::steady_clock::now() + config_.queue_timeout});
-  ++stats_.pending;
-  arm_queue_timer();
+  queue_.push(std::move(fd), std::move(header));
   arm_retry();
 }
 
@@ -65,8 +58,8 @@ void Balancer::arm_retry() {
   retry_armed_ = true;
   retry_timer_.expires_after(std::chrono::milliseconds(1));
   retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled: `this` may be gone
     retry_armed_ = false;
-    if (ec) return;
     drain_queue();
     arm_retry();
   });
@@ -124,40 +117,12 @@ bool Balancer::hand_off(UniqueFd& fd, const workers::ConnHeader& header) {
 }
 
 void Balancer::drain_queue() {
-  while (!queue_.empty()) {
-    Pending& p = queue_.front();
-    if (!hand_off(p.fd, p.header)) break;
-    queue_.pop_front();
-    --stats_.pending;
-  }
-}
-
-void Balancer::arm_queue_timer() {
-  if (timer_armed_ || queue_.empty()) return;
-  timer_armed_ = true;
-  queue_timer_.expires_at(queue_.front().deadline);
-  queue_timer_.async_wait([this](const boost::system::error_code& ec) {
-    timer_armed_ = false;
-    if (!ec) expire_queue();
-  });
-}
-
-void Balancer::expire_queue() {
-  const auto now = std::chrono::steady_clock::now();
-  while (!queue_.empty() && queue_.front().deadline <= now) {
-    queue_.pop_front();
-    --stats_.pending;
-    stats_.reject("queue_timeout");
-  }
-  arm_queue_timer();
+  queue_.drain(
+      [this](UniqueFd& fd, const workers::ConnHeader& header) { return hand_off(fd, header); });
 }
 
 void Balancer::close_queue() {
-  while (!queue_.empty()) {
-    queue_.pop_front();
-    --stats_.pending;
-    stats_.reject("shutdown");
-  }
+  queue_.close_all();
 }
 
 }  // namespace occasional::gateway

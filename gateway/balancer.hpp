@@ -4,11 +4,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <vector>
 
 #include "gateway/gateway_stats.hpp"
+#include "gateway/pending_queue.hpp"
 #include "supervisor/event_log.hpp"
 #include "supervisor/worker_link.hpp"
 #include "workers/protocol.hpp"
@@ -51,17 +51,9 @@ class Balancer {
     uint32_t outstanding;
     uint64_t tried;  // the attempt_ that last tried it
   };
-  struct Pending {
-    UniqueFd fd;
-    workers::ConnHeader header;
-    std::chrono::steady_clock::time_point deadline;
-  };
-
   // Tries each eligible worker in pick order; false when none took it.
   bool hand_off(UniqueFd& fd, const workers::ConnHeader& header);
   void drain_queue();
-  void arm_queue_timer();
-  void expire_queue();
   void arm_retry();
 
   boost::asio::io_context& io_;
@@ -72,9 +64,7 @@ class Balancer {
   std::vector<Backend> backends_;
   size_t next_ = 0;  // round-robin start among ties
   uint64_t attempt_ = 0;
-  std::deque<Pending> queue_;
-  boost::asio::steady_timer queue_timer_;
-  bool timer_armed_ = false;
+  PendingQueue queue_;
   boost::asio::steady_timer retry_timer_;
   bool retry_armed_ = false;
   std::chrono::steady_clock::time_point last_retry_log_{};

@@ -16,8 +16,9 @@ Supervises COMMAND: starts it, restarts it by policy, logs every step. With
 
 Options:
   --listen ADDR            listen on ADDR (127.0.0.1:8080, [::1]:8080, :8080)
-  --mode MODE              handoff | listen_fds | plain (default: handoff with
-                           --listen, plain without)
+  --mode MODE              handoff | listen_fds | inetd | plain (default:
+                           handoff with --listen, plain without)
+  --max-processes N        inetd mode: processes alive at once (default 64)
   --max-connections N      per worker, handoff mode (default 0: no cap)
   --queue-max N            connections waiting for a ready worker (default 1024)
   --queue-timeout SEC      how long one may wait (default 5)
@@ -109,8 +110,11 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
       listen = need_value(args, i);
     } else if (a == "--mode") {
       mode = need_value(args, i);
-      if (mode != "handoff" && mode != "listen_fds" && mode != "plain")
-        throw UsageError("--mode: expected handoff, listen_fds or plain, got '" + mode + "'");
+      if (mode != "handoff" && mode != "listen_fds" && mode != "inetd" && mode != "plain")
+        throw UsageError("--mode: expected handoff, listen_fds, inetd or plain, got '" + mode +
+                         "'");
+    } else if (a == "--max-processes") {
+      entry.max_processes = parse_count(a, need_value(args, i), 1);
     } else if (a == "--max-connections") {
       entry.balancer.max_connections =
           static_cast<uint32_t>(parse_count(a, need_value(args, i), 0));
@@ -179,6 +183,7 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
   if (mode.empty()) mode = listen.empty() ? "plain" : "handoff";
   service.mode = mode == "handoff"      ? supervisor::WorkerMode::handoff
                  : mode == "listen_fds" ? supervisor::WorkerMode::listen_fds
+                 : mode == "inetd"      ? supervisor::WorkerMode::inetd
                                         : supervisor::WorkerMode::plain;
   if (mode != "plain" && listen.empty())
     throw UsageError("--mode " + mode + " needs --listen ADDR");
@@ -192,7 +197,8 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     } catch (const std::invalid_argument& e) {
       throw UsageError(std::string("--listen: ") + e.what());
     }
-    if (service.mode == supervisor::WorkerMode::handoff)
+    if (service.mode == supervisor::WorkerMode::handoff ||
+        service.mode == supervisor::WorkerMode::inetd)
       l.routes.push_back(Route{RouteKind::default_route, service.name, "", "", "", ""});
     else
       entry.listener = l.name;

@@ -26,10 +26,11 @@ void validate(const Config& config) {
         throw ConfigError("listener '" + l.name + "': route to unknown service '" + r.service +
                           "'");
       for (const auto& s : config.services)
-        if (s.service.name == r.service && s.service.mode != supervisor::WorkerMode::handoff)
+        if (s.service.name == r.service && s.service.mode != supervisor::WorkerMode::handoff &&
+            s.service.mode != supervisor::WorkerMode::inetd)
           throw ConfigError("listener '" + l.name + "': route to service '" + r.service +
                             "', whose mode is " + supervisor::worker_mode_name(s.service.mode) +
-                            "; only handoff services take routed connections");
+                            "; only handoff and inetd services take routed connections");
     }
     try {
       RouteTable table(l.routes);

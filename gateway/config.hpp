@@ -23,6 +23,7 @@ struct ServiceEntry {
   supervisor::ServiceConfig service;  // listen_fd is filled in at startup
   BalancerConfig balancer;            // handoff mode
   std::string listener;               // listen_fds mode: the listener it shares
+  int max_processes = 64;             // inetd mode: processes alive at once
 };
 
 // Everything `occasional run` needs, from a file or from quick-mode flags.

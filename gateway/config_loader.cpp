@@ -314,7 +314,7 @@ class Loader {
       object o = obj(value, path,
                      {"command", "env", "cwd", "mode", "replicas", "restart", "backoff_initial",
                       "backoff_max", "jitter", "stable_after", "max_restarts", "window", "grace",
-                      "max_connections", "queue", "listener", "watchdog"});
+                      "max_connections", "max_processes", "queue", "listener", "watchdog"});
       auto at = [&](const char* key) {
         auto p = path;
         p.emplace_back(std::string(key));
@@ -344,9 +344,10 @@ class Loader {
       }
       if (o["cwd"].get(v) == simdjson::SUCCESS) s.process.cwd = str(v, at("cwd"));
       if (o["mode"].get(v) == simdjson::SUCCESS) {
-        std::string m = one_of(v, at("mode"), {"handoff", "listen_fds", "plain"});
+        std::string m = one_of(v, at("mode"), {"handoff", "listen_fds", "inetd", "plain"});
         s.mode = m == "handoff"      ? supervisor::WorkerMode::handoff
                  : m == "listen_fds" ? supervisor::WorkerMode::listen_fds
+                 : m == "inetd"      ? supervisor::WorkerMode::inetd
                                      : supervisor::WorkerMode::plain;
       } else {
         s.mode = supervisor::WorkerMode::handoff;
@@ -376,6 +377,8 @@ class Loader {
       if (o["max_connections"].get(v) == simdjson::SUCCESS)
         entry.balancer.max_connections =
             static_cast<uint32_t>(integer(v, at("max_connections"), 0, 10'000'000));
+      if (o["max_processes"].get(v) == simdjson::SUCCESS)
+        entry.max_processes = static_cast<int>(integer(v, at("max_processes"), 1, 100'000));
       if (o["queue"].get(v) == simdjson::SUCCESS) {
         object q = obj(v, at("queue"), {"max", "timeout"});
         element qv;

@@ -7,22 +7,29 @@ void Dispatcher::add_service(boost::asio::io_context& io, const std::string& ser
   balancers_[service] = std::make_unique<Balancer>(io, service, config, stats_, log);
 }
 
+void Dispatcher::add_inetd(boost::asio::io_context& io, supervisor::InetdService& service,
+                           QueueConfig queue) {
+  inetd_[service.name()] = std::make_unique<InetdLauncher>(io, service, queue, stats_);
+}
+
 Balancer* Dispatcher::find(const std::string& service) {
   auto it = balancers_.find(service);
   return it == balancers_.end() ? nullptr : it->second.get();
 }
 
 void Dispatcher::dispatch(const std::string& service, UniqueFd fd, workers::ConnHeader header) {
-  Balancer* b = find(service);
-  if (!b) {
+  if (Balancer* b = find(service)) {
+    b->dispatch(std::move(fd), std::move(header));
+  } else if (auto it = inetd_.find(service); it != inetd_.end()) {
+    it->second->dispatch(std::move(fd), std::move(header));
+  } else {
     stats_.reject("no_service");
-    return;
   }
-  b->dispatch(std::move(fd), std::move(header));
 }
 
 void Dispatcher::close_queues() {
   for (auto& [name, b] : balancers_) b->close_queue();
+  for (auto& [name, l] : inetd_) l->close_queue();
 }
 
 void Dispatcher::on_ready(const std::string& service, int replica, supervisor::WorkerLink* link) {
@@ -39,6 +46,7 @@ void Dispatcher::on_conn_closed(const std::string& service, int replica, uint64_
 
 void Dispatcher::on_exited(const supervisor::ExitRecord& record) {
   if (Balancer* b = find(record.service)) b->remove(record.replica);
+  if (auto it = inetd_.find(record.service); it != inetd_.end()) it->second->on_exited();
 }
 
 }  // namespace occasional::gateway

@@ -7,6 +7,7 @@
 
 #include "gateway/balancer.hpp"
 #include "gateway/gateway_stats.hpp"
+#include "gateway/inetd_launcher.hpp"
 #include "supervisor/service_observer.hpp"
 
 namespace occasional::gateway {
@@ -19,6 +20,7 @@ class Dispatcher : public supervisor::ServiceObserver {
 
   void add_service(boost::asio::io_context& io, const std::string& service, BalancerConfig config,
                    const supervisor::EventLog& log);
+  void add_inetd(boost::asio::io_context& io, supervisor::InetdService& service, QueueConfig queue);
   void dispatch(const std::string& service, UniqueFd fd, workers::ConnHeader header);
   void close_queues();
   Balancer* find(const std::string& service);
@@ -31,6 +33,7 @@ class Dispatcher : public supervisor::ServiceObserver {
  private:
   GatewayStats& stats_;
   std::map<std::string, std::unique_ptr<Balancer>, std::less<>> balancers_;
+  std::map<std::string, std::unique_ptr<InetdLauncher>, std::less<>> inetd_;
 };
 
 }  // namespace occasional::gateway

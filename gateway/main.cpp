@@ -35,11 +35,18 @@ int run(const gw::Config& config) {
   gw::Shutdown shutdown(io, supervisor, log, [&gateway] { gateway.stop(); });
   for (const gw::ServiceEntry& entry : config.services) {
     sv::ServiceConfig service = entry.service;
-    if (service.mode == sv::WorkerMode::listen_fds) {
-      service.listen_fd = gateway.listener_fd(entry.listener);
-      service.listener_name = entry.listener;
+    if (service.mode == sv::WorkerMode::inetd) {
+      sv::InetdService& inetd = supervisor.add_inetd(
+          sv::InetdConfig{service.name, service.process, entry.max_processes, service.grace});
+      gateway.dispatcher().add_inetd(
+          io, inetd, gw::QueueConfig{entry.balancer.queue_max, entry.balancer.queue_timeout});
+    } else {
+      if (service.mode == sv::WorkerMode::listen_fds) {
+        service.listen_fd = gateway.listener_fd(entry.listener);
+        service.listener_name = entry.listener;
+      }
+      supervisor.add_service(std::move(service));
     }
-    supervisor.add_service(std::move(service));
     log.event(sv::LogLevel::info, "service")
         .str("service", entry.service.name)
         .str("mode", sv::worker_mode_name(entry.service.mode))

@@ -45,6 +45,7 @@ class Shutdown : private supervisor::ServiceObserver {
   boost::asio::signal_set signals_;
   std::function<void()> on_stop_;
   int signals_seen_ = 0;
+  bool finished_ = false;
   ExitStatus status_ = ExitStatus::clean;
   // Whether each replica's last exit was clean, for the status when workers
   // finish on their own.

@@ -30,6 +30,21 @@ std::string ExitRecord::describe() const {
   return "?";
 }
 
+void set_exit_status(ExitRecord& record, const siginfo_t& info) {
+  switch (info.si_code) {
+    case CLD_EXITED:
+      record.kind = ExitKind::exited;
+      record.code = info.si_status;
+      break;
+    case CLD_DUMPED:
+      record.core_dumped = true;
+      [[fallthrough]];
+    default:
+      record.kind = ExitKind::killed;
+      record.signal = info.si_status;
+  }
+}
+
 std::string signal_name(int signal) {
   const char* abbrev = ::sigabbrev_np(signal);
   return abbrev ? std::string("SIG") + abbrev : "SIG" + std::to_string(signal);

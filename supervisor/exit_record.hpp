@@ -1,5 +1,6 @@
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -41,6 +42,9 @@ struct ExitRecord {
   // One line for a person: "exited with code 3", "killed by SIGKILL (core dumped)".
   std::string describe() const;
 };
+
+// Sets kind, code, signal and core_dumped from a waitid() result.
+void set_exit_status(ExitRecord& record, const siginfo_t& info);
 
 // "SIGKILL" for 9; "SIG42" for a signal without a name.
 std::string signal_name(int signal);

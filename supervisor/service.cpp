@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -20,6 +22,8 @@ const char* worker_mode_name(WorkerMode mode) {
       return "handoff";
     case WorkerMode::listen_fds:
       return "listen_fds";
+    case WorkerMode::inetd:
+      return "inetd";
   }
   return "?";
 }
@@ -157,6 +161,10 @@ void Service::spawn(int replica) {
             std::to_string(
                 std::chrono::duration_cast<std::chrono::microseconds>(config_.watchdog).count()));
       break;
+    case WorkerMode::inetd:
+      std::fprintf(stderr, "occasional: bug: service %s: inetd services are InetdService\n",
+                   config_.name.c_str());
+      std::abort();
   }
 
   SpawnResult result = spawn_process(spec);
@@ -188,6 +196,8 @@ void Service::spawn(int replica) {
       break;
     case WorkerMode::listen_fds:
       arm_watchdog(replica);
+      break;
+    case WorkerMode::inetd:
       break;
   }
 }
@@ -286,18 +296,7 @@ void Service::on_exit(int replica, const siginfo_t& info) {
   guardian_.forget(r.pid);
   ExitRecord record;
   record.pid = r.pid;
-  switch (info.si_code) {
-    case CLD_EXITED:
-      record.kind = ExitKind::exited;
-      record.code = info.si_status;
-      break;
-    case CLD_DUMPED:
-      record.core_dumped = true;
-      [[fallthrough]];
-    default:
-      record.kind = ExitKind::killed;
-      record.signal = info.si_status;
-  }
+  set_exit_status(record, info);
   // A stated reason may still sit in the control socket, sent just before exit.
   if (r.link) {
     r.link->drain_pending();

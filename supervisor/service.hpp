@@ -25,6 +25,7 @@ enum class WorkerMode {
   plain,       // no connections: ready once spawned
   handoff,     // control socket at fd 3; ready on `ready`; connections as fds
   listen_fds,  // the listener at fd 3 (LISTEN_FDS); ready on READY=1 (NOTIFY_SOCKET)
+  inetd,       // one process per connection: an InetdService, never a Service
 };
 
 const char* worker_mode_name(WorkerMode mode);

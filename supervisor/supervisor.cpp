@@ -40,6 +40,12 @@ Service& Supervisor::add_service(ServiceConfig config) {
   return *services_.back();
 }
 
+InetdService& Supervisor::add_inetd(InetdConfig config) {
+  inetd_.push_back(std::make_unique<InetdService>(io_, std::move(config), reaper_, guardian_,
+                                                  static_cast<ServiceObserver&>(*this)));
+  return *inetd_.back();
+}
+
 void Supervisor::on_notify(pid_t pid, std::string_view assignment) {
   auto it = by_pid_.find(pid);
   if (it == by_pid_.end()) {
@@ -53,18 +59,23 @@ void Supervisor::on_notify(pid_t pid, std::string_view assignment) {
 
 void Supervisor::start_all() {
   for (auto& s : services_) s->start();
+  for (auto& s : inetd_) s->start();
 }
 
 void Supervisor::stop_all() {
   for (auto& s : services_) s->stop();
+  for (auto& s : inetd_) s->stop();
 }
 
 void Supervisor::kill_all() {
   for (auto& s : services_) s->kill_all();
+  for (auto& s : inetd_) s->kill_all();
 }
 
 bool Supervisor::all_idle() const {
   for (const auto& s : services_)
+    if (!s->idle()) return false;
+  for (const auto& s : inetd_)
     if (!s->idle()) return false;
   return true;
 }
@@ -73,6 +84,12 @@ bool Supervisor::any_failed() const {
   for (const auto& s : services_)
     if (s->failed()) return true;
   return false;
+}
+
+InetdService* Supervisor::find_inetd(const std::string& name) {
+  for (auto& s : inetd_)
+    if (s->name() == name) return s.get();
+  return nullptr;
 }
 
 Service* Supervisor::find(const std::string& name) {

@@ -10,6 +10,7 @@
 #include "supervisor/child_reaper.hpp"
 #include "supervisor/event_log.hpp"
 #include "supervisor/guardian.hpp"
+#include "supervisor/inetd_service.hpp"
 #include "supervisor/notify_socket.hpp"
 #include "supervisor/service.hpp"
 #include "supervisor/service_observer.hpp"
@@ -28,6 +29,7 @@ class Supervisor : private ServiceObserver {
   Supervisor& operator=(const Supervisor&) = delete;
 
   Service& add_service(ServiceConfig config);
+  InetdService& add_inetd(InetdConfig config);
   void add_observer(ServiceObserver& observer) { observers_.push_back(&observer); }
   // Called each time every service has become idle (nothing running, nothing scheduled).
   void on_all_idle(std::function<void()> callback) { on_all_idle_ = std::move(callback); }
@@ -39,7 +41,9 @@ class Supervisor : private ServiceObserver {
   bool all_idle() const;
   bool any_failed() const;
   Service* find(const std::string& name);
+  InetdService* find_inetd(const std::string& name);
   const std::vector<std::unique_ptr<Service>>& services() const { return services_; }
+  const std::vector<std::unique_ptr<InetdService>>& inetd_services() const { return inetd_; }
   const ChildReaper& reaper() const { return reaper_; }
   // NOTIFY_SOCKET datagrams rejected so far (no credentials, unknown sender, too large).
   uint64_t notify_rejected() const { return notify_rejected_; }
@@ -69,6 +73,7 @@ class Supervisor : private ServiceObserver {
   ChildReaper reaper_;
   std::unique_ptr<NotifySocket> notify_;
   std::vector<std::unique_ptr<Service>> services_;
+  std::vector<std::unique_ptr<InetdService>> inetd_;
   // Which service and replica each live worker pid is, for NOTIFY_SOCKET senders.
   std::unordered_map<pid_t, std::pair<Service*, int>> by_pid_;
   std::vector<ServiceObserver*> observers_;

@@ -334,6 +334,78 @@ srv.serve_forever()
   EXPECT_NE(r.find(" main"), std::string::npos) << r;
 }
 
+// Reads until `want` bytes arrived or the deadline passed.
+std::string read_n(int fd, size_t want, std::chrono::milliseconds timeout = 5s) {
+  std::string out;
+  const auto deadline = Clock::now() + timeout;
+  char buf[1024];
+  while (out.size() < want && Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 20) <= 0) continue;
+    ssize_t n = ::recv(fd, buf, std::min(sizeof buf, want - out.size()), 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+void send_text(int fd, const std::string& text) {
+  ASSERT_EQ(::send(fd, text.data(), text.size(), MSG_NOSIGNAL), static_cast<ssize_t>(text.size()));
+}
+
+TEST(GatewayTest, InetdRunsCatAsAnEchoServiceWithAProcessCap) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--mode", "inetd", "--max-processes", "2", "--name",
+             "echo", "--", "cat"});
+  UniqueFd a(connect_to(g.port)), b(connect_to(g.port));
+  ASSERT_TRUE(a && b);
+  send_text(a.get(), "alpha\n");
+  send_text(b.get(), "beta\n");
+  EXPECT_EQ(read_n(a.get(), 6), "alpha\n");
+  EXPECT_EQ(read_n(b.get(), 5), "beta\n");
+  g.c.wait_event("spawn");
+  g.c.wait_event("spawn");
+
+  // At the cap, a third client waits for a slot instead of being refused.
+  UniqueFd c(connect_to(g.port));
+  ASSERT_TRUE(c);
+  send_text(c.get(), "gamma\n");
+  EXPECT_EQ(read_n(c.get(), 6, 300ms), "");
+  EXPECT_EQ(g.c.events("spawn").size(), 2u);
+
+  // EOF ends `cat`; its exit is recorded and frees the slot for the third.
+  ::shutdown(a.get(), SHUT_WR);
+  EXPECT_EQ(read_n(a.get(), 1), "");  // EOF from cat's side
+  Fields exit = g.c.wait_event("exit");
+  EXPECT_EQ(exit["service"], "echo");
+  EXPECT_EQ(exit["outcome"], "exited");
+  EXPECT_EQ(exit["code"], "0");
+  EXPECT_EQ(read_n(c.get(), 6), "gamma\n");
+  std::set<std::string> slots;
+  for (auto& e : g.c.events("spawn")) slots.insert(e["replica"]);
+  EXPECT_EQ(slots, (std::set<std::string>{"0", "1"}));
+
+  // A killed process is an exit like any other.
+  g.c.wait_event("spawn");  // the third
+  auto spawns = g.c.events("spawn");
+  ASSERT_EQ(spawns.size(), 3u);
+  ::kill(std::stoi(spawns[2]["pid"]), SIGKILL);
+  Fields killed =
+      g.c.wait_event("exit", [](const Fields& f) { return f.at("signal_name") == "SIGKILL"; });
+  EXPECT_EQ(killed["pid"], spawns[2]["pid"]);
+
+  g.c.signal(SIGTERM);
+  EXPECT_EQ(g.c.wait_exit(), 0);
+  for (auto& e : spawns) EXPECT_FALSE(process_alive(std::stoi(e["pid"])));
+}
+
+TEST(GatewayTest, InetdProcessSeesThePeerAddress) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--mode", "inetd", "--", "sh", "-c",
+             "echo \"$REMOTE_ADDR $OCCASIONAL_SERVICE\""});
+  EXPECT_EQ(talk(g.port, ""), "127.0.0.1 sh\n");
+  Fields exit = g.c.wait_event("exit");
+  EXPECT_EQ(exit["code"], "0");
+}
+
 TEST(GatewayTest, CoordinatorFdsReturnToBaselineAfter100kConnections) {
   Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "2", "--", kWorkers + "/echo_worker"},
             2);

@@ -1,0 +1,39 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include "gateway/gateway_stats.hpp"
+#include "gateway/pending_queue.hpp"
+#include "supervisor/inetd_service.hpp"
+#include "workers/protocol.hpp"
+#include "workers/unique_fd.hpp"
+
+namespace occasional::gateway {
+
+// The gateway side of an inetd service: starts one process per connection;
+// at the process cap the connection waits in the queue until a process exits.
+class InetdLauncher {
+ public:
+  InetdLauncher(boost::asio::io_context& io, supervisor::InetdService& service, QueueConfig queue,
+                GatewayStats& stats);
+
+  void dispatch(UniqueFd fd, workers::ConnHeader header);
+  // A process of this service exited: its slot is free.
+  void on_exited() {
+    // A process that fails to start exits inside launch(): no nested drain.
+    if (!launching_) drain();
+  }
+  void close_queue() { queue_.close_all(); }
+  size_t queued() const { return queue_.size(); }
+
+ private:
+  bool launch(UniqueFd& fd, const workers::ConnHeader& header);
+  void drain();
+
+  supervisor::InetdService& service_;
+  GatewayStats& stats_;
+  PendingQueue queue_;
+  bool launching_ = false;
+};
+
+}  // namespace occasional::gateway

@@ -1,0 +1,54 @@
+#include "gateway/pending_queue.hpp"
+
+namespace occasional::gateway {
+
+PendingQueue::PendingQueue(boost::asio::io_context& io, QueueConfig config, GatewayStats& stats)
+    : config_(config), stats_(stats), timer_(io) {}
+
+void PendingQueue::push(UniqueFd fd, workers::ConnHeader header) {
+  if (queue_.size() >= config_.max) {
+    stats_.reject("queue_full");
+    return;  // fd closes here
+  }
+  queue_.push_back(
+      {std::move(fd), std::move(header), std::chrono::steady_clock::now() + config_.timeout});
+  ++stats_.pending;
+  arm_timer();
+}
+
+void PendingQueue::drain(const Taker& take) {
+  while (!queue_.empty()) {
+    Pending& p = queue_.front();
+    if (!take(p.fd, p.header)) break;
+    pop(nullptr);
+  }
+}
+
+void PendingQueue::pop(const char* reject_reason) {
+  queue_.pop_front();
+  --stats_.pending;
+  if (reject_reason) stats_.reject(reject_reason);
+}
+
+void PendingQueue::arm_timer() {
+  if (timer_armed_ || queue_.empty()) return;
+  timer_armed_ = true;
+  timer_.expires_at(queue_.front().deadline);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled: `this` may be gone
+    timer_armed_ = false;
+    expire();
+  });
+}
+
+void PendingQueue::expire() {
+  const auto now = std::chrono::steady_clock::now();
+  while (!queue_.empty() && queue_.front().deadline <= now) pop("queue_timeout");
+  arm_timer();
+}
+
+void PendingQueue::close_all() {
+  while (!queue_.empty()) pop("shutdown");
+}
+
+}  // namespace occasional::gateway

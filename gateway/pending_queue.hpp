@@ -1,0 +1,58 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <deque>
+#include <functional>
+
+#include "gateway/gateway_stats.hpp"
+#include "workers/protocol.hpp"
+#include "workers/unique_fd.hpp"
+
+namespace occasional::gateway {
+
+struct QueueConfig {
+  size_t max = 1024;  // connections waiting
+  std::chrono::milliseconds timeout{5000};
+};
+
+// Connections of one service waiting for a worker (none ready, all at their
+// cap, inetd at its process cap), oldest first. Bounded in size and time:
+// a connection that does not fit is closed as `queue_full`, one that waits
+// too long as `queue_timeout`.
+class PendingQueue {
+ public:
+  // Takes the connection (and resets `fd`), or returns false.
+  using Taker = std::function<bool(UniqueFd& fd, const workers::ConnHeader& header)>;
+
+  PendingQueue(boost::asio::io_context& io, QueueConfig config, GatewayStats& stats);
+
+  void push(UniqueFd fd, workers::ConnHeader header);
+  // Offers connections in order until `take` refuses one.
+  void drain(const Taker& take);
+  // Closes every waiting connection (counted as `shutdown`).
+  void close_all();
+
+  bool empty() const { return queue_.empty(); }
+  size_t size() const { return queue_.size(); }
+
+ private:
+  struct Pending {
+    UniqueFd fd;
+    workers::ConnHeader header;
+    std::chrono::steady_clock::time_point deadline;
+  };
+
+  void pop(const char* reject_reason);
+  void arm_timer();
+  void expire();
+
+  QueueConfig config_;
+  GatewayStats& stats_;
+  std::deque<Pending> queue_;
+  boost::asio::steady_timer timer_;
+  bool timer_armed_ = false;
+};
+
+}  // namespace occasional::gateway
