@@ -170,6 +170,31 @@ std::string line_col(std::string_view text, size_t offset) {
   return std::to_string(line) + ":" + std::to_string(col);
 }
 
+// Error messages are one line: keys and values from the file may hold any
+// character, so control characters are shown escaped.
+std::string one_line(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 const char* type_name(element_type t) {
   switch (t) {
     case element_type::ARRAY:
@@ -204,7 +229,8 @@ class Loader {
       else
         p += "[" + std::to_string(std::get<size_t>(s)) + "]";
     }
-    throw ConfigError(origin_ + ":" + line_col(text_, loc.find(path)) + ": " + p + ": " + message);
+    throw ConfigError(
+        one_line(origin_ + ":" + line_col(text_, loc.find(path)) + ": " + p + ": " + message));
   }
 
   object obj(element e, const std::vector<Step>& path, std::initializer_list<const char*> allowed) {
@@ -294,7 +320,7 @@ class Loader {
     try {
       validate(config);
     } catch (const ConfigError& err) {
-      throw ConfigError(origin_ + ": " + err.what());
+      throw ConfigError(one_line(origin_ + ": " + err.what()));
     }
     return config;
   }

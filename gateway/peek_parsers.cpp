@@ -152,14 +152,21 @@ HttpHead parse_http_head(std::string_view bytes) {
     }
   }
 
-  // Absolute form: scheme://authority/path
-  std::string_view path = target;
+  // Request target forms (RFC 9112 3.2): origin "/path", absolute
+  // "scheme://authority/path", asterisk "*" and authority "host:port"
+  // (CONNECT), which have no path. A route by path prefix needs one.
+  std::string_view path;
   auto scheme = target.find("://");
-  if (scheme != std::string_view::npos && target.front() != '/') {
+  if (target.front() == '/') {
+    path = target;
+  } else if (scheme != std::string_view::npos && scheme > 0) {
     std::string_view rest = target.substr(scheme + 3);
     auto slash = rest.find('/');
     if (host.empty()) host = rest.substr(0, slash);
     path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+  } else if (target.find('/') != std::string_view::npos) {
+    h.status = PeekStatus::invalid;  // neither a path nor an authority
+    return h;
   }
   auto query = path.find_first_of("?#");
   if (query != std::string_view::npos) path = path.substr(0, query);

@@ -3,6 +3,7 @@
 #   scripts/dev.sh run     install what is missing, build (Release), run the main job
 #   scripts/dev.sh test    install what is missing, build, run the whole test suite (ctest)
 #   scripts/dev.sh asan    the test suite again, built with ASan + UBSan
+#   scripts/dev.sh fuzz    the libFuzzer targets (clang), each run FUZZ_SECONDS (default 60)
 #   scripts/dev.sh deps    only install what is missing
 set -euo pipefail
 
@@ -20,6 +21,7 @@ packages=(
   libboost1.81-dev libsimdjson-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   curl python3 procps util-linux
+  clang-14 libclang-rt-14-dev
 )
 
 deps() {
@@ -74,8 +76,16 @@ case "$cmd" in
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       ctest --output-on-failure -j "$jobs" --timeout 300
     ;;
+  fuzz)
+    deps
+    CC=clang-14 CXX=clang++-14 build build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DOCCASIONAL_FUZZ=ON -Dfuzz_seconds="${FUZZ_SECONDS:-60}" -DOCCASIONAL_WERROR=$werror
+    cd build/fuzz
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      ctest --output-on-failure -j "$jobs" -L fuzz
+    ;;
   *)
-    echo "usage: scripts/dev.sh run|test|asan|deps" >&2
+    echo "usage: scripts/dev.sh run|test|asan|fuzz|deps" >&2
     exit 2
     ;;
 esac

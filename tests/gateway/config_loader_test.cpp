@@ -52,3 +52,16 @@ TEST(ConfigLoaderTest, ErrorsNameFileLineColumnAndPath) {
 
 }  // namespace
 }  // namespace occasional::gateway
+
+namespace occasional::gateway {
+namespace {
+
+TEST(ConfigLoaderTest, ErrorIsOneLineEvenWhenAKeyHoldsANewline) {
+  // Found by the fuzzer: the key is echoed in the message.
+  const std::string e = error_of(R"({"list\ners": []})");
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  EXPECT_NE(e.find("list\\ners"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace occasional::gateway

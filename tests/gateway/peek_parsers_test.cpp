@@ -31,6 +31,14 @@ TEST(PeekParsersTest, HttpHostAndPath) {
   HttpHead abs = parse_http_head("GET http://proxy.example/x HTTP/1.1\r\n\r\n");
   EXPECT_EQ(abs.host, "proxy.example");
   EXPECT_EQ(abs.path, "/x");
+  // Found by the fuzzer: a target that is neither a path nor an absolute URI.
+  EXPECT_EQ(parse_http_head("GET http:./a/p HTTP/1.0\r\n\r\n").status, PeekStatus::invalid);
+  HttpHead star = parse_http_head("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(star.status, PeekStatus::complete);
+  EXPECT_EQ(star.path, "");
+  HttpHead connect = parse_http_head("CONNECT h.example:443 HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(connect.status, PeekStatus::complete);
+  EXPECT_EQ(connect.path, "");
 }
 
 std::string u16(size_t v) {
