@@ -109,7 +109,7 @@ std::vector<Action> RestartPolicy::on(int replica, PolicyEvent event, MonoTime n
 std::vector<Action> RestartPolicy::on_exited(int replica, PolicyEvent event, MonoTime now) {
   Replica& r = replicas_[static_cast<size_t>(replica)];
   if (event.uptime >= config_.stable_after) r.consecutive = 0;
-  const bool wanted = replica < desired_;
+  const bool wanted = r.wanted;
   const bool policy_restarts = config_.mode == RestartMode::always ||
                                (config_.mode == RestartMode::on_failure && !event.clean_exit);
   if (!wanted || !policy_restarts || failed_) {
@@ -143,10 +143,10 @@ std::vector<Action> RestartPolicy::start_service() {
   failed_ = false;
   restarts_.clear();
   std::vector<Action> actions;
-  for (int i = 0; i < desired_; ++i) {
+  for (int i = 0; i < table_size(); ++i) {
     Replica& r = replicas_[static_cast<size_t>(i)];
     r.consecutive = 0;
-    if (r.state == ReplicaState::stopped) {
+    if (r.wanted && r.state == ReplicaState::stopped) {
       r.state = ReplicaState::running;
       actions.push_back({i, ActionKind::spawn});
     }
@@ -154,24 +154,73 @@ std::vector<Action> RestartPolicy::start_service() {
   return actions;
 }
 
+int RestartPolicy::wanted_count() const {
+  int n = 0;
+  for (const Replica& r : replicas_) n += r.wanted ? 1 : 0;
+  return n;
+}
+
+int RestartPolicy::free_slot() {
+  for (size_t i = 0; i < replicas_.size(); ++i)
+    if (!replicas_[i].wanted && replicas_[i].state == ReplicaState::stopped)
+      return static_cast<int>(i);
+  replicas_.push_back(Replica{ReplicaState::stopped, 0, false});
+  return table_size() - 1;
+}
+
+void RestartPolicy::unwant(int replica, std::vector<Action>& actions) {
+  Replica& r = replicas_[static_cast<size_t>(replica)];
+  r.wanted = false;
+  if (r.state == ReplicaState::running) {
+    r.state = ReplicaState::stopping;
+    actions.push_back({replica, ActionKind::terminate});
+  } else if (r.state == ReplicaState::backoff) {
+    r.state = ReplicaState::stopped;
+    actions.push_back({replica, ActionKind::cancel_restart});
+  }
+}
+
 std::vector<Action> RestartPolicy::scale(int replicas) {
   std::vector<Action> actions;
-  if (static_cast<size_t>(replicas) > replicas_.size())
-    replicas_.resize(static_cast<size_t>(replicas));
-  desired_ = replicas;
-  for (int i = 0; i < static_cast<int>(replicas_.size()); ++i) {
+  int have = wanted_count();
+  while (have < replicas) {
+    const int i = free_slot();
     Replica& r = replicas_[static_cast<size_t>(i)];
-    if (i < desired_ && r.state == ReplicaState::stopped && !failed_) {
+    r.wanted = true;
+    r.consecutive = 0;
+    ++have;
+    if (!failed_) {
       r.state = ReplicaState::running;
       actions.push_back({i, ActionKind::spawn});
-    } else if (i >= desired_ && r.state == ReplicaState::running) {
-      r.state = ReplicaState::stopping;
-      actions.push_back({i, ActionKind::terminate});
-    } else if (i >= desired_ && r.state == ReplicaState::backoff) {
-      r.state = ReplicaState::stopped;
-      actions.push_back({i, ActionKind::cancel_restart});
     }
   }
+  std::vector<int> removed;
+  for (int i = table_size() - 1; i >= 0 && have > replicas; --i)
+    if (replicas_[static_cast<size_t>(i)].wanted) {
+      removed.insert(removed.begin(), i);
+      --have;
+    }
+  for (int i : removed) unwant(i, actions);
+  desired_ = replicas;
+  return actions;
+}
+
+std::vector<Action> RestartPolicy::add_replica() {
+  const int i = free_slot();
+  Replica& r = replicas_[static_cast<size_t>(i)];
+  r.wanted = true;
+  r.consecutive = 0;
+  ++desired_;
+  if (failed_) return {};
+  r.state = ReplicaState::running;
+  return {{i, ActionKind::spawn}};
+}
+
+std::vector<Action> RestartPolicy::retire(int replica) {
+  std::vector<Action> actions;
+  if (!replicas_.at(static_cast<size_t>(replica)).wanted) return actions;
+  unwant(replica, actions);
+  --desired_;
   return actions;
 }
 

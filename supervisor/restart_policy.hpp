@@ -80,10 +80,18 @@ class RestartPolicy {
   // Clears a failed state and the restart history; starts stopped replicas.
   std::vector<Action> start_service();
   // Grows or shrinks the replica set; new replicas start, removed ones stop.
-  // Removed replicas stay in the table (stopping/stopped) so their exit still lands.
+  // Growing reuses the lowest stopped slots that are not wanted; shrinking
+  // removes the highest wanted ones. Removed replicas stay in the table
+  // (stopping/stopped) so their exit still lands.
   std::vector<Action> scale(int replicas);
+  // One more wanted replica (a rolling restart's replacement); its spawn
+  // action names the slot.
+  std::vector<Action> add_replica();
+  // `replica` is no longer wanted: it stops and is not restarted.
+  std::vector<Action> retire(int replica);
 
   ReplicaState state(int replica) const { return replicas_.at(replica).state; }
+  bool wanted(int replica) const { return replicas_.at(replica).wanted; }
   int consecutive_restarts(int replica) const { return replicas_.at(replica).consecutive; }
   bool failed() const { return failed_; }
   int desired_replicas() const { return desired_; }
@@ -97,7 +105,12 @@ class RestartPolicy {
   struct Replica {
     ReplicaState state = ReplicaState::stopped;
     int consecutive = 0;
+    bool wanted = true;
   };
+
+  int wanted_count() const;
+  int free_slot();  // a stopped slot not wanted, else a new one
+  void unwant(int replica, std::vector<Action>& actions);
 
   std::vector<Action> on_exited(int replica, PolicyEvent event, MonoTime now);
 

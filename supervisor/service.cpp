@@ -58,6 +58,7 @@ void Service::start() {
 }
 
 void Service::stop() {
+  abort_rolling_restart();
   for (int i = 0; i < policy_.table_size(); ++i) handle(i, {PolicyEventKind::stop});
 }
 
@@ -66,9 +67,39 @@ void Service::kill_all() {
 }
 
 void Service::scale(int replicas) {
+  abort_rolling_restart();
   grow_to(replicas);
   apply(policy_.scale(replicas));
   report_idle();
+}
+
+bool Service::rolling_restart() {
+  if (surge_ >= 0 || policy_.failed()) return false;
+  for (int i = 0; i < policy_.table_size(); ++i)
+    if (policy_.wanted(i) && policy_.state(i) == ReplicaState::running) to_replace_.push_back(i);
+  next_replacement();
+  return true;
+}
+
+void Service::next_replacement() {
+  surge_ = -1;
+  while (!to_replace_.empty() && !(policy_.wanted(to_replace_.front()) &&
+                                   policy_.state(to_replace_.front()) == ReplicaState::running))
+    to_replace_.pop_front();
+  if (to_replace_.empty()) return;
+  std::vector<Action> actions = policy_.add_replica();
+  if (actions.empty()) {
+    to_replace_.clear();
+    return;
+  }
+  surge_ = actions.front().replica;
+  grow_to(policy_.table_size());
+  apply(actions);
+}
+
+void Service::abort_rolling_restart() {
+  to_replace_.clear();
+  surge_ = -1;
 }
 
 bool Service::idle() const {
@@ -112,6 +143,7 @@ void Service::apply(const std::vector<Action>& actions) {
         signal_group(a.replica, SIGKILL);
         break;
       case ActionKind::service_failed:
+        abort_rolling_restart();
         observer_.on_service_failed(config_.name, policy_.config().max_restarts,
                                     policy_.config().window);
         break;
@@ -223,6 +255,13 @@ void Service::set_ready(int replica, bool ready) {
     observer_.on_ready(config_.name, replica, r.link.get());
   else
     observer_.on_unready(config_.name, replica);
+  if (ready && replica == surge_) {
+    // The replacement serves: now the old replica drains.
+    const int old = to_replace_.front();
+    to_replace_.pop_front();
+    apply(policy_.retire(old));
+    next_replacement();
+  }
 }
 
 void Service::on_message(int replica, const workers::Message& m) {

@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +63,11 @@ class Service {
   // SIGKILL to every process group now.
   void kill_all();
   void scale(int replicas);
+  // Replaces every running replica, one at a time: starts a new replica,
+  // waits until it is ready, then drains (stops) the old one, so the service
+  // never has fewer ready workers than before. False if one is under way.
+  bool rolling_restart();
+  bool rolling_restart_active() const { return surge_ >= 0; }
   // A NOTIFY_SOCKET datagram from replica's main process: "READY=1", "WATCHDOG=1", ...
   void on_notify(int replica, std::string_view assignment);
 
@@ -106,6 +112,8 @@ class Service {
   void signal_group(int replica, int signal);
   void arm_timer(int replica, Duration delay, PolicyEventKind event);
   void grow_to(int size);
+  void next_replacement();
+  void abort_rolling_restart();
 
   boost::asio::io_context& io_;
   ServiceConfig config_;
@@ -116,6 +124,10 @@ class Service {
   RestartPolicy policy_;
   std::vector<std::unique_ptr<Replica>> replicas_;
   bool idle_reported_ = false;
+  // Rolling restart: the old replicas still to replace, and the new one
+  // being waited for (-1: none under way).
+  std::deque<int> to_replace_;
+  int surge_ = -1;
 };
 
 }  // namespace occasional::supervisor

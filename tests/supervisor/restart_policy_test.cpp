@@ -222,3 +222,27 @@ TEST(RestartPolicyTest, ScaleDownStopsExtraReplicasAndDoesNotRestartThem) {
 
 }  // namespace
 }  // namespace occasional::supervisor
+
+namespace occasional::supervisor {
+namespace {
+
+TEST(RestartPolicyTest, RollingRestartAddsAReplacementThenRetiresTheOldReplica) {
+  RestartPolicy p(config(), 2, [] { return 0.0; });
+  p.start_service();
+  EXPECT_EQ(p.add_replica(), (std::vector<Action>{{2, ActionKind::spawn}}));
+  EXPECT_EQ(p.desired_replicas(), 3);
+  EXPECT_EQ(p.retire(0), (std::vector<Action>{{0, ActionKind::terminate}}));
+  EXPECT_EQ(p.desired_replicas(), 2);
+  // A retired replica is not restarted, and its slot is reused once stopped.
+  EXPECT_TRUE(p.on(0, exited(true, 1s), MonoTime{}).empty());
+  EXPECT_EQ(p.state(0), ReplicaState::stopped);
+  EXPECT_EQ(p.add_replica(), (std::vector<Action>{{0, ActionKind::spawn}}));
+  EXPECT_EQ(p.retire(1), (std::vector<Action>{{1, ActionKind::terminate}}));
+  // Scaling down after that removes the highest wanted slot (2), not a hole.
+  EXPECT_EQ(p.scale(1), (std::vector<Action>{{2, ActionKind::terminate}}));
+  EXPECT_TRUE(p.wanted(0));
+  EXPECT_FALSE(p.wanted(2));
+}
+
+}  // namespace
+}  // namespace occasional::supervisor
