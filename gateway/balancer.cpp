@@ -93,6 +93,8 @@ bool Balancer::hand_off(UniqueFd& fd, const workers::ConnHeader& header) {
       ++b.outstanding;
       next_ = (best + 1) % n;
       ++stats_.handed_off;
+      stats_.handoff_duration.observe(
+          static_cast<double>(workers::monotonic_now_ns() - header.accepted_at_ns) * 1e-9);
       fd.reset();  // the worker has its own copy now
       return true;
     }

@@ -32,6 +32,11 @@ Options:
   --max-restarts N         more restarts than this within the window fail the service (default 10)
   --restart-window SEC     the window for --max-restarts (default 60)
   --grace SEC              SIGTERM to SIGKILL when stopping (default 10)
+  --admin ADDR|off         the admin endpoint: /healthz, /readyz, /metrics,
+                           /v1/status, POST /v1/services/... (default 127.0.0.1:9090;
+                           overrides the file's admin.address)
+  --token TOKEN            bearer token that guards the admin POSTs
+  --token-file FILE        the same, read from the first line of FILE
   --log-format FORMAT      json | text (default: text on a terminal, json otherwise)
   -h, --help               this text
   --version                the version
@@ -92,7 +97,7 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
   ServiceEntry entry;
   supervisor::ServiceConfig& service = entry.service;
   supervisor::RestartConfig& restart = service.restart;
-  std::string listen, mode;
+  std::string listen, mode, admin;
 
   size_t i = 2;
   for (; i < args.size(); ++i) {
@@ -150,6 +155,25 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
       restart.window = to_duration(parse_seconds(a, need_value(args, i)));
     } else if (a == "--grace") {
       service.grace = to_duration(parse_seconds(a, need_value(args, i)));
+    } else if (a == "--admin") {
+      admin = need_value(args, i);
+      if (admin != "off") {
+        try {
+          cmd.config.admin.address = parse_listen_address(admin);
+        } catch (const std::invalid_argument& e) {
+          throw UsageError(std::string("--admin: ") + e.what() + ", or off");
+        }
+      }
+      cmd.config.admin.enabled = admin != "off";
+    } else if (a == "--token") {
+      cmd.config.admin.token = need_value(args, i);
+      if (cmd.config.admin.token.empty()) throw UsageError("--token: must not be empty");
+    } else if (a == "--token-file") {
+      try {
+        cmd.config.admin.token = read_token_file(need_value(args, i));
+      } catch (const ConfigError& e) {
+        throw UsageError(std::string("--token-file: ") + e.what());
+      }
     } else if (a == "--log-format") {
       std::string v = need_value(args, i);
       if (v == "json")

@@ -1,8 +1,21 @@
 #include "gateway/config.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <set>
 
 namespace occasional::gateway {
+
+std::string read_token_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError("token file " + path + ": cannot read it: " + std::strerror(errno));
+  std::string token;
+  std::getline(in, token);
+  if (!token.empty() && token.back() == '\r') token.pop_back();
+  if (token.empty()) throw ConfigError("token file " + path + ": the first line is empty");
+  return token;
+}
 
 void validate(const Config& config) {
   std::set<std::string> services, listeners;

@@ -26,12 +26,24 @@ struct ServiceEntry {
   int max_processes = 64;             // inetd mode: processes alive at once
 };
 
+// The admin endpoint (docs/admin.md): on 127.0.0.1:9090 unless told otherwise.
+struct AdminSettings {
+  bool enabled = true;
+  ListenAddress address{"127.0.0.1:9090", false, "127.0.0.1", 9090};
+  std::string token;  // empty: POSTs unguarded
+};
+
 // Everything `occasional run` needs, from a file or from quick-mode flags.
 struct Config {
   std::vector<ListenerConfig> listeners;
   std::vector<ServiceEntry> services;
   supervisor::LogFormat log_format = supervisor::LogFormat::json;
+  AdminSettings admin;
 };
+
+// Reads a token file: its first line, without the line end. Throws
+// ConfigError when it cannot be read or is empty.
+std::string read_token_file(const std::string& path);
 
 // Checks what a parser cannot: every route names a known service, a
 // listen_fds service names a listener, names are unique, a listener has at

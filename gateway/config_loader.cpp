@@ -315,8 +315,7 @@ class Loader {
       config.log_format = one_of(e, {"log_format"}, {"json", "text"}) == "json"
                               ? supervisor::LogFormat::json
                               : supervisor::LogFormat::text;
-    if (top["admin"].get(e) == simdjson::SUCCESS)
-      obj(e, {"admin"}, {"address", "token", "token_file"});
+    if (top["admin"].get(e) == simdjson::SUCCESS) admin(e, config.admin);
     try {
       validate(config);
     } catch (const ConfigError& err) {
@@ -326,6 +325,36 @@ class Loader {
   }
 
  private:
+  void admin(element e, AdminSettings& admin) {
+    object o = obj(e, {"admin"}, {"address", "token", "token_file"});
+    element v;
+    if (o["address"].get(v) == simdjson::SUCCESS) {
+      const std::string text = str(v, {"admin", "address"});
+      if (text == "off") {
+        admin.enabled = false;
+      } else {
+        try {
+          admin.address = parse_listen_address(text);
+        } catch (const std::invalid_argument& err) {
+          fail({"admin", "address"}, std::string(err.what()) + ", or \"off\"");
+        }
+      }
+    }
+    const bool has_token = o["token"].get(v) == simdjson::SUCCESS;
+    if (has_token) {
+      admin.token = str(v, {"admin", "token"});
+      if (admin.token.empty()) fail({"admin", "token"}, "must not be empty (omit it for no token)");
+    }
+    if (o["token_file"].get(v) == simdjson::SUCCESS) {
+      if (has_token) fail({"admin", "token_file"}, "give token or token_file, not both");
+      try {
+        admin.token = read_token_file(str(v, {"admin", "token_file"}));
+      } catch (const ConfigError& err) {
+        fail({"admin", "token_file"}, err.what());
+      }
+    }
+  }
+
   void services(element e, Config& config) {
     object all;
     if (e.get(all) != simdjson::SUCCESS)

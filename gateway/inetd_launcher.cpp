@@ -20,6 +20,8 @@ bool InetdLauncher::launch(UniqueFd& fd, const workers::ConnHeader& header) {
   switch (result) {
     case Launch::started:
       ++stats_.handed_off;
+      stats_.handoff_duration.observe(
+          static_cast<double>(workers::monotonic_now_ns() - header.accepted_at_ns) * 1e-9);
       fd.reset();  // the process has its own copy
       return true;
     case Launch::at_cap:

@@ -6,19 +6,25 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "gateway/cli.hpp"
 #include "gateway/config_loader.hpp"
+#include "gateway/coordinator_admin.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/metrics_feed.hpp"
 #include "gateway/shutdown.hpp"
+#include "metrics/admin_server.hpp"
+#include "metrics/metrics.hpp"
 #include "supervisor/event_log.hpp"
 #include "supervisor/service_log.hpp"
 #include "supervisor/supervisor.hpp"
 
 namespace sv = occasional::supervisor;
 namespace gw = occasional::gateway;
+namespace mx = occasional::metrics;
 
 namespace {
 
@@ -33,6 +39,27 @@ int run(const gw::Config& config) {
   gw::Gateway gateway(io, config, log);
   supervisor.add_observer(gateway.dispatcher());
   gw::Shutdown shutdown(io, supervisor, log, [&gateway] { gateway.stop(); });
+  gw::CoordinatorAdmin* backend_ptr = nullptr;
+  mx::Metrics metrics(gateway.stats(), [&backend_ptr] { return backend_ptr->status(); });
+  gw::MetricsFeed feed(metrics);
+  supervisor.add_observer(feed);
+  gw::CoordinatorAdmin backend(
+      supervisor, gateway.dispatcher(), feed, log,
+      [&shutdown](bool stopped) { shutdown.set_operator_stopped(stopped); });
+  backend_ptr = &backend;
+  std::unique_ptr<mx::AdminServer> admin;
+  if (config.admin.enabled) {
+    mx::AdminConfig ac;
+    ac.endpoint = {boost::asio::ip::make_address(config.admin.address.host),
+                   config.admin.address.port};
+    ac.token = config.admin.token;
+    admin = std::make_unique<mx::AdminServer>(io, ac, backend, metrics);
+    log.event(sv::LogLevel::info, "admin_listening")
+        .str("address", config.admin.address.text)
+        .num("port", admin->port())
+        .flag("token", !ac.token.empty());
+    admin->start();
+  }
   for (const gw::ServiceEntry& entry : config.services) {
     sv::ServiceConfig service = entry.service;
     if (service.mode == sv::WorkerMode::inetd) {
@@ -68,11 +95,18 @@ int main(int argc, char** argv) {
   try {
     cmd = gw::parse_command_line(args, ::isatty(2) == 1);
     if (!cmd.config_path.empty()) {
-      auto format = cmd.config.log_format;
+      const gw::Config flags = cmd.config;
       cmd.config = gw::load_config_file(cmd.config_path);
-      // --log-format on the command line wins over the file.
-      if (std::find(args.begin(), args.end(), "--log-format") != args.end())
-        cmd.config.log_format = format;
+      // Flags on the command line win over the file.
+      auto given = [&args](const char* flag) {
+        return std::find(args.begin(), args.end(), flag) != args.end();
+      };
+      if (given("--log-format")) cmd.config.log_format = flags.log_format;
+      if (given("--admin")) {
+        cmd.config.admin.enabled = flags.admin.enabled;
+        cmd.config.admin.address = flags.admin.address;
+      }
+      if (given("--token") || given("--token-file")) cmd.config.admin.token = flags.admin.token;
     }
   } catch (const gw::UsageError& e) {
     std::fprintf(stderr, "occasional: %s\n", e.what());

@@ -31,6 +31,9 @@ class Shutdown : private supervisor::ServiceObserver {
            const supervisor::EventLog& log, std::function<void()> on_stop = {});
 
   ExitStatus status() const { return status_; }
+  // An operator stopped a service (admin API): services going idle is then
+  // no reason to exit. Cleared when a service is started again.
+  void set_operator_stopped(bool stopped) { operator_stopped_ = stopped; }
 
  private:
   void wait_signal();
@@ -46,6 +49,7 @@ class Shutdown : private supervisor::ServiceObserver {
   std::function<void()> on_stop_;
   int signals_seen_ = 0;
   bool finished_ = false;
+  bool operator_stopped_ = false;
   ExitStatus status_ = ExitStatus::clean;
   // Whether each replica's last exit was clean, for the status when workers
   // finish on their own.

@@ -65,6 +65,14 @@ InetdService::Launch InetdService::launch(int conn, const std::string& peer) {
   return Launch::started;
 }
 
+std::vector<InetdService::Process> InetdService::processes() const {
+  std::vector<Process> out;
+  for (size_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i]->pid > 0)
+      out.push_back({static_cast<int>(i), slots_[i]->pid, slots_[i]->started_mono});
+  return out;
+}
+
 void InetdService::stop() {
   stopped_ = true;
   for (size_t i = 0; i < slots_.size(); ++i) {

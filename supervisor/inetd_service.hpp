@@ -51,6 +51,13 @@ class InetdService {
   const std::string& name() const { return config_.name; }
   const InetdConfig& config() const { return config_; }
   int running() const { return running_; }
+  bool stopped() const { return stopped_; }
+  struct Process {
+    int slot;
+    pid_t pid;
+    MonoTime started;
+  };
+  std::vector<Process> processes() const;
   bool idle() const { return stopped_ && running_ == 0; }
 
  private:

@@ -80,6 +80,9 @@ class Service {
   int table_size() const { return policy_.table_size(); }
   ReplicaState replica_state(int replica) const { return policy_.state(replica); }
   pid_t replica_pid(int replica) const { return replicas_.at(static_cast<size_t>(replica))->pid; }
+  MonoTime replica_started(int replica) const {
+    return replicas_.at(static_cast<size_t>(replica))->started_mono;
+  }
   bool replica_ready(int replica) const {
     return replicas_.at(static_cast<size_t>(replica))->ready;
   }

@@ -1,0 +1,82 @@
+#include "gateway/metrics_feed.hpp"
+
+#include "supervisor/event_log.hpp"
+
+namespace occasional::gateway {
+
+namespace {
+double seconds(supervisor::Duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+}  // namespace
+
+metrics::ExitSummary summarize(const supervisor::ExitRecord& r) {
+  metrics::ExitSummary e;
+  e.replica = r.replica;
+  e.pid = r.pid;
+  e.started_at = supervisor::rfc3339(r.started_at);
+  e.exited_at = supervisor::rfc3339(r.exited_at);
+  e.uptime_seconds = seconds(r.uptime);
+  e.outcome = r.kind_name();
+  e.code = r.code;
+  if (r.kind == supervisor::ExitKind::killed) e.signal = supervisor::signal_name(r.signal);
+  e.core_dumped = r.core_dumped;
+  e.description = r.describe();
+  e.stated_reason = r.stated_reason.value_or("");
+  return e;
+}
+
+const std::deque<metrics::ExitSummary>& MetricsFeed::recent_exits(
+    const std::string& service) const {
+  static const std::deque<metrics::ExitSummary> kNone;
+  auto it = exits_.find(service);
+  return it == exits_.end() ? kNone : it->second;
+}
+
+void MetricsFeed::on_spawned(const std::string& service, int replica, pid_t) {
+  metrics_.worker_started(service, crashed_.erase({service, replica}) > 0);
+}
+
+void MetricsFeed::on_exited(const supervisor::ExitRecord& r) {
+  const std::pair<std::string, int> key{r.service, r.replica};
+  if (stopping_.erase(key) == 0) crashed_.insert(key);
+  int code = r.code;
+  if (r.kind == supervisor::ExitKind::killed) code = 128 + r.signal;
+  if (r.kind == supervisor::ExitKind::start_failed) code = -1;
+  metrics_.worker_exited(
+      r.service, r.kind_name(),
+      r.kind == supervisor::ExitKind::killed ? supervisor::signal_name(r.signal) : "none",
+      r.core_dumped, code, seconds(r.uptime),
+      std::chrono::duration<double>(r.exited_at.time_since_epoch()).count());
+  auto& list = exits_[r.service];
+  list.push_back(summarize(r));
+  if (list.size() > kRecentExits) list.pop_front();
+}
+
+void MetricsFeed::on_restart_scheduled(const std::string& service, int,
+                                       supervisor::Duration delay) {
+  metrics_.restart_scheduled(service, seconds(delay));
+}
+
+void MetricsFeed::on_service_failed(const std::string& service, int, supervisor::Duration) {
+  metrics_.service_failed(service);
+}
+
+void MetricsFeed::on_stopping(const std::string& service, int replica, pid_t) {
+  stopping_.insert({service, replica});
+}
+
+void MetricsFeed::on_killed_at_grace(const std::string& service, int, pid_t) {
+  metrics_.killed_at_grace(service);
+}
+
+void MetricsFeed::on_protocol_error(const std::string& service, int, const char* reason,
+                                    const std::string&) {
+  metrics_.protocol_error(service, reason);
+}
+
+void MetricsFeed::on_watchdog_timeout(const std::string& service, int, pid_t) {
+  metrics_.watchdog_timeout(service);
+}
+
+}  // namespace occasional::gateway

@@ -1,0 +1,354 @@
+#include "metrics/admin_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <cstdio>
+
+namespace occasional::metrics {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+namespace {
+
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6f", v);
+  return buf;
+}
+
+std::string status_json(const Status& st) {
+  std::string o = "{\"services\":[";
+  bool first_service = true;
+  for (const ServiceStatus& s : st.services) {
+    if (!first_service) o += ',';
+    first_service = false;
+    o += "{\"name\":" + json_string(s.name) + ",\"mode\":" + json_string(s.mode) +
+         ",\"replicas\":" + std::to_string(s.replicas) +
+         ",\"failed\":" + (s.failed ? "true" : "false") +
+         ",\"stopped\":" + (s.stopped ? "true" : "false") +
+         ",\"ready_workers\":" + std::to_string(s.ready_workers) +
+         ",\"rolling_restart\":" + (s.rolling_restart ? "true" : "false") + ",\"workers\":[";
+    for (size_t i = 0; i < s.workers.size(); ++i) {
+      const WorkerStatus& w = s.workers[i];
+      if (i) o += ',';
+      o += "{\"replica\":" + std::to_string(w.replica) + ",\"pid\":" + std::to_string(w.pid) +
+           ",\"state\":" + json_string(w.state) + ",\"ready\":" + (w.ready ? "true" : "false") +
+           ",\"uptime_seconds\":" + json_number(w.uptime_seconds) +
+           ",\"open_connections\":" + std::to_string(w.open_connections) + "}";
+    }
+    o += "],\"recent_exits\":[";
+    for (size_t i = 0; i < s.recent_exits.size(); ++i) {
+      const ExitSummary& e = s.recent_exits[i];
+      if (i) o += ',';
+      o += "{\"replica\":" + std::to_string(e.replica) + ",\"pid\":" + std::to_string(e.pid) +
+           ",\"started_at\":" + json_string(e.started_at) +
+           ",\"exited_at\":" + json_string(e.exited_at) +
+           ",\"uptime_seconds\":" + json_number(e.uptime_seconds) +
+           ",\"outcome\":" + json_string(e.outcome) + ",\"code\":" + std::to_string(e.code) +
+           ",\"signal\":" + json_string(e.signal) +
+           ",\"core_dumped\":" + (e.core_dumped ? "true" : "false") +
+           ",\"description\":" + json_string(e.description) +
+           ",\"stated_reason\":" + json_string(e.stated_reason) + "}";
+    }
+    o += "]}";
+  }
+  o += "]}\n";
+  return o;
+}
+
+// Why the coordinator is not ready; empty when it is.
+std::vector<std::string> unready_reasons(const Status& st) {
+  std::vector<std::string> reasons;
+  for (const ServiceStatus& s : st.services) {
+    if (s.failed)
+      reasons.push_back("service " + s.name + " is failed (restart intensity exceeded)");
+    else if (s.stopped)
+      reasons.push_back("service " + s.name + " is stopped");
+    else if (s.ready_workers == 0)
+      reasons.push_back("service " + s.name + " has no ready worker");
+  }
+  return reasons;
+}
+
+Response make_response(const Request& req, http::status code, std::string body,
+                       const char* type = "application/json") {
+  Response res{code, req.version()};
+  res.set(http::field::server, "occasional");
+  res.set(http::field::content_type, type);
+  res.set(http::field::cache_control, "no-store");
+  res.keep_alive(req.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+std::string error_json(const std::string& message) {
+  return "{\"error\":" + json_string(message) + "}\n";
+}
+
+}  // namespace
+
+bool token_matches(const std::string& presented, const std::string& expected) {
+  // Time depends only on the expected token's length, not on where they differ.
+  unsigned char diff = presented.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const unsigned char p = i < presented.size() ? static_cast<unsigned char>(presented[i])
+                                                 : static_cast<unsigned char>(0);
+    diff |= static_cast<unsigned char>(p ^ static_cast<unsigned char>(expected[i]));
+  }
+  return diff == 0;
+}
+
+struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
+  Impl(asio::io_context& io, AdminConfig c, AdminBackend& b, Metrics& m)
+      : io(io), config(std::move(c)), backend(b), metrics(m), acceptor(io) {}
+
+  asio::io_context& io;
+  AdminConfig config;
+  AdminBackend& backend;
+  Metrics& metrics;
+  tcp::acceptor acceptor;
+  size_t active = 0;
+  bool stopped = false;
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> session(tcp::socket socket);
+  Response handle(const Request& req);
+  Response post(const Request& req, std::string_view path, std::string_view query);
+  Response respond(const Request& req, http::status code, std::string body,
+                   const char* type = "application/json") {
+    metrics.admin_request(static_cast<int>(code));
+    return make_response(req, code, std::move(body), type);
+  }
+};
+
+asio::awaitable<void> AdminServer::Impl::accept_loop() {
+  auto self = shared_from_this();
+  asio::steady_timer pause(io);
+  while (!stopped) {
+    auto [ec, socket] = co_await acceptor.async_accept(kUseTuple);
+    if (stopped) break;
+    if (ec) {
+      // Out of fds or memory: wait rather than spin; the gateway counts the same.
+      metrics.admin_request(0);
+      pause.expires_after(std::chrono::milliseconds(100));
+      co_await pause.async_wait(kUseTuple);
+      continue;
+    }
+    if (active >= config.max_connections) {
+      metrics.admin_request(503);
+      continue;  // closes it
+    }
+    asio::co_spawn(io, session(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
+  auto self = shared_from_this();
+  ++active;
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<uint32_t>(config.header_limit));
+    parser.body_limit(config.body_limit);
+    stream.expires_after(config.timeout);
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, kUseTuple);
+    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+        ec == asio::error::connection_reset)
+      break;
+    if (ec == beast::error::timeout) {
+      metrics.admin_request(408);
+      break;
+    }
+    if (ec) {
+      // Answer what was wrong, then close: the rest of the stream cannot be trusted.
+      Request bare;
+      bare.version(11);
+      bare.keep_alive(false);
+      http::status code = http::status::bad_request;
+      std::string why = "malformed request: " + ec.message();
+      if (ec == http::error::body_limit) {
+        code = http::status::payload_too_large;
+        why = "request body over " + std::to_string(config.body_limit) + " bytes";
+      } else if (ec == http::error::header_limit) {
+        code = http::status::request_header_fields_too_large;
+        why = "request header over " + std::to_string(config.header_limit) + " bytes";
+      }
+      Response res = respond(bare, code, error_json(why));
+      res.keep_alive(false);
+      stream.expires_after(std::chrono::seconds(2));
+      co_await http::async_write(stream, res, kUseTuple);
+      // Read what the client is still sending before closing, so that the
+      // close is a FIN and not an RST that could destroy the answer in flight.
+      beast::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      char sink[16384];
+      for (size_t drained = 0; drained < 4 * 1024 * 1024;) {
+        auto [rec, got] = co_await stream.async_read_some(asio::buffer(sink), kUseTuple);
+        if (rec) break;
+        drained += got;
+      }
+      break;
+    }
+    Response res = handle(parser.get());
+    const bool keep = res.keep_alive() && !stopped;
+    res.keep_alive(keep);
+    auto [wec, written] = co_await http::async_write(stream, res, kUseTuple);
+    if (wec || !keep) break;
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  --active;
+}
+
+Response AdminServer::Impl::handle(const Request& req) {
+  const std::string_view target = req.target();
+  const auto q = target.find('?');
+  const std::string_view path = target.substr(0, q);
+  const std::string_view query = q == std::string_view::npos ? "" : target.substr(q + 1);
+  const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+
+  if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/status") {
+    if (!get) {
+      Response res = respond(req, http::status::method_not_allowed,
+                             error_json(std::string(path) + " takes GET"));
+      res.set(http::field::allow, "GET, HEAD");
+      return res;
+    }
+    if (path == "/healthz") return respond(req, http::status::ok, "ok\n", "text/plain");
+    if (path == "/metrics")
+      return respond(req, http::status::ok, metrics.exposition(),
+                     "text/plain; version=0.0.4; charset=utf-8");
+    const Status st = backend.status();
+    if (path == "/v1/status") return respond(req, http::status::ok, status_json(st));
+    const auto reasons = unready_reasons(st);
+    if (reasons.empty()) return respond(req, http::status::ok, "{\"ready\":true}\n");
+    std::string body = "{\"ready\":false,\"reasons\":[";
+    for (size_t i = 0; i < reasons.size(); ++i) body += (i ? "," : "") + json_string(reasons[i]);
+    return respond(req, http::status::service_unavailable, body + "]}\n");
+  }
+  if (path.starts_with("/v1/services/")) {
+    if (req.method() != http::verb::post) {
+      Response res = respond(req, http::status::method_not_allowed,
+                             error_json("service operations take POST"));
+      res.set(http::field::allow, "POST");
+      return res;
+    }
+    return post(req, path, query);
+  }
+  return respond(req, http::status::not_found,
+                 error_json("no such endpoint: try /healthz, /readyz, /metrics, /v1/status"));
+}
+
+Response AdminServer::Impl::post(const Request& req, std::string_view path,
+                                 std::string_view query) {
+  if (!config.token.empty()) {
+    const auto auth = req[http::field::authorization];
+    constexpr std::string_view kBearer = "Bearer ";
+    if (!auth.starts_with(kBearer) ||
+        !token_matches(std::string(auth.substr(kBearer.size())), config.token)) {
+      Response res = respond(req, http::status::unauthorized,
+                             error_json("missing or wrong bearer token (Authorization: Bearer "
+                                        "TOKEN; see --token or admin.token)"));
+      res.set(http::field::www_authenticate, "Bearer");
+      return res;
+    }
+  }
+  // /v1/services/NAME/ACTION
+  std::string_view rest = path.substr(std::string_view("/v1/services/").size());
+  const auto slash = rest.find('/');
+  if (slash == std::string_view::npos || slash == 0)
+    return respond(req, http::status::not_found,
+                   error_json("expected /v1/services/NAME/restart|scale|stop|start"));
+  const std::string service(rest.substr(0, slash));
+  const std::string action(rest.substr(slash + 1));
+  if (action != "restart" && action != "scale" && action != "stop" && action != "start")
+    return respond(
+        req, http::status::not_found,
+        error_json("unknown action '" + action + "': expected restart, scale, " + "stop or start"));
+  int replicas = 0;
+  if (action == "scale") {
+    constexpr std::string_view kKey = "replicas=";
+    const auto at = query.find(kKey);
+    std::string_view v = at == std::string_view::npos ? "" : query.substr(at + kKey.size());
+    v = v.substr(0, v.find('&'));
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), replicas);
+    if (v.empty() || ec != std::errc{} || end != v.data() + v.size() || replicas < 0 ||
+        replicas > 4096)
+      return respond(req, http::status::bad_request,
+                     error_json("scale needs ?replicas=N with N from 0 to 4096"));
+  }
+  const ActionResult r = backend.act(service, action, replicas);
+  return respond(req, static_cast<http::status>(r.status),
+                 (r.status < 300 ? "{\"ok\":true,\"message\":" : "{\"error\":") +
+                     json_string(r.message) + "}\n");
+}
+
+AdminServer::AdminServer(asio::io_context& io, AdminConfig config, AdminBackend& backend,
+                         Metrics& metrics)
+    : impl_(std::make_shared<Impl>(io, std::move(config), backend, metrics)) {
+  tcp::acceptor& a = impl_->acceptor;
+  const tcp::endpoint& ep = impl_->config.endpoint;
+  boost::system::error_code ec;
+  a.open(ep.protocol(), ec);
+  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw std::runtime_error("admin endpoint " + ep.address().to_string() + ":" +
+                             std::to_string(ep.port()) + ": " + ec.message() +
+                             " (choose another with --admin ADDR or admin.address)");
+}
+
+AdminServer::~AdminServer() {
+  stop();
+}
+
+uint16_t AdminServer::port() const {
+  boost::system::error_code ec;
+  return impl_->acceptor.local_endpoint(ec).port();
+}
+
+void AdminServer::start() {
+  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+}
+
+void AdminServer::stop() {
+  impl_->stopped = true;
+  boost::system::error_code ec;
+  impl_->acceptor.close(ec);
+}
+
+}  // namespace occasional::metrics

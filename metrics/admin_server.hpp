@@ -1,0 +1,64 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "metrics/metrics.hpp"
+#include "metrics/status.hpp"
+
+namespace occasional::metrics {
+
+struct ActionResult {
+  int status = 200;     // HTTP status: 200, 404 (no such service), 409 (not now), 400
+  std::string message;  // one sentence for a person
+};
+
+// What the admin API reads and operates on; the composition root implements
+// it over the supervisor and gateway, tests with a fake.
+class AdminBackend {
+ public:
+  virtual ~AdminBackend() = default;
+  virtual Status status() = 0;
+  // `action`: restart (rolling), scale (to `replicas`), stop, start.
+  virtual ActionResult act(const std::string& service, const std::string& action, int replicas) = 0;
+};
+
+struct AdminConfig {
+  boost::asio::ip::tcp::endpoint endpoint{boost::asio::ip::make_address("127.0.0.1"), 9090};
+  std::string token;  // empty: POSTs are not guarded (only sensible on loopback)
+  size_t header_limit = 8 * 1024;
+  size_t body_limit = 64 * 1024;
+  std::chrono::milliseconds timeout{10000};  // to read one request
+  size_t max_connections = 64;
+};
+
+// The admin HTTP endpoint (Boost.Beast, coroutines): /healthz, /readyz,
+// /metrics, /v1/status and the POST /v1/services/NAME/ACTION operations
+// (docs/admin.md). Binds at construction (startup: throws with a message).
+// Every response is counted by code in occasional_admin_requests_total.
+class AdminServer {
+ public:
+  AdminServer(boost::asio::io_context& io, AdminConfig config, AdminBackend& backend,
+              Metrics& metrics);
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  uint16_t port() const;
+  void start();
+  // Stops accepting; open admin connections finish their current request.
+  void stop();
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// Constant-time comparison of a presented token with the configured one.
+bool token_matches(const std::string& presented, const std::string& expected);
+
+}  // namespace occasional::metrics

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace occasional::metrics {
+
+// A histogram with fixed bucket bounds, cheap to observe on the hot path
+// (no allocation, no lock: the coordinator has one thread).
+struct DurationHistogram {
+  static constexpr std::array<double, 12> kBounds{
+      0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1, 1.0};
+  std::array<uint64_t, kBounds.size()> counts{};  // not cumulative; +Inf is `count`
+  uint64_t count = 0;
+  double sum = 0;
+
+  void observe(double seconds) {
+    for (size_t i = 0; i < kBounds.size(); ++i)
+      if (seconds <= kBounds[i]) {
+        ++counts[i];
+        break;
+      }
+    ++count;
+    sum += seconds;
+  }
+};
+
+// The data plane's counters, by reason where a path is degraded. The
+// gateway bumps them; /metrics reads them at scrape time.
+struct ConnectionStats {
+  uint64_t accepted = 0;
+  uint64_t handed_off = 0;
+  uint64_t pending = 0;  // gauge: waiting in service queues now
+  uint64_t peeking = 0;  // gauge: being routed now
+  // Connections the gateway closed itself: peek_timeout, too_large, malformed,
+  // no_route, closed_before_route, queue_full, queue_timeout, no_service,
+  // spawn_failed, shutdown.
+  std::map<std::string, uint64_t> rejected;
+  // accept4() failures: emfile, enfile, enobufs, enomem, other.
+  std::map<std::string, uint64_t> accept_errors;
+  // Handoffs that failed and were retried elsewhere: worker_busy, worker_gone.
+  std::map<std::string, uint64_t> handoff_retries;
+  // Accept to handed off (the worker's socket holds the fd), queue wait included.
+  DurationHistogram handoff_duration;
+
+  void reject(const std::string& reason) { ++rejected[reason]; }
+};
+
+}  // namespace occasional::metrics

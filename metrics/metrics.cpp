@@ -1,0 +1,292 @@
+#include "metrics/metrics.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include "metrics/process_stats.hpp"
+
+namespace occasional::metrics {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+struct Metrics::Impl {
+  Impl(const ConnectionStats& c, std::function<Status()> s)
+      : connections(c),
+        status(std::move(s)),
+        starts(BuildCounter()
+                   .Name("occasional_worker_starts_total")
+                   .Help("Worker processes started (first starts and restarts).")
+                   .Register(registry)),
+        restarts(BuildCounter()
+                     .Name("occasional_worker_restarts_total")
+                     .Help("Worker processes started to replace one that exited.")
+                     .Register(registry)),
+        exits(BuildCounter()
+                  .Name("occasional_worker_exits_total")
+                  .Help("Worker process exits, by reason (exited, killed, start_failed) and "
+                        "signal (none unless killed).")
+                  .Register(registry)),
+        core_dumps(BuildCounter()
+                       .Name("occasional_worker_core_dumps_total")
+                       .Help("Worker processes killed by a signal that dumped core.")
+                       .Register(registry)),
+        last_exit_time(BuildGauge()
+                           .Name("occasional_worker_last_exit_timestamp_seconds")
+                           .Help("When a worker of the service last exited (Unix time).")
+                           .Register(registry)),
+        last_exit_code(BuildGauge()
+                           .Name("occasional_worker_last_exit_code")
+                           .Help("The last exit's code; 128 + signal number when killed; -1 "
+                                 "when the process failed to start.")
+                           .Register(registry)),
+        uptime(BuildHistogram()
+                   .Name("occasional_worker_uptime_seconds")
+                   .Help("How long worker processes ran before they exited.")
+                   .Register(registry)),
+        backoff(BuildGauge()
+                    .Name("occasional_worker_restart_backoff_seconds")
+                    .Help("The delay of the restart scheduled last.")
+                    .Register(registry)),
+        service_failures(BuildCounter()
+                             .Name("occasional_service_failures_total")
+                             .Help("Times the service was marked failed (restart intensity "
+                                   "exceeded).")
+                             .Register(registry)),
+        protocol_errors(BuildCounter()
+                            .Name("occasional_worker_protocol_errors_total")
+                            .Help("Control messages that failed a check; the worker is killed.")
+                            .Register(registry)),
+        watchdog_timeouts(BuildCounter()
+                              .Name("occasional_worker_watchdog_timeouts_total")
+                              .Help("Workers killed for a missed WATCHDOG=1.")
+                              .Register(registry)),
+        killed_at_grace(BuildCounter()
+                            .Name("occasional_worker_killed_at_grace_total")
+                            .Help("Stopping workers SIGKILLed at the grace deadline.")
+                            .Register(registry)),
+        admin_requests(BuildCounter()
+                           .Name("occasional_admin_requests_total")
+                           .Help("Admin endpoint responses by HTTP status code (0: accept "
+                                 "failed, 408: timed out reading a request).")
+                           .Register(registry)) {}
+
+  prometheus::Registry registry;
+  const ConnectionStats& connections;
+  std::function<Status()> status;
+  prometheus::Family<prometheus::Counter>& starts;
+  prometheus::Family<prometheus::Counter>& restarts;
+  prometheus::Family<prometheus::Counter>& exits;
+  prometheus::Family<prometheus::Counter>& core_dumps;
+  prometheus::Family<prometheus::Gauge>& last_exit_time;
+  prometheus::Family<prometheus::Gauge>& last_exit_code;
+  prometheus::Family<prometheus::Histogram>& uptime;
+  prometheus::Family<prometheus::Gauge>& backoff;
+  prometheus::Family<prometheus::Counter>& service_failures;
+  prometheus::Family<prometheus::Counter>& protocol_errors;
+  prometheus::Family<prometheus::Counter>& watchdog_timeouts;
+  prometheus::Family<prometheus::Counter>& killed_at_grace;
+  prometheus::Family<prometheus::Counter>& admin_requests;
+
+  static const prometheus::Histogram::BucketBoundaries& uptime_buckets() {
+    static const prometheus::Histogram::BucketBoundaries b{0.01, 0.1, 1, 10, 60, 600, 3600, 86400};
+    return b;
+  }
+
+  // Families read at scrape time.
+  std::vector<MetricFamily> snapshot() const;
+};
+
+namespace {
+
+MetricFamily family(std::string name, std::string help, MetricType type) {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+ClientMetric value(double v, std::vector<ClientMetric::Label> labels = {},
+                   MetricType type = MetricType::Gauge) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (type == MetricType::Counter)
+    m.counter.value = v;
+  else
+    m.gauge.value = v;
+  return m;
+}
+
+void add_by_reason(MetricFamily& f, const std::map<std::string, uint64_t>& counts) {
+  for (const auto& [reason, n] : counts)
+    f.metric.push_back(value(static_cast<double>(n), {{"reason", reason}}, MetricType::Counter));
+}
+
+}  // namespace
+
+std::vector<MetricFamily> Metrics::Impl::snapshot() const {
+  std::vector<MetricFamily> out;
+  using T = MetricType;
+
+  const Status st = status();
+  auto workers = family("occasional_workers", "Worker processes by state now.", T::Gauge);
+  auto ready = family("occasional_service_ready",
+                      "1 when the service has a ready worker and is not failed.", T::Gauge);
+  auto failed = family("occasional_service_failed",
+                       "1 while the service is failed (until started again).", T::Gauge);
+  auto wanted = family("occasional_service_replicas", "Replicas the service should run.", T::Gauge);
+  for (const ServiceStatus& s : st.services) {
+    std::map<std::string, int> by_state{
+        {"ready", 0}, {"starting", 0}, {"backoff", 0}, {"stopping", 0}};
+    for (const WorkerStatus& w : s.workers) {
+      if (w.state == "running")
+        ++by_state[w.ready ? "ready" : "starting"];
+      else if (w.state == "backoff" || w.state == "stopping")
+        ++by_state[w.state];
+    }
+    for (const auto& [state, n] : by_state)
+      workers.metric.push_back(value(n, {{"service", s.name}, {"state", state}}));
+    ready.metric.push_back(value(s.ready_workers > 0 && !s.failed ? 1 : 0, {{"service", s.name}}));
+    failed.metric.push_back(value(s.failed ? 1 : 0, {{"service", s.name}}));
+    wanted.metric.push_back(value(s.replicas, {{"service", s.name}}));
+  }
+  out.push_back(std::move(workers));
+  out.push_back(std::move(ready));
+  out.push_back(std::move(failed));
+  out.push_back(std::move(wanted));
+  auto notify =
+      family("occasional_notify_rejected_total",
+             "NOTIFY_SOCKET datagrams rejected (no credentials, unknown sender).", T::Counter);
+  notify.metric.push_back(value(static_cast<double>(st.notify_rejected), {}, T::Counter));
+  out.push_back(std::move(notify));
+  auto orphans = family("occasional_orphans_reaped_total",
+                        "Processes reparented to the coordinator and reaped.", T::Counter);
+  orphans.metric.push_back(value(static_cast<double>(st.orphans_reaped), {}, T::Counter));
+  out.push_back(std::move(orphans));
+
+  const ConnectionStats& c = connections;
+  auto accepted = family("occasional_connections_accepted_total",
+                         "Connections accepted on every listener.", T::Counter);
+  accepted.metric.push_back(value(static_cast<double>(c.accepted), {}, T::Counter));
+  out.push_back(std::move(accepted));
+  auto handed = family("occasional_connections_handed_off_total",
+                       "Connections handed to a worker (or an inetd process).", T::Counter);
+  handed.metric.push_back(value(static_cast<double>(c.handed_off), {}, T::Counter));
+  out.push_back(std::move(handed));
+  auto rejected = family("occasional_connections_rejected_total",
+                         "Connections the gateway closed itself, by reason.", T::Counter);
+  add_by_reason(rejected, c.rejected);
+  out.push_back(std::move(rejected));
+  auto pending = family("occasional_connections_pending",
+                        "Connections waiting in service queues now.", T::Gauge);
+  pending.metric.push_back(value(static_cast<double>(c.pending)));
+  out.push_back(std::move(pending));
+  auto peeking = family("occasional_connections_routing",
+                        "Connections being peeked at for routing now.", T::Gauge);
+  peeking.metric.push_back(value(static_cast<double>(c.peeking)));
+  out.push_back(std::move(peeking));
+  auto accept_errors =
+      family("occasional_accept_errors_total", "accept4() failures, by reason.", T::Counter);
+  add_by_reason(accept_errors, c.accept_errors);
+  out.push_back(std::move(accept_errors));
+  auto retries =
+      family("occasional_handoff_retries_total",
+             "Handoffs a worker did not take, retried elsewhere, by reason.", T::Counter);
+  add_by_reason(retries, c.handoff_retries);
+  out.push_back(std::move(retries));
+
+  auto duration =
+      family("occasional_handoff_duration_seconds",
+             "From accept to the worker's socket holding the connection.", T::Histogram);
+  ClientMetric h;
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < DurationHistogram::kBounds.size(); ++i) {
+    cumulative += c.handoff_duration.counts[i];
+    h.histogram.bucket.push_back({cumulative, DurationHistogram::kBounds[i]});
+  }
+  h.histogram.bucket.push_back({c.handoff_duration.count, std::numeric_limits<double>::infinity()});
+  h.histogram.sample_count = c.handoff_duration.count;
+  h.histogram.sample_sum = c.handoff_duration.sum;
+  duration.metric.push_back(std::move(h));
+  out.push_back(std::move(duration));
+
+  const ProcessStats p = read_process_stats();
+  auto add = [&out](const char* name, const char* help, T type, double v) {
+    auto f = family(name, help, type);
+    f.metric.push_back(value(v, {}, type));
+    out.push_back(std::move(f));
+  };
+  add("process_cpu_seconds_total", "User and system CPU time spent in seconds.", T::Counter,
+      p.cpu_seconds);
+  add("process_open_fds", "Number of open file descriptors.", T::Gauge, p.open_fds);
+  add("process_max_fds", "Maximum number of open file descriptors.", T::Gauge, p.max_fds);
+  add("process_resident_memory_bytes", "Resident memory size in bytes.", T::Gauge,
+      p.resident_bytes);
+  add("process_virtual_memory_bytes", "Virtual memory size in bytes.", T::Gauge, p.virtual_bytes);
+  add("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+      T::Gauge, p.start_time_seconds);
+  return out;
+}
+
+Metrics::Metrics(const ConnectionStats& connections, std::function<Status()> status)
+    : impl_(std::make_unique<Impl>(connections, std::move(status))) {}
+
+Metrics::~Metrics() = default;
+
+void Metrics::worker_started(const std::string& service, bool restart) {
+  impl_->starts.Add({{"service", service}}).Increment();
+  if (restart) impl_->restarts.Add({{"service", service}}).Increment();
+}
+
+void Metrics::worker_exited(const std::string& service, const std::string& reason,
+                            const std::string& signal, bool core_dumped, int code,
+                            double uptime_seconds, double exit_time_seconds) {
+  impl_->exits.Add({{"service", service}, {"reason", reason}, {"signal", signal}}).Increment();
+  if (core_dumped) impl_->core_dumps.Add({{"service", service}}).Increment();
+  impl_->last_exit_time.Add({{"service", service}}).Set(exit_time_seconds);
+  impl_->last_exit_code.Add({{"service", service}}).Set(code);
+  impl_->uptime.Add({{"service", service}}, Impl::uptime_buckets()).Observe(uptime_seconds);
+}
+
+void Metrics::restart_scheduled(const std::string& service, double delay_seconds) {
+  impl_->backoff.Add({{"service", service}}).Set(delay_seconds);
+}
+
+void Metrics::service_failed(const std::string& service) {
+  impl_->service_failures.Add({{"service", service}}).Increment();
+}
+
+void Metrics::protocol_error(const std::string& service, const std::string& reason) {
+  impl_->protocol_errors.Add({{"service", service}, {"reason", reason}}).Increment();
+}
+
+void Metrics::watchdog_timeout(const std::string& service) {
+  impl_->watchdog_timeouts.Add({{"service", service}}).Increment();
+}
+
+void Metrics::killed_at_grace(const std::string& service) {
+  impl_->killed_at_grace.Add({{"service", service}}).Increment();
+}
+
+void Metrics::admin_request(int code) {
+  impl_->admin_requests.Add({{"code", std::to_string(code)}}).Increment();
+}
+
+std::string Metrics::exposition() const {
+  std::vector<MetricFamily> families = impl_->registry.Collect();
+  std::vector<MetricFamily> now = impl_->snapshot();
+  families.insert(families.end(), std::make_move_iterator(now.begin()),
+                  std::make_move_iterator(now.end()));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace occasional::metrics

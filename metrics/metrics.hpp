@@ -1,0 +1,47 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "metrics/connection_stats.hpp"
+#include "metrics/status.hpp"
+
+namespace occasional::metrics {
+
+// The Prometheus catalogue of docs/metrics.md. Lifecycle events are counted
+// as they happen; gauges that describe the present (workers by state,
+// readiness, connections pending) and the gateway's counters are read at
+// scrape time from `status` and `connections`. prometheus-cpp stays in the
+// .cpp file.
+class Metrics {
+ public:
+  Metrics(const ConnectionStats& connections, std::function<Status()> status);
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // `restart`: the replica had exited and this start replaces that process.
+  void worker_started(const std::string& service, bool restart);
+  // `reason` is exited, killed or start_failed; `signal` a signal name or
+  // "none"; `code` the exit code, or 128 + signal when killed.
+  void worker_exited(const std::string& service, const std::string& reason,
+                     const std::string& signal, bool core_dumped, int code, double uptime_seconds,
+                     double exit_time_seconds);
+  void restart_scheduled(const std::string& service, double delay_seconds);
+  void service_failed(const std::string& service);
+  void protocol_error(const std::string& service, const std::string& reason);
+  void watchdog_timeout(const std::string& service);
+  void killed_at_grace(const std::string& service);
+  // One admin response by HTTP status code (0: the admin accept failed).
+  void admin_request(int code);
+
+  // The text exposition format (version 0.0.4).
+  std::string exposition() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace occasional::metrics

@@ -1,0 +1,54 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace occasional::metrics {
+
+// A snapshot of what the coordinator runs, taken when /metrics, /readyz or
+// /v1/status is asked for. Plain values: the metrics module knows nothing
+// of the supervisor.
+
+struct WorkerStatus {
+  int replica = 0;
+  int64_t pid = -1;
+  std::string state;  // running, backoff, stopping, stopped
+  bool ready = false;
+  double uptime_seconds = 0;
+  uint32_t open_connections = 0;  // handoff: handed off and not yet `closed`
+};
+
+struct ExitSummary {
+  int replica = 0;
+  int64_t pid = -1;
+  std::string started_at;  // RFC 3339
+  std::string exited_at;
+  double uptime_seconds = 0;
+  std::string outcome;  // exited, killed, start_failed
+  int code = 0;
+  std::string signal;  // killed: SIGKILL, ...
+  bool core_dumped = false;
+  std::string description;
+  std::string stated_reason;
+};
+
+struct ServiceStatus {
+  std::string name;
+  std::string mode;
+  int replicas = 0;  // wanted
+  bool failed = false;
+  bool stopped = false;  // stopped by an operator (or at shutdown)
+  int ready_workers = 0;
+  bool rolling_restart = false;
+  std::vector<WorkerStatus> workers;
+  std::vector<ExitSummary> recent_exits;  // newest last, at most 20
+};
+
+struct Status {
+  std::vector<ServiceStatus> services;
+  uint64_t notify_rejected = 0;
+  uint64_t orphans_reaped = 0;
+};
+
+}  // namespace occasional::metrics
