@@ -1,5 +1,7 @@
 #include "tests/integration/coordinator_process.hpp"
 
+#include <algorithm>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -28,6 +30,10 @@ CoordinatorProcess::CoordinatorProcess(std::vector<std::string> args) {
   out_.reset(out[0]);
   supervisor::ProcessSpec spec;
   spec.argv = {OCCASIONAL_BIN};
+  // Tests run in parallel: the admin endpoint takes a free port unless a test picks one.
+  if (!args.empty() && args[0] == "run" &&
+      std::find(args.begin(), args.end(), "--admin") == args.end())
+    args.insert(args.begin() + 1, {"--admin", "127.0.0.1:0"});
   spec.argv.insert(spec.argv.end(), args.begin(), args.end());
   spec.stdout_fd = out_w.get();
   spec.stderr_fd = err_w.get();
