@@ -10,6 +10,7 @@ const char* const kUsage =
     R"(usage: occasional run [OPTIONS] -- COMMAND [ARGS...]
        occasional run --config FILE [--log-format json|text]
        occasional check FILE
+       occasional ctl [--admin ADDR] [--token T] status|restart|scale|stop|start ...
 
 Supervises COMMAND: starts it, restarts it by policy, logs every step. With
 --listen, owns that port and hands each connection to a ready worker.
@@ -91,7 +92,7 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     cmd.config_path = args[2];
     return cmd;
   }
-  if (verb != "run") throw UsageError("unknown command '" + verb + "': expected run or check");
+  if (verb != "run") throw UsageError("unknown command '" + verb + "': expected run, check or ctl");
   cmd.kind = Command::Kind::run;
   cmd.config.log_format = stderr_is_tty ? supervisor::LogFormat::text : supervisor::LogFormat::json;
   ServiceEntry entry;

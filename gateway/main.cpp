@@ -13,6 +13,7 @@
 #include "gateway/cli.hpp"
 #include "gateway/config_loader.hpp"
 #include "gateway/coordinator_admin.hpp"
+#include "gateway/ctl.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/metrics_feed.hpp"
 #include "gateway/shutdown.hpp"
@@ -59,6 +60,7 @@ int run(const gw::Config& config) {
         .num("port", admin->port())
         .flag("token", !ac.token.empty());
     admin->start();
+    shutdown.hold_when_failed(true);
   }
   for (const gw::ServiceEntry& entry : config.services) {
     sv::ServiceConfig service = entry.service;
@@ -91,6 +93,7 @@ int run(const gw::Config& config) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
+  if (args.size() >= 2 && args[1] == "ctl") return gw::run_ctl(args);
   gw::Command cmd;
   try {
     cmd = gw::parse_command_line(args, ::isatty(2) == 1);

@@ -52,7 +52,9 @@ void Shutdown::on_exited(const supervisor::ExitRecord& record) {
 void Shutdown::on_all_idle() {
   // Reported by the last service to go idle and checked again after a stop
   // request (services may already be idle then): finish once.
-  if (finished_ || (signals_seen_ == 0 && operator_stopped_)) return;
+  if (finished_) return;
+  if (signals_seen_ == 0 && (operator_stopped_ || (hold_when_failed_ && supervisor_.any_failed())))
+    return;
   finished_ = true;
   if (signals_seen_ == 0) {
     // Every worker finished and the policy restarts none of them.

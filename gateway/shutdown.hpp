@@ -34,6 +34,9 @@ class Shutdown : private supervisor::ServiceObserver {
   // An operator stopped a service (admin API): services going idle is then
   // no reason to exit. Cleared when a service is started again.
   void set_operator_stopped(bool stopped) { operator_stopped_ = stopped; }
+  // With an admin endpoint an operator can start a failed service again, so
+  // a failed service does not end the coordinator.
+  void hold_when_failed(bool hold) { hold_when_failed_ = hold; }
 
  private:
   void wait_signal();
@@ -50,6 +53,7 @@ class Shutdown : private supervisor::ServiceObserver {
   int signals_seen_ = 0;
   bool finished_ = false;
   bool operator_stopped_ = false;
+  bool hold_when_failed_ = false;
   ExitStatus status_ = ExitStatus::clean;
   // Whether each replica's last exit was clean, for the status when workers
   // finish on their own.

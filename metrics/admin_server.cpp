@@ -87,6 +87,40 @@ std::string status_json(const Status& st) {
   return o;
 }
 
+std::string pad(std::string s, size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s + "  ";
+}
+
+std::string fixed1(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1fs", v);
+  return buf;
+}
+
+// The status as a table for a person (`occasional ctl status`).
+std::string status_text(const Status& st) {
+  std::string o = pad("SERVICE", 20) + pad("MODE", 10) + pad("STATE", 9) + pad("READY", 7) +
+                  pad("REPLICAS", 8) + "LAST EXIT\n";
+  for (const ServiceStatus& s : st.services) {
+    const char* state = s.failed            ? "failed"
+                        : s.stopped         ? "stopped"
+                        : s.rolling_restart ? "rolling"
+                                            : "running";
+    const std::string last = s.recent_exits.empty() ? "-"
+                                                    : s.recent_exits.back().description + " at " +
+                                                          s.recent_exits.back().exited_at;
+    o += pad(s.name, 20) + pad(s.mode, 10) + pad(state, 9) +
+         pad(std::to_string(s.ready_workers), 7) + pad(std::to_string(s.replicas), 8) + last + "\n";
+    for (const WorkerStatus& w : s.workers)
+      o += "  replica " + pad(std::to_string(w.replica), 4) + "pid " +
+           pad(std::to_string(w.pid), 8) + pad(w.state, 9) + pad(w.ready ? "ready" : "-", 6) +
+           "up " + pad(fixed1(w.uptime_seconds), 9) + "connections " +
+           std::to_string(w.open_connections) + "\n";
+  }
+  return o;
+}
+
 // Why the coordinator is not ready; empty when it is.
 std::vector<std::string> unready_reasons(const Status& st) {
   std::vector<std::string> reasons;
@@ -252,7 +286,10 @@ Response AdminServer::Impl::handle(const Request& req) {
       return respond(req, http::status::ok, metrics.exposition(),
                      "text/plain; version=0.0.4; charset=utf-8");
     const Status st = backend.status();
-    if (path == "/v1/status") return respond(req, http::status::ok, status_json(st));
+    if (path == "/v1/status")
+      return query == "format=text"
+                 ? respond(req, http::status::ok, status_text(st), "text/plain; charset=utf-8")
+                 : respond(req, http::status::ok, status_json(st));
     const auto reasons = unready_reasons(st);
     if (reasons.empty()) return respond(req, http::status::ok, "{\"ready\":true}\n");
     std::string body = "{\"ready\":false,\"reasons\":[";

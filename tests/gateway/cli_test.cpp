@@ -46,7 +46,7 @@ TEST(CliTest, ErrorsNameTheOptionAndTheValue) {
            {{"run", "--grace", "-1", "x"}, "--grace: expected a number of seconds >= 0, got '-1'"},
            {{"run", "--bogus", "x"}, "unknown option '--bogus' (see occasional --help)"},
            {{"run", "--"}, "missing command to run: occasional run [OPTIONS] -- COMMAND [ARGS...]"},
-           {{"jump"}, "unknown command 'jump': expected run or check"},
+           {{"jump"}, "unknown command 'jump': expected run, check or ctl"},
            {{"run", "--mode", "handoff", "x"}, "--mode handoff needs --listen ADDR"},
            {{"run", "--listen", "8080", "x"},
             "--listen: listen address '8080' has no port: write it as 127.0.0.1:8080, [::1]:8080 "

@@ -71,8 +71,8 @@ TEST(SuperviseTest, SecondSignalKillsAtOnce) {
 }
 
 TEST(SuperviseTest, MissingExecutableIsStartFailedWithBackoffThenServiceFailed) {
-  CoordinatorProcess c(
-      {"run", "--backoff-initial", "0.02", "--max-restarts", "3", "--", "/nonexistent/worker"});
+  CoordinatorProcess c({"run", "--admin", "off", "--backoff-initial", "0.02", "--max-restarts", "3",
+                        "--", "/nonexistent/worker"});
   Fields first = c.wait_event("exit");
   EXPECT_EQ(first["outcome"], "start_failed");
   EXPECT_EQ(first["description"], "failed to start: execve: No such file or directory");
@@ -82,7 +82,8 @@ TEST(SuperviseTest, MissingExecutableIsStartFailedWithBackoffThenServiceFailed) 
   ASSERT_EQ(delays.size(), 2u);
   EXPECT_GT(std::stod(delays[1]["delay_seconds"]), std::stod(delays[0]["delay_seconds"]));
   EXPECT_TRUE(c.events("spawn").empty());
-  // Nothing is left running and nothing will restart: the coordinator ends, failed.
+  // Nothing is left running, nothing will restart and no operator can start
+  // it (no admin endpoint): the coordinator ends, failed.
   EXPECT_EQ(c.wait_exit(), 1);
   EXPECT_EQ(c.events("coordinator_exit").size(), 1u);
 }

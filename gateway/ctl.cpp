@@ -1,0 +1,179 @@
+#include "gateway/ctl.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "gateway/cli.hpp"
+#include "gateway/config.hpp"
+#include "gateway/listener.hpp"
+#include "workers/unique_fd.hpp"
+
+namespace occasional::gateway {
+
+const char* const kCtlUsage =
+    R"(usage: occasional ctl [--admin ADDR] [--token TOKEN | --token-file FILE] COMMAND
+
+Commands:
+  status                 services and workers, as a table
+  restart NAME           rolling restart: each worker replaced once its replacement is ready
+  scale NAME N           run N replicas
+  stop NAME              drain and stop the service's workers
+  start NAME             start a stopped or failed service
+
+--admin defaults to 127.0.0.1:9090; OCCASIONAL_ADMIN and OCCASIONAL_TOKEN
+are read when the flags are absent.
+Exit status: 0 done, 1 refused by the coordinator, 2 bad command line,
+3 admin endpoint unreachable.
+)";
+
+namespace {
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+struct Unreachable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+Reply http_call(const ListenAddress& to, const std::string& method, const std::string& target,
+                const std::string& token) {
+  const std::string where = to.text;
+  UniqueFd fd(::socket(to.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw Unreachable(std::string("socket(): ") + std::strerror(errno));
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (to.v6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(to.port);
+    ::inet_pton(AF_INET6, to.host.c_str(), &a->sin6_addr);
+    len = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(to.port);
+    ::inet_pton(AF_INET, to.host == "0.0.0.0" ? "127.0.0.1" : to.host.c_str(), &a->sin_addr);
+    len = sizeof *a;
+  }
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+    throw Unreachable("cannot reach the admin endpoint at " + where + ": " + std::strerror(errno) +
+                      " (is the coordinator running? --admin ADDR)");
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + where +
+                    "\r\nConnection: close\r\nContent-Length: 0\r\n";
+  if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
+  req += "\r\n";
+  if (::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
+    throw Unreachable("sending to " + where + ": " + std::strerror(errno));
+  std::string in;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  char buf[16384];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) throw Unreachable("no answer from " + where + " within 10 s");
+    pollfd p{fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n < 0) throw Unreachable("reading from " + where + ": " + std::strerror(errno));
+    if (n == 0) break;
+    in.append(buf, static_cast<size_t>(n));
+  }
+  Reply r;
+  if (in.size() < 12 || !in.starts_with("HTTP/1."))
+    throw Unreachable(where + " did not answer in HTTP (is it the admin endpoint?)");
+  r.status = std::atoi(in.c_str() + 9);
+  const auto body = in.find("\r\n\r\n");
+  if (body != std::string::npos) r.body = in.substr(body + 4);
+  return r;
+}
+
+}  // namespace
+
+int run_ctl(const std::vector<std::string>& args) {
+  std::string admin = "127.0.0.1:9090", token;
+  if (const char* e = std::getenv("OCCASIONAL_ADMIN")) admin = e;
+  if (const char* e = std::getenv("OCCASIONAL_TOKEN")) token = e;
+  std::vector<std::string> rest;
+  try {
+    for (size_t i = 2; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      auto value = [&]() -> std::string {
+        if (i + 1 >= args.size()) throw UsageError(a + " needs a value");
+        return args[++i];
+      };
+      if (a == "--admin")
+        admin = value();
+      else if (a == "--token")
+        token = value();
+      else if (a == "--token-file")
+        token = read_token_file(value());
+      else if (a == "-h" || a == "--help") {
+        std::fputs(kCtlUsage, stdout);
+        return 0;
+      } else if (a.starts_with("--"))
+        throw UsageError("ctl: unknown option '" + a + "'");
+      else
+        rest.push_back(a);
+    }
+    if (rest.empty()) throw UsageError("ctl: missing command: status, restart, scale, stop, start");
+    const std::string& verb = rest[0];
+    const size_t want = verb == "status" ? 1 : verb == "scale" ? 3 : 2;
+    if (verb != "status" && verb != "restart" && verb != "scale" && verb != "stop" &&
+        verb != "start")
+      throw UsageError("ctl: unknown command '" + verb +
+                       "': expected status, restart, scale, stop or start");
+    if (rest.size() != want)
+      throw UsageError("ctl " + verb + ": expected " +
+                       (verb == "status"  ? std::string("no argument")
+                        : verb == "scale" ? std::string("NAME and N")
+                                          : std::string("NAME")));
+    std::string target;
+    if (verb == "scale") {
+      const std::string& n = rest[2];
+      if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 4)
+        throw UsageError("ctl scale: N must be a whole number from 0 to 4096, got '" + n + "'");
+    }
+    for (char c : verb == "status" ? std::string() : rest[1])
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+        throw UsageError("ctl: '" + rest[1] + "' is not a service name");
+    ListenAddress to;
+    try {
+      to = parse_listen_address(admin);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--admin: ") + e.what());
+    }
+    Reply r = verb == "status" ? http_call(to, "GET", "/v1/status?format=text", token)
+                               : http_call(to, "POST",
+                                           "/v1/services/" + rest[1] + "/" + verb +
+                                               (verb == "scale" ? "?replicas=" + rest[2] : ""),
+                                           token);
+    std::fputs(r.body.c_str(), r.status < 300 ? stdout : stderr);
+    if (r.status >= 300) {
+      std::fprintf(stderr, "occasional ctl: %s: HTTP %d\n", verb.c_str(), r.status);
+      return 1;
+    }
+    return 0;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "occasional %s\n%s", e.what(), kCtlUsage);
+    return 2;
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "occasional ctl: %s\n", e.what());
+    return 2;
+  } catch (const Unreachable& e) {
+    std::fprintf(stderr, "occasional ctl: %s\n", e.what());
+    return 3;
+  }
+}
+
+}  // namespace occasional::gateway

@@ -1,0 +1,278 @@
+// The admin endpoint of the real executable: a real Prometheus scraping it,
+// readiness timing, a rolling restart under load, the guards on POSTs.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "supervisor/spawner.hpp"
+#include "tests/integration/coordinator_process.hpp"
+#include "tests/integration/http_client.hpp"
+
+namespace occasional::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+const std::string kWorkers = OCCASIONAL_WORKERS_DIR;
+
+struct Coordinator {
+  CoordinatorProcess c;
+  int port = 0;
+  int admin = 0;
+  Coordinator(std::vector<std::string> args, int ready) : c(args) {
+    if (std::find(args.begin(), args.end(), "--listen") != args.end()) {
+      Fields f = c.wait_event("listening");
+      port = f.empty() ? 0 : std::stoi(f["port"]);
+    }
+    Fields f = c.wait_event("admin_listening");
+    admin = f.empty() ? 0 : std::stoi(f["port"]);
+    for (int i = 0; i < ready; ++i) c.wait_event("ready");
+  }
+  ~Coordinator() {
+    c.signal(SIGTERM);
+    c.wait_exit();
+  }
+};
+
+// A child process of the test (Prometheus), stopped at scope exit.
+struct Child {
+  pid_t pid = -1;
+  UniqueFd pidfd;
+  explicit Child(std::vector<std::string> argv) {
+    UniqueFd null(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+    supervisor::ProcessSpec spec;
+    spec.argv = std::move(argv);
+    spec.stdout_fd = null.get();
+    spec.stderr_fd = null.get();
+    auto r = supervisor::spawn_process(spec);
+    EXPECT_TRUE(r.ok()) << r.failed_call;
+    pid = r.pid;
+    pidfd = std::move(r.pidfd);
+  }
+  ~Child() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    siginfo_t info{};
+    ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED);
+  }
+};
+
+std::string make_temp_dir() {
+  char dir[] = "/tmp/occasional-test-XXXXXX";
+  EXPECT_NE(::mkdtemp(dir), nullptr);
+  return dir;
+}
+
+std::string url_encode(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '_' || c == '.' || c == '-') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// The value of a PromQL query that yields one sample; -1 when it yields none.
+double prom_query(int port, const std::string& promql) {
+  HttpReply r = http_request(port, "GET", "/api/v1/query?query=" + url_encode(promql));
+  if (r.status != 200) return -2;
+  auto v = r.body.find("\"value\":[");
+  if (v == std::string::npos) return -1;
+  auto q = r.body.find(",\"", v);
+  return std::stod(r.body.substr(q + 2));
+}
+
+TEST(AdminTest, PrometheusSeesEveryWorkerExitWithItsReason) {
+  Coordinator g(
+      {"run", "--listen", "127.0.0.1:0", "--name", "web", "--replicas", "1", "--backoff-initial",
+       "0", "--stable-after", "0", "--", kWorkers + "/http_hello_worker"},
+      1);
+  const std::string dir = make_temp_dir();
+  const int prom_port = free_port();
+  {
+    std::ofstream cfg(dir + "/prometheus.yml");
+    cfg << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        << "scrape_configs:\n  - job_name: occasional\n    static_configs:\n"
+        << "      - targets: ['127.0.0.1:" << g.admin << "']\n";
+  }
+  Child prometheus({"prometheus", "--config.file=" + dir + "/prometheus.yml",
+                    "--storage.tsdb.path=" + dir + "/data",
+                    "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)});
+  auto deadline = Clock::now() + 30s;
+  while (prom_query(prom_port, "up{job=\"occasional\"}") != 1 && Clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  ASSERT_EQ(prom_query(prom_port, "up{job=\"occasional\"}"), 1) << "Prometheus never scraped us";
+
+  constexpr int kKills = 3;
+  Fields spawn = g.c.wait_event("spawn");
+  for (int i = 0; i < kKills; ++i) {
+    const std::string pid = spawn["pid"];
+    ASSERT_EQ(::kill(std::stoi(pid), SIGKILL), 0);
+    g.c.wait_event("exit", [&](const Fields& f) { return f.at("pid") == pid; });
+    spawn = g.c.wait_event("spawn");
+    g.c.wait_event("ready");
+  }
+  const std::string killed =
+      "sum(occasional_worker_exits_total{service=\"web\",reason=\"killed\",signal=\"SIGKILL\"})";
+  deadline = Clock::now() + 15s;
+  while (prom_query(prom_port, killed) != kKills && Clock::now() < deadline)
+    std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(prom_query(prom_port, killed), kKills);
+  EXPECT_EQ(prom_query(prom_port, "sum(occasional_worker_exits_total)"), kKills);
+  EXPECT_EQ(prom_query(prom_port, "sum(occasional_worker_restarts_total{service=\"web\"})"),
+            kKills);
+}
+
+TEST(AdminTest, PromtoolFindsNothingToSayAboutOurMetrics) {
+  Coordinator g(
+      {"run", "--listen", "127.0.0.1:0", "--replicas", "2", "--", kWorkers + "/http_hello_worker"},
+      2);
+  // Something in every family: a handoff, an exit, a rejection.
+  EXPECT_EQ(http_request(g.port, "GET", "/").status, 200);
+  HttpReply m = http_request(g.admin, "GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.body.find("occasional_connections_handed_off_total 1"), std::string::npos);
+  EXPECT_NE(m.body.find("process_open_fds"), std::string::npos);
+  const std::string file = make_temp_dir() + "/metrics.txt";
+  std::ofstream(file) << m.body;
+  const std::string cmd = "promtool check metrics < " + file + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << out;
+  EXPECT_EQ(out, "");
+}
+
+std::chrono::system_clock::time_point parse_ts(const std::string& ts) {
+  // 2026-11-24T01:43:10.878511Z
+  std::tm tm{};
+  ::strptime(ts.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  const auto secs = std::chrono::system_clock::from_time_t(::timegm(&tm));
+  return secs + std::chrono::microseconds(std::stol(ts.substr(20, 6)));
+}
+
+TEST(AdminTest, ReadyzTurns503Within100msOfAFailedServiceAnd200AfterStart) {
+  const std::string flag = make_temp_dir() + "/healthy";
+  // Plain mode: a worker is ready once it runs.
+  Coordinator g({"run", "--name", "flaky", "--max-restarts", "2", "--backoff-initial", "0.05", "--",
+                 "sh", "-c", "test -e " + flag + " || exit 1; exec sleep 1000"},
+                0);
+  EXPECT_EQ(http_request(g.admin, "GET", "/healthz").status, 200);
+  // Poll until the first 503 and note when it came.
+  std::chrono::system_clock::time_point first_503{};
+  const auto deadline = Clock::now() + 10s;
+  while (Clock::now() < deadline) {
+    HttpReply r = http_request(g.admin, "GET", "/readyz");
+    if (r.status == 503 && r.body.find("is failed") != std::string::npos) {
+      first_503 = std::chrono::system_clock::now();
+      EXPECT_NE(r.body.find("\"reasons\":[\"service flaky is failed"), std::string::npos) << r.body;
+      break;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
+  Fields failed = g.c.wait_event("service_failed");
+  ASSERT_FALSE(failed.empty());
+  const auto delay = first_503 - parse_ts(failed["ts"]);
+  std::printf(
+      "service_failed -> /readyz 503: %lld us\n",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(delay).count()));
+  EXPECT_LT(delay, 100ms) << std::chrono::duration_cast<std::chrono::microseconds>(delay).count()
+                          << " us";
+
+  std::ofstream(flag) << "ok";
+  CoordinatorProcess ctl(
+      {"ctl", "--admin", "127.0.0.1:" + std::to_string(g.admin), "start", "flaky"});
+  EXPECT_EQ(ctl.wait_exit(), 0);
+  g.c.wait_event("spawn");
+  auto until = Clock::now() + 10s;
+  int status = 0;
+  while (Clock::now() < until && (status = http_request(g.admin, "GET", "/readyz").status) != 200)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(status, 200);
+}
+
+TEST(AdminTest, RollingRestartUnderLoadFailsNothingAndReplacesEveryWorker) {
+  Coordinator g({"run", "--listen", "127.0.0.1:0", "--name", "web", "--replicas", "4", "--grace",
+                 "5", "--", kWorkers + "/http_hello_worker"},
+                4);
+  std::set<std::string> before;
+  for (auto& e : g.c.events("spawn")) before.insert(e["pid"]);
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> load;
+  for (int t = 0; t < 4; ++t)
+    load.emplace_back([&] {
+      while (!stop) {
+        HttpReply r = http_request(g.port, "GET", "/");
+        (r.status == 200 ? ok : failed)++;
+      }
+    });
+  while (ok < 200) std::this_thread::sleep_for(5ms);
+  HttpReply r = http_request(g.admin, "POST", "/v1/services/web/restart");
+  EXPECT_EQ(r.status, 202) << r.body;
+  // Done when four old workers have exited and no restart is under way.
+  for (int i = 0; i < 4; ++i) g.c.wait_event("exit", nullptr, 20s);
+  const auto deadline = Clock::now() + 10s;
+  while (http_request(g.admin, "GET", "/v1/status").body.find("\"rolling_restart\":false") ==
+             std::string::npos &&
+         Clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  const int ok_at_end = ok;
+  while (ok < ok_at_end + 100) std::this_thread::sleep_for(5ms);
+  stop = true;
+  for (auto& t : load) t.join();
+  std::printf("rolling restart under load: %d ok, %d failed\n", ok.load(), failed.load());
+  EXPECT_EQ(failed.load(), 0);
+  for (auto& e : g.c.events("exit")) EXPECT_TRUE(before.contains(e["pid"])) << e["pid"];
+  std::string status = http_request(g.admin, "GET", "/v1/status").body;
+  status = status.substr(0, status.find("recent_exits"));  // the running workers only
+  for (const std::string& pid : before)
+    EXPECT_EQ(status.find("\"pid\":" + pid + ","), std::string::npos) << "still running: " << pid;
+  EXPECT_NE(status.find("\"ready_workers\":4"), std::string::npos) << status;
+}
+
+TEST(AdminTest, GuardsAndLimitsAnswerAndTheServerKeepsServing) {
+  Coordinator g({"run", "--listen", "127.0.0.1:0", "--name", "web", "--token", "s3cret", "--",
+                 kWorkers + "/http_hello_worker"},
+                1);
+  EXPECT_EQ(http_request(g.admin, "POST", "/v1/services/web/scale?replicas=2").status, 401);
+  EXPECT_EQ(http_request(g.admin, "POST", "/v1/services/web/scale?replicas=2",
+                         "Authorization: Bearer wrong\r\n")
+                .status,
+            401);
+  EXPECT_EQ(
+      http_request(g.admin, "POST", "/v1/services/web/stop", "", std::string(1024 * 1024, 'x'))
+          .status,
+      413);
+  EXPECT_TRUE(raw_exchange(g.admin, "GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
+  EXPECT_EQ(http_request(g.admin, "GET", "/healthz").status, 200);
+  HttpReply ok = http_request(g.admin, "POST", "/v1/services/web/scale?replicas=2",
+                              "Authorization: Bearer s3cret\r\n");
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  g.c.wait_event("ready");
+  HttpReply m = http_request(g.admin, "GET", "/metrics");
+  EXPECT_NE(m.body.find("occasional_admin_requests_total{code=\"401\"} 2"), std::string::npos);
+  EXPECT_NE(m.body.find("occasional_admin_requests_total{code=\"413\"} 1"), std::string::npos);
+  EXPECT_NE(m.body.find("occasional_admin_requests_total{code=\"400\"} 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace occasional::testing
