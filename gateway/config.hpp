@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "gateway/balancer.hpp"
@@ -50,8 +51,13 @@ std::string read_token_file(const std::string& path);
 // most one peek kind. Throws ConfigError.
 void validate(const Config& config);
 
+// A step of a JSON path: an object key or an array index.
+using JsonStep = std::variant<std::string, size_t>;
+
 struct ConfigError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit ConfigError(const std::string& message, std::vector<JsonStep> where = {})
+      : std::runtime_error(message), path(std::move(where)) {}
+  std::vector<JsonStep> path;  // where in the file, when known
 };
 
 }  // namespace occasional::gateway

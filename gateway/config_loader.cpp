@@ -17,8 +17,7 @@ using simdjson::dom::element;
 using simdjson::dom::element_type;
 using simdjson::dom::object;
 
-// A step of a JSON path: an object key or an array index.
-using Step = std::variant<std::string, size_t>;
+using Step = JsonStep;
 
 // Finds where a value (given by its path) starts in the text, to report
 // line:column. The text is valid JSON (simdjson said so), so this skipper
@@ -319,6 +318,7 @@ class Loader {
     try {
       validate(config);
     } catch (const ConfigError& err) {
+      if (!err.path.empty()) fail(err.path, err.what());
       throw ConfigError(one_line(origin_ + ": " + err.what()));
     }
     return config;

@@ -20,7 +20,7 @@ packages=(
   g++ cmake make pkg-config git ca-certificates
   libboost1.81-dev libsimdjson-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  curl python3 procps util-linux
+  curl python3 procps util-linux prometheus
   clang-14 libclang-rt-14-dev
 )
 

@@ -47,7 +47,7 @@ TEST(ConfigLoaderTest, ErrorsNameFileLineColumnAndPath) {
   EXPECT_EQ(
       error_of(
           R"({"services":{"w":{"command":["w"]}},"listeners":[{"address":":1","routes":[{"service":"x"}]}]})"),
-      "c.json: listener ':1': route to unknown service 'x'");
+      "c.json:1:87: $.listeners[0].routes[0].service: listener ':1': route to unknown service 'x'");
 }
 
 }  // namespace
