@@ -9,8 +9,7 @@ using supervisor::LogLevel;
 
 Balancer::Balancer(boost::asio::io_context& io, std::string service, BalancerConfig config,
                    GatewayStats& stats, const supervisor::EventLog& log)
-    : io_(io),
-      service_(std::move(service)),
+    : service_(std::move(service)),
       config_(config),
       stats_(stats),
       log_(log),

@@ -56,7 +56,6 @@ class Balancer {
   void drain_queue();
   void arm_retry();
 
-  boost::asio::io_context& io_;
   std::string service_;
   BalancerConfig config_;
   GatewayStats& stats_;
