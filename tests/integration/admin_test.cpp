@@ -276,3 +276,37 @@ TEST(AdminTest, GuardsAndLimitsAnswerAndTheServerKeepsServing) {
 
 }  // namespace
 }  // namespace occasional::testing
+
+namespace occasional::testing {
+namespace {
+
+TEST(AdminTest, CtlPrintsStatusAndSaysWhatWentWrong) {
+  Coordinator g({"run", "--listen", "127.0.0.1:0", "--name", "web", "--replicas", "2", "--token",
+                 "t0ken", "--", kWorkers + "/http_hello_worker"},
+                2);
+  const std::string admin = "127.0.0.1:" + std::to_string(g.admin);
+  CoordinatorProcess status({"ctl", "--admin", admin, "status"});
+  EXPECT_TRUE(status.read_stdout_line().starts_with("SERVICE"));
+  EXPECT_TRUE(status.read_stdout_line().starts_with("web "));
+  EXPECT_EQ(status.wait_exit(), 0);
+
+  CoordinatorProcess no_token({"ctl", "--admin", admin, "scale", "web", "3"});
+  EXPECT_EQ(no_token.wait_exit(), 1);
+  EXPECT_NE(no_token.stderr_text().find("HTTP 401"), std::string::npos);
+  CoordinatorProcess unknown({"ctl", "--admin", admin, "--token", "t0ken", "stop", "nope"});
+  EXPECT_EQ(unknown.wait_exit(), 1);
+  EXPECT_NE(unknown.stderr_text().find("no service named 'nope'"), std::string::npos);
+  CoordinatorProcess scale({"ctl", "--admin", admin, "--token", "t0ken", "scale", "web", "3"});
+  EXPECT_EQ(scale.wait_exit(), 0);
+  g.c.wait_event("ready");
+
+  CoordinatorProcess usage({"ctl", "--admin", admin, "scale", "web"});
+  EXPECT_EQ(usage.wait_exit(), 2);
+  CoordinatorProcess unreachable(
+      {"ctl", "--admin", "127.0.0.1:" + std::to_string(free_port()), "status"});
+  EXPECT_EQ(unreachable.wait_exit(), 3);
+  EXPECT_NE(unreachable.stderr_text().find("cannot reach the admin endpoint"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace occasional::testing
