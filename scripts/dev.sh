@@ -4,6 +4,7 @@
 #   scripts/dev.sh test    install what is missing, build, run the whole test suite (ctest)
 #   scripts/dev.sh asan    the test suite again, built with ASan + UBSan
 #   scripts/dev.sh fuzz    the libFuzzer targets (clang), each run FUZZ_SECONDS (default 60)
+#   scripts/dev.sh build   install what is missing, build build/release (no tests)
 #   scripts/dev.sh deps    only install what is missing
 set -euo pipefail
 
@@ -20,7 +21,7 @@ packages=(
   g++ cmake make pkg-config git ca-certificates
   libboost1.81-dev libsimdjson-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  curl python3 procps util-linux prometheus
+  curl python3 procps util-linux prometheus wrk nginx haproxy
   clang-14 libclang-rt-14-dev
 )
 
@@ -63,6 +64,10 @@ case "$cmd" in
     exec build/release/gateway/occasional run --listen 127.0.0.1:8080 --replicas 4 --log-format text \
       -- build/release/workers/http_hello_worker
     ;;
+  build)
+    deps
+    build build/release -DCMAKE_BUILD_TYPE=Release -DOCCASIONAL_WERROR=$werror
+    ;;
   test)
     deps
     build build/release -DCMAKE_BUILD_TYPE=Release -DOCCASIONAL_WERROR=$werror
@@ -85,7 +90,7 @@ case "$cmd" in
       ctest --output-on-failure -j "$jobs" -L fuzz
     ;;
   *)
-    echo "usage: scripts/dev.sh run|test|asan|fuzz|deps" >&2
+    echo "usage: scripts/dev.sh run|test|asan|fuzz|build|deps" >&2
     exit 2
     ;;
 esac
