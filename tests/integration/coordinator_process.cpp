@@ -21,7 +21,11 @@ namespace occasional::testing {
 
 using Clock = std::chrono::steady_clock;
 
-CoordinatorProcess::CoordinatorProcess(std::vector<std::string> args) {
+CoordinatorProcess::CoordinatorProcess(std::vector<std::string> args)
+    : CoordinatorProcess({}, std::move(args)) {}
+
+CoordinatorProcess::CoordinatorProcess(std::vector<std::string> wrapper,
+                                       std::vector<std::string> args) {
   int err[2], out[2];
   EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
   EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
@@ -29,7 +33,8 @@ CoordinatorProcess::CoordinatorProcess(std::vector<std::string> args) {
   err_.reset(err[0]);
   out_.reset(out[0]);
   supervisor::ProcessSpec spec;
-  spec.argv = {OCCASIONAL_BIN};
+  spec.argv = wrapper;
+  spec.argv.push_back(OCCASIONAL_BIN);
   // Tests run in parallel: the admin endpoint takes a free port unless a test picks one.
   if (!args.empty() && args[0] == "run" &&
       std::find(args.begin(), args.end(), "--admin") == args.end())

@@ -19,6 +19,9 @@ using Fields = std::map<std::string, std::string>;  // one event line; numbers a
 class CoordinatorProcess {
  public:
   explicit CoordinatorProcess(std::vector<std::string> args);
+  // Runs the executable under `wrapper` (for instance unshare ... ): pid()
+  // is then the wrapper's.
+  CoordinatorProcess(std::vector<std::string> wrapper, std::vector<std::string> args);
   ~CoordinatorProcess();
 
   pid_t pid() const { return pid_; }
