@@ -23,6 +23,7 @@ const char* const kCtlUsage =
 
 Commands:
   status                 services and workers, as a table
+  health                 exit 0 when /healthz answers 200 (a container HEALTHCHECK)
   restart NAME           rolling restart: each worker replaced once its replacement is ready
   scale NAME N           run N replicas
   stop NAME              drain and stop the service's workers
@@ -126,16 +127,17 @@ int run_ctl(const std::vector<std::string>& args) {
       else
         rest.push_back(a);
     }
-    if (rest.empty()) throw UsageError("ctl: missing command: status, restart, scale, stop, start");
+    if (rest.empty())
+      throw UsageError("ctl: missing command: status, health, restart, scale, stop, start");
     const std::string& verb = rest[0];
-    const size_t want = verb == "status" ? 1 : verb == "scale" ? 3 : 2;
-    if (verb != "status" && verb != "restart" && verb != "scale" && verb != "stop" &&
-        verb != "start")
+    const bool bare = verb == "status" || verb == "health";
+    const size_t want = bare ? 1 : verb == "scale" ? 3 : 2;
+    if (!bare && verb != "restart" && verb != "scale" && verb != "stop" && verb != "start")
       throw UsageError("ctl: unknown command '" + verb +
-                       "': expected status, restart, scale, stop or start");
+                       "': expected status, health, restart, scale, stop or start");
     if (rest.size() != want)
       throw UsageError("ctl " + verb + ": expected " +
-                       (verb == "status"  ? std::string("no argument")
+                       (bare              ? std::string("no argument")
                         : verb == "scale" ? std::string("NAME and N")
                                           : std::string("NAME")));
     std::string target;
@@ -144,7 +146,7 @@ int run_ctl(const std::vector<std::string>& args) {
       if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 4)
         throw UsageError("ctl scale: N must be a whole number from 0 to 4096, got '" + n + "'");
     }
-    for (char c : verb == "status" ? std::string() : rest[1])
+    for (char c : bare ? std::string() : rest[1])
       if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
         throw UsageError("ctl: '" + rest[1] + "' is not a service name");
     ListenAddress to;
@@ -153,11 +155,16 @@ int run_ctl(const std::vector<std::string>& args) {
     } catch (const std::invalid_argument& e) {
       throw UsageError(std::string("--admin: ") + e.what());
     }
-    Reply r = verb == "status" ? http_call(to, "GET", "/v1/status?format=text", token)
-                               : http_call(to, "POST",
-                                           "/v1/services/" + rest[1] + "/" + verb +
-                                               (verb == "scale" ? "?replicas=" + rest[2] : ""),
-                                           token);
+    Reply r;
+    if (verb == "health")
+      r = http_call(to, "GET", "/healthz", token);
+    else if (verb == "status")
+      r = http_call(to, "GET", "/v1/status?format=text", token);
+    else
+      r = http_call(to, "POST",
+                    "/v1/services/" + rest[1] + "/" + verb +
+                        (verb == "scale" ? "?replicas=" + rest[2] : ""),
+                    token);
     std::fputs(r.body.c_str(), r.status < 300 ? stdout : stderr);
     if (r.status >= 300) {
       std::fprintf(stderr, "occasional ctl: %s: HTTP %d\n", verb.c_str(), r.status);

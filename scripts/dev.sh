@@ -3,6 +3,7 @@
 #   scripts/dev.sh run     install what is missing, build (Release), run the main job
 #   scripts/dev.sh test    install what is missing, build, run the whole test suite (ctest)
 #   scripts/dev.sh asan    the test suite again, built with ASan + UBSan
+#   scripts/dev.sh container  the image: lint, build with podman, run (minutes)
 #   scripts/dev.sh fuzz    the libFuzzer targets (clang), each run FUZZ_SECONDS (default 60)
 #   scripts/dev.sh build   install what is missing, build build/release (no tests)
 #   scripts/dev.sh deps    only install what is missing
@@ -21,7 +22,7 @@ packages=(
   g++ cmake make pkg-config git ca-certificates
   libboost1.81-dev libsimdjson-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  curl python3 procps util-linux prometheus wrk nginx haproxy
+  curl python3 python3-yaml procps util-linux prometheus wrk nginx haproxy
   clang-14 libclang-rt-14-dev
 )
 
@@ -40,6 +41,23 @@ deps() {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
+}
+
+# Only for the container test: podman, a base system made with debootstrap,
+# and the image build file's linter (from npm; Node.js may not be Debian's).
+container_deps() {
+  local missing=()
+  for p in podman runc debootstrap uidmap; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  command -v npm >/dev/null || missing+=(npm)
+  if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  command -v dockerfilelint >/dev/null || npm install -g --silent dockerfilelint
 }
 
 build() {  # build DIR [cmake args...]
@@ -72,14 +90,21 @@ case "$cmd" in
     deps
     build build/release -DCMAKE_BUILD_TYPE=Release -DOCCASIONAL_WERROR=$werror
     cd build/release
-    ctest --output-on-failure -j "$jobs" --timeout 300
+    ctest --output-on-failure -j "$jobs" --timeout 300 -LE container
+    ;;
+  container)
+    deps
+    container_deps
+    build build/release -DCMAKE_BUILD_TYPE=Release -DOCCASIONAL_WERROR=$werror
+    cd build/release
+    ctest --output-on-failure --timeout 1800 -L container
     ;;
   asan)
     deps
     build build/asan -DCMAKE_BUILD_TYPE=Debug -DOCCASIONAL_SANITIZE=ON -DOCCASIONAL_WERROR=$werror
     cd build/asan
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      ctest --output-on-failure -j "$jobs" --timeout 300
+      ctest --output-on-failure -j "$jobs" --timeout 300 -LE 'container|bench'
     ;;
   fuzz)
     deps
@@ -90,7 +115,7 @@ case "$cmd" in
       ctest --output-on-failure -j "$jobs" -L fuzz
     ;;
   *)
-    echo "usage: scripts/dev.sh run|test|asan|fuzz|build|deps" >&2
+    echo "usage: scripts/dev.sh run|test|asan|fuzz|container|build|deps" >&2
     exit 2
     ;;
 esac

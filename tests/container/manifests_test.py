@@ -1,0 +1,118 @@
+#!/usr/bin/python3
+"""The deployment files agree with each other and with the configuration.
+
+usage: manifests_test.py OCCASIONAL_BINARY
+
+Kubernetes manifests parse as YAML and have the required fields; the
+probes, ports and scrape settings point where the configuration says the
+coordinator listens; the grace period outlasts the drain grace; the
+configurations pass `occasional check`; compose and the dashboard parse.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+C = os.path.join(ROOT, "containers")
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+
+
+def port_of(address):
+    return int(address.rsplit(":", 1)[1])
+
+
+def occasional_check(binary, text, label):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        f.write(text)
+    r = subprocess.run([binary, "check", f.name], capture_output=True, text=True)
+    os.unlink(f.name)
+    check(r.returncode == 0, f"{label}: occasional check failed: {r.stderr.strip()}")
+
+
+def main():
+    binary = sys.argv[1]
+    docs = [d for d in yaml.safe_load_all(open(os.path.join(C, "kubernetes", "occasional.yaml")))
+            if d]
+    by_kind = {d["kind"]: d for d in docs}
+    for kind in ("ConfigMap", "Deployment", "Service", "PodMonitor"):
+        check(kind in by_kind, f"no {kind} in kubernetes/occasional.yaml")
+        if kind in by_kind:
+            for key in ("apiVersion", "metadata"):
+                check(key in by_kind[kind], f"{kind} has no {key}")
+    config_text = by_kind["ConfigMap"]["data"]["occasional.json"]
+    occasional_check(binary, config_text, "ConfigMap occasional.json")
+    config = json.loads(config_text)
+    http_port = port_of(config["listeners"][0]["address"])
+    admin_address = config["admin"]["address"]
+    check(not admin_address.startswith("127."),
+          "the ConfigMap's admin endpoint must be reachable by the kubelet's probes")
+    admin_port = port_of(admin_address)
+    max_grace = max(s.get("grace", 10) for s in config["services"].values())
+
+    dep = by_kind["Deployment"]
+    spec = dep["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    check(ports.get("http") == http_port, f"containerPort http {ports.get('http')} != {http_port}")
+    check(ports.get("admin") == admin_port,
+          f"containerPort admin {ports.get('admin')} != {admin_port}")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = c.get(probe, {}).get("httpGet", {})
+        check(get.get("path") == path, f"{probe} path {get.get('path')} != {path}")
+        check(get.get("port") in ("admin", admin_port), f"{probe} port {get.get('port')}")
+    check(spec.get("terminationGracePeriodSeconds", 30) > max_grace,
+          f"terminationGracePeriodSeconds must exceed the drain grace {max_grace}")
+    check("requests" in c.get("resources", {}), "no resource requests")
+    ann = dep["spec"]["template"]["metadata"].get("annotations", {})
+    check(ann.get("prometheus.io/scrape") == "true", "no prometheus.io/scrape annotation")
+    check(ann.get("prometheus.io/port") == str(admin_port), "prometheus.io/port != admin port")
+    check(ann.get("prometheus.io/path") == "/metrics", "prometheus.io/path != /metrics")
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    svc = by_kind["Service"]["spec"]
+    check(all(labels.get(k) == v for k, v in svc["selector"].items()),
+          "the Service selector does not match the pod labels")
+    check(svc["ports"][0]["targetPort"] in ("http", http_port), "Service targetPort")
+    pm = by_kind["PodMonitor"]["spec"]
+    check(pm["podMetricsEndpoints"][0]["port"] == "admin", "PodMonitor port")
+    check(pm["podMetricsEndpoints"][0]["path"] == "/metrics", "PodMonitor path")
+
+    image_config = open(os.path.join(C, "occasional.json")).read()
+    occasional_check(binary, image_config, "containers/occasional.json")
+    image_admin = json.loads(image_config)["admin"]["address"]
+    containerfile = open(os.path.join(C, "Containerfile")).read()
+    check(f'"--admin", "{image_admin}", "health"' in containerfile,
+          "the HEALTHCHECK must ask the admin address of the image's configuration")
+    check("STOPSIGNAL SIGTERM" in containerfile, "no STOPSIGNAL SIGTERM")
+    check(image_admin.startswith("127.0.0.1:"),
+          "the image keeps the admin endpoint on loopback unless configured otherwise")
+
+    compose = yaml.safe_load(open(os.path.join(C, "compose.yaml")))
+    check({"occasional", "prometheus", "grafana"} <= set(compose["services"]),
+          "compose needs occasional, prometheus and grafana")
+    prom = yaml.safe_load(open(os.path.join(C, "prometheus", "prometheus.yml")))
+    target = prom["scrape_configs"][0]["static_configs"][0]["targets"][0]
+    check(target == "occasional:9090", f"Prometheus scrapes {target}")
+    dash = json.load(open(os.path.join(C, "grafana", "occasional-dashboard.json")))
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+    for metric in ("occasional_worker_exits_total", "occasional_worker_restarts_total",
+                   "occasional_workers", "occasional_connections_handed_off_total",
+                   "occasional_handoff_duration_seconds_bucket"):
+        check(metric in exprs, f"the dashboard does not show {metric}")
+
+    for f in failures:
+        print("manifests_test: FAIL:", f, file=sys.stderr)
+    print("manifests_test:", "ok" if not failures else f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
