@@ -121,7 +121,8 @@ class Bench:
         self.hello = os.path.join(self.build, "workers", "http_hello_worker")
         self.echo = os.path.join(self.build, "workers", "echo_worker")
         self.latency_worker = os.path.join(self.build, "bench", "handoff_latency_worker")
-        for b in (self.occasional, self.hello, self.echo, self.latency_worker):
+        self.floor = os.path.join(self.build, "bench", "handoff_floor")
+        for b in (self.occasional, self.hello, self.echo, self.latency_worker, self.floor):
             if not os.path.exists(b):
                 raise SystemExit(f"bench: {b} is missing: build first (scripts/dev.sh test)")
         self.work = tempfile.mkdtemp(prefix="occasional-bench-")
@@ -279,24 +280,54 @@ backend workers
     # -- handoff latency ------------------------------------------------------
 
     def handoff_latency(self):
-        report = os.path.join(self.work, "samples")
-        p, port, _ = self.coordinator("latency", "handoff",
-                                      [self.latency_worker, "--report", report], 1)
-        for _ in range(self.args.latency_connections):
-            with socket.create_connection(("127.0.0.1", port)) as s:
-                s.recv(1)  # EOF: the worker has it and closed it
-        self.procs.stop(p)
-        samples = []
-        for f in os.listdir(self.work):
-            if f.startswith("samples."):
-                with open(os.path.join(self.work, f)) as fh:
-                    samples += [int(x) for x in fh if x.strip()]
-        samples.sort()
-        if not samples:
-            raise SystemExit("bench: the latency worker wrote no samples")
-        pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))] / 1e3
-        self.results["handoff_latency_us"] = {"n": len(samples), "p50": pick(0.5),
-                                              "p99": pick(0.99), "p999": pick(0.999)}
+        # occasional and the kernel alone (bench/handoff_floor.cpp: accept ->
+        # sendmsg -> recvmsg in two bare processes, blocking and with
+        # epoll_wait on both sides), in interleaved rounds on the same CPU.
+        rounds = 5
+        per_round = max(1, self.args.latency_connections // rounds)
+        samples = {"occasional": [], "occasional_app": [], "floor_blocking": [],
+                   "floor_epoll": []}
+
+        def connect_all(port):
+            for _ in range(per_round):
+                with socket.create_connection(("127.0.0.1", port)) as s:
+                    s.recv(1)  # EOF: the receiver has it and closed it
+
+        def read_samples(paths, column=0):
+            out = []
+            for path in paths:
+                with open(path) as fh:
+                    out += [int(line.split()[column]) for line in fh if line.strip()]
+            return out
+
+        for r in range(rounds):
+            report = os.path.join(self.work, f"samples-{r}")
+            p, port, _ = self.coordinator("latency", "handoff",
+                                          [self.latency_worker, "--report", report], 1)
+            connect_all(port)
+            self.procs.stop(p)
+            reports = [os.path.join(self.work, f) for f in os.listdir(self.work)
+                       if f.startswith(f"samples-{r}.")]
+            samples["occasional"] += read_samples(reports, 0)
+            samples["occasional_app"] += read_samples(reports, 1)
+            for kind, flag in (("floor_blocking", []), ("floor_epoll", ["--epoll"])):
+                report = os.path.join(self.work, f"{kind}-{r}")
+                f = subprocess.Popen(pinned(SERVER_CPU, [self.floor, *flag, str(per_round),
+                                                         report]),
+                                     stdout=subprocess.PIPE, text=True)
+                connect_all(int(f.stdout.readline()))
+                if f.wait(timeout=30) != 0:
+                    raise SystemExit(f"bench: handoff_floor {flag} failed")
+                samples[kind] += read_samples([report])
+
+        for kind, xs in samples.items():
+            xs.sort()
+            if not xs:
+                raise SystemExit(f"bench: no handoff latency samples for {kind}")
+            pick = lambda q: xs[min(len(xs) - 1, int(q * len(xs)))] / 1e3
+            self.results["handoff_latency_us" if kind == "occasional" else
+                         f"handoff_{kind}_us"] = {"n": len(xs), "p50": pick(0.5),
+                                                  "p99": pick(0.99), "p999": pick(0.999)}
 
     # -- crash to ready -------------------------------------------------------
 
@@ -368,6 +399,29 @@ backend workers
             os.close(fd)
             w.wait()
 
+        # What starting a process costs here, without occasional: spawn ->
+        # exit of /bin/true, and of the worker binary itself, which without a
+        # coordinator does its dynamic loading and static initialisation and
+        # then exits at once. Spawned on the servers' CPU like the workers.
+        def start_times(argv, n):
+            times = []
+            os.sched_setaffinity(0, {int(SERVER_CPU)})
+            try:
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    pid = os.posix_spawn(argv[0], argv, {}, file_actions=[
+                        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                        (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)])
+                    os.waitpid(pid, 0)
+                    times.append(time.perf_counter() - t0)
+            finally:
+                os.sched_setaffinity(0, {int(CLIENT_CPU)})
+            return times
+
+        n = min(self.args.kills, 50)
+        true_start = start_times(["/bin/true"], n)
+        worker_start = start_times([self.hello], n)
+
         def pct(xs, q):
             xs = sorted(xs)
             return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e3
@@ -378,7 +432,9 @@ backend workers
             "detect_p50": pct(detect, 0.5), "detect_p99": pct(detect, 0.99),
             "exit_to_spawn_p50": pct(respawn, 0.5), "spawn_to_ready_p50": pct(startup, 0.5),
             "kernel_kill_to_pidfd_p50": pct(floor, 0.5),
-            "kernel_kill_to_pidfd_p99": pct(floor, 0.99)}
+            "kernel_kill_to_pidfd_p99": pct(floor, 0.99),
+            "start_true_p50": pct(true_start, 0.5),
+            "start_worker_binary_p50": pct(worker_start, 0.5)}
 
     # -- memory ---------------------------------------------------------------
 
@@ -438,6 +494,14 @@ def table(b, med):
     w(f"handoff latency (accept -> worker holds the fd, {lat['n']} sequential connections): "
       f"p50 {lat['p50']:.1f} us, p99 {lat['p99']:.1f} us, p999 {lat['p999']:.1f} us "
       f"(targets p50 <= 15, p99 <= 100)")
+    app = res["handoff_occasional_app_us"]
+    w(f"  until the worker's coroutine holds it as an Asio socket: p50 {app['p50']:.1f} us, "
+      f"p99 {app['p99']:.1f} us, p999 {app['p999']:.1f} us")
+    for kind, label in (("floor_blocking", "blocking accept/recvmsg"),
+                        ("floor_epoll", "both sides in epoll_wait")):
+        f = res[f"handoff_{kind}_us"]
+        w(f"  the kernel alone ({label}, no occasional): p50 {f['p50']:.1f} us, "
+          f"p99 {f['p99']:.1f} us, p999 {f['p999']:.1f} us")
     w(f"crash to ready ({crash['kills']} SIGKILLs): p50 {crash['ready_p50']:.2f} ms, "
       f"p99 {crash['ready_p99']:.2f} ms (target p50 <= 5); exit detection p50 "
       f"{crash['detect_p50']:.3f} ms, p99 {crash['detect_p99']:.3f} ms (target p99 <= 1)")
@@ -445,6 +509,9 @@ def table(b, med):
       f"p50 {crash['spawn_to_ready_p50']:.2f} ms; the kernel alone (SIGKILL -> pidfd readable, "
       f"no occasional): p50 {crash['kernel_kill_to_pidfd_p50']:.3f} ms, "
       f"p99 {crash['kernel_kill_to_pidfd_p99']:.3f} ms")
+    w(f"  starting a process here, no occasional: spawn -> exit of /bin/true p50 "
+      f"{crash['start_true_p50']:.2f} ms, of the worker binary (loads, initialises, exits) "
+      f"p50 {crash['start_worker_binary_p50']:.2f} ms")
     w(f"coordinator RSS: {rss['idle_8_workers']:.2f} MiB idle with 8 workers (target <= 8), "
       f"{rss['with_connections']:.2f} MiB with {rss['connections']} connections handed off "
       f"(target <= 16)")

@@ -223,6 +223,7 @@ asio::awaitable<std::optional<Connection>> Worker::next() {
 asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
   for (;;) {
     Received r = receive_datagram(control_->native_handle());
+    const int64_t received_at = monotonic_now_ns();
     switch (r.status) {
       case ReceiveStatus::would_block: {
         boost::system::error_code ec;
@@ -253,11 +254,18 @@ asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
           exit_error("protocol_error", "conn message without an fd");
           throw std::runtime_error("conn message without an fd");
         }
-        sockaddr_storage ss{};
-        socklen_t len = sizeof ss;
-        ::getsockname(r.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
-        tcp::socket s(io_, ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), r.fd.release());
-        co_return Connection{std::move(s), std::move(m->conn)};
+        // The header names the local address, so the family costs no
+        // getsockname (a syscall on every handoff) unless it is missing.
+        const std::string& local = m->conn.local;
+        bool v6 = !local.empty() && local.front() == '[';
+        if (local.empty()) {
+          sockaddr_storage ss{};
+          socklen_t len = sizeof ss;
+          ::getsockname(r.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+          v6 = ss.ss_family == AF_INET6;
+        }
+        tcp::socket s(io_, v6 ? tcp::v6() : tcp::v4(), r.fd.release());
+        co_return Connection{std::move(s), std::move(m->conn), received_at};
       }
       case MessageType::drain:
         start_drain();
@@ -291,6 +299,7 @@ asio::awaitable<std::optional<Connection>> Worker::next_accept() {
   ConnHeader h;
   h.id = next_local_id_++;
   h.accepted_at_ns = monotonic_now_ns();
+  const int64_t received_at = h.accepted_at_ns;
   boost::system::error_code e1, e2;
   auto peer = s.remote_endpoint(e1);
   auto local = s.local_endpoint(e2);
@@ -298,7 +307,7 @@ asio::awaitable<std::optional<Connection>> Worker::next_accept() {
   if (!e2) h.local = endpoint_text(local);
   h.service = service_;
   h.route = worker_mode_name(mode_);
-  co_return Connection{std::move(s), std::move(h)};
+  co_return Connection{std::move(s), std::move(h), received_at};
 }
 
 }  // namespace occasional::workers

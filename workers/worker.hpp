@@ -28,6 +28,10 @@ const char* worker_mode_name(WorkerMode mode);
 struct Connection {
   boost::asio::ip::tcp::socket socket;
   ConnHeader header;  // in listen modes: id, peer, local, accepted_at_ns filled locally
+  // CLOCK_MONOTONIC when this process got the fd: recvmsg returned it
+  // (handoff) or accept did (listen modes). received_at_ns -
+  // header.accepted_at_ns is the handoff's own latency.
+  int64_t received_at_ns = 0;
 };
 
 // The C++ side of a worker. The same binary runs under the coordinator in

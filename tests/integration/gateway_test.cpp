@@ -141,6 +141,41 @@ TEST(GatewayTest, SequentialAndConcurrentConnectionsAreSpreadEvenly) {
   }
 }
 
+// Connections that queue up while the coordinator cannot run are all
+// handed off once it can, whether the listener was accepting one per
+// wake-up (after sequential traffic) or draining: none waits for a later
+// connection to wake the listener again.
+TEST(GatewayTest, ConnectionsQueuedWhileTheCoordinatorIsStoppedAreAllServed) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/http_hello_worker"}, 1);
+  const std::string request = "GET /q HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  for (int round = 0; round < 3; ++round) {
+    // Sequential traffic first: the listener takes one connection per wake-up.
+    for (int i = 0; i < 50; ++i)
+      ASSERT_NE(http_get(g.port, "/seq").find("200 OK"), std::string::npos);
+    // A backlog builds up while the coordinator cannot run; it must all be accepted afterwards.
+    ASSERT_EQ(::kill(g.c.pid(), SIGSTOP), 0);
+    std::vector<UniqueFd> fds;
+    for (int i = 0; i < 40; ++i) {
+      fds.emplace_back(connect_to(g.port));  // the kernel completes the handshake
+      ASSERT_TRUE(fds.back()) << i;
+      ASSERT_GT(::send(fds.back().get(), request.data(), request.size(), MSG_NOSIGNAL), 0);
+    }
+    ASSERT_EQ(::kill(g.c.pid(), SIGCONT), 0);
+    for (size_t i = 0; i < fds.size(); ++i) {
+      std::string out;
+      char buf[4096];
+      pollfd p{fds[i].get(), POLLIN, 0};
+      while (::poll(&p, 1, 5000) > 0) {
+        ssize_t n = ::recv(fds[i].get(), buf, sizeof buf, 0);
+        if (n <= 0) break;
+        out.append(buf, static_cast<size_t>(n));
+      }
+      ASSERT_NE(out.find("200 OK"), std::string::npos)
+          << "round " << round << ", connection " << i << " was not served: " << out;
+    }
+  }
+}
+
 TEST(GatewayTest, EachRoutingModeReachesItsService) {
   std::string tw = kWorkers + "/test_worker";
   std::string cfg = write_config(R"({
