@@ -142,25 +142,11 @@ void Listener::wait() {
                      });
 }
 
-namespace {
-
-// Wake-ups handled one connection at a time before a full drain checks
-// whether connections have started to come in bursts.
-constexpr int kSingleWakeups = 16;
-
-}  // namespace
-
 void Listener::accept_ready() {
-  // When connections come one at a time, accept one per wake-up: the
-  // accept4 that would find the queue empty (EAGAIN) comes after the handoff
-  // and before we sleep, and a worker on the same CPU waits for that sleep
-  // (on this VM it is a quarter of the handoff latency). Nothing is left
-  // behind: wait() is an async_wait, which re-arms the listener in epoll
-  // (EPOLL_CTL_MOD), and epoll reports a listener with a non-empty queue at
-  // once. Every kSingleWakeups-th wake-up drains fully; finding two or more
-  // connections switches to draining every wake-up until a drain finds one.
-  const bool drain = single_wakeups_ == 0;
-  int accepted = 0;
+  // One connection per wake-up while they come one at a time, a drain when
+  // they come in bursts (workers/read_batching.hpp): the accept4 that would
+  // find the queue empty sits between the handoff and our sleep, and a
+  // worker on the same CPU waits for that sleep.
   // A bounded batch per wake-up keeps other work on the loop going under a flood.
   for (int batch = 0; batch < 256; ++batch) {
     sockaddr_storage peer{};
@@ -174,7 +160,7 @@ void Listener::accept_ready() {
         case EWOULDBLOCK:
 #endif
           pause_ = std::chrono::milliseconds(0);
-          single_wakeups_ = accepted >= 2 ? 0 : kSingleWakeups;
+          batching_.found_empty();
           return wait();
         case EINTR:
         case ECONNABORTED:
@@ -213,11 +199,7 @@ void Listener::accept_ready() {
       h.local = local_text_;
     }
     on_accepted_(UniqueFd(fd), std::move(h));
-    ++accepted;
-    if (!drain) {
-      --single_wakeups_;
-      return wait();
-    }
+    if (batching_.wait_after_item()) return wait();
   }
   // Batch used up: yield to the loop, then go on.
   boost::asio::post(io_, [this] {

@@ -11,6 +11,7 @@
 #include "gateway/gateway_stats.hpp"
 #include "supervisor/event_log.hpp"
 #include "workers/protocol.hpp"
+#include "workers/read_batching.hpp"
 #include "workers/unique_fd.hpp"
 
 namespace occasional::gateway {
@@ -57,9 +58,7 @@ class Listener {
   boost::asio::posix::stream_descriptor socket_;
   boost::asio::steady_timer pause_timer_;
   std::chrono::milliseconds pause_{0};
-  // Wake-ups until the next full drain while connections come one at a time
-  // (see accept_ready); 0 while they come in bursts.
-  int single_wakeups_ = 0;
+  workers::ReadBatching batching_;
   GatewayStats& stats_;
   const supervisor::EventLog& log_;
   Accepted on_accepted_;

@@ -33,11 +33,17 @@ void WorkerLink::wait() {
 }
 
 void WorkerLink::read_all(bool rearm) {
+  // While rearm, one message per wake-up when they come one at a time
+  // (workers/read_batching.hpp): the recvmsg that finds the socket empty
+  // would come after the handoff's `closed` and before we sleep.
   for (;;) {
     workers::Received r = workers::receive_datagram(socket_.native_handle());
     switch (r.status) {
       case workers::ReceiveStatus::would_block:
-        if (rearm) wait();
+        if (rearm) {
+          batching_.found_empty();
+          wait();
+        }
         return;
       // The worker closed its end; its exit arrives through the pidfd.
       case workers::ReceiveStatus::closed:
@@ -62,6 +68,7 @@ void WorkerLink::read_all(bool rearm) {
     handlers_.on_message(*message);
     // A handler may have closed the link (an exit, a protocol error).
     if (closed_) return;
+    if (rearm && batching_.wait_after_item()) return wait();
   }
 }
 

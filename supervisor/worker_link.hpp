@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "workers/protocol.hpp"
+#include "workers/read_batching.hpp"
 #include "workers/unique_fd.hpp"
 
 namespace occasional::supervisor {
@@ -43,6 +44,7 @@ class WorkerLink {
 
   boost::asio::posix::stream_descriptor socket_;
   Handlers handlers_;
+  workers::ReadBatching batching_;
   bool closed_ = false;
 };
 

@@ -222,16 +222,23 @@ asio::awaitable<std::optional<Connection>> Worker::next() {
 
 asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
   for (;;) {
+    // One message per wake-up while they come one at a time
+    // (read_batching.hpp): the recvmsg that would find the socket empty
+    // would run between taking a connection and serving it.
+    if (control_wait_first_) {
+      control_wait_first_ = false;
+      boost::system::error_code ec;
+      co_await control_->async_wait(asio::posix::stream_descriptor::wait_read,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return std::nullopt;
+    }
     Received r = receive_datagram(control_->native_handle());
     const int64_t received_at = monotonic_now_ns();
     switch (r.status) {
-      case ReceiveStatus::would_block: {
-        boost::system::error_code ec;
-        co_await control_->async_wait(asio::posix::stream_descriptor::wait_read,
-                                      asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) co_return std::nullopt;
+      case ReceiveStatus::would_block:
+        control_batching_.found_empty();
+        control_wait_first_ = true;
         continue;
-      }
       case ReceiveStatus::closed:
         // The coordinator is gone: nothing more will come.
         co_return std::nullopt;
@@ -248,6 +255,7 @@ asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
       exit_error("protocol_error", error);
       throw std::runtime_error("control message: " + error);
     }
+    control_wait_first_ = control_batching_.wait_after_item();
     switch (m->type) {
       case MessageType::conn: {
         if (!r.fd) {

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "workers/protocol.hpp"
+#include "workers/read_batching.hpp"
 #include "workers/unique_fd.hpp"
 
 namespace occasional::workers {
@@ -89,6 +90,8 @@ class Worker {
   WorkerMode mode_;
   std::string service_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> control_;
+  ReadBatching control_batching_;
+  bool control_wait_first_ = false;  // the last wake-up's message was taken: wait before reading
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::string notify_path_;
   UniqueFd notify_socket_;
