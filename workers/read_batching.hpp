@@ -10,11 +10,15 @@ namespace occasional::workers {
 // process going to sleep; a peer on the same CPU waits for that sleep. When
 // items come one at a time, it is cheaper to take one per wake-up and wait
 // again at once. Nothing is left behind: async_wait re-arms the descriptor
-// in epoll (EPOLL_CTL_MOD), and epoll reports a descriptor that still has
-// data at once. When items come in bursts, one epoll round per item costs
-// more than the one EAGAIN per burst, so a full drain every
-// kSingleWakeups-th wake-up checks, and finding two or more items switches
-// to draining on every wake-up until a drain finds at most one again.
+// in epoll (EPOLL_CTL_MOD; Asio's epoll_reactor::start_op issues it for
+// every operation that is not speculative), and epoll reports a descriptor
+// that still has data at once. WorkerLinkTest and the gateway test that
+// queues connections behind a stopped coordinator fail if that changes.
+//
+// When items come in bursts, one epoll round per item costs more than the
+// one EAGAIN per burst, so a full drain every kSingleWakeups-th wake-up
+// checks, and finding two or more items switches to draining on every
+// wake-up until a drain finds at most one again.
 class ReadBatching {
  public:
   // After taking an item: true when this wake-up is done and the caller
