@@ -50,9 +50,9 @@ void Balancer::dispatch(UniqueFd fd, workers::ConnHeader header) {
 }
 
 void Balancer::arm_retry() {
-  // Ready workers that refused (their control socket holds at most
-  // net.unix.max_dgram_qlen messages, 10 by default) send no event when they
-  // catch up, unless a connection closes: look again shortly.
+  // Ready workers that refused (their control socket's buffer was full,
+  // about 160 handoffs) send no event when they catch up, unless a
+  // connection closes: look again shortly.
   if (retry_armed_ || queue_.empty() || backends_.empty()) return;
   retry_armed_ = true;
   retry_timer_.expires_after(std::chrono::milliseconds(1));

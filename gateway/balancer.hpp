@@ -39,6 +39,7 @@ class Balancer {
   void dispatch(UniqueFd fd, workers::ConnHeader header);
   // Closes every queued connection (counted as `shutdown`).
   void close_queue();
+  PendingQueue& queue() { return queue_; }
 
   size_t ready_workers() const { return backends_.size(); }
   size_t queued() const { return queue_.size(); }

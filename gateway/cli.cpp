@@ -21,7 +21,8 @@ Options:
                            handoff with --listen, plain without)
   --max-processes N        inetd mode: processes alive at once (default 64)
   --max-connections N      per worker, handoff mode (default 0: no cap)
-  --queue-max N            connections waiting for a ready worker (default 1024)
+  --queue-max N            connections waiting for a ready worker (default 1024);
+                           while full, new clients wait in the kernel's backlog
   --queue-timeout SEC      how long one may wait (default 5)
   --config FILE            listeners, routes and services from a JSON file
   --name NAME              service name (default: the command's file name)

@@ -17,6 +17,17 @@ Balancer* Dispatcher::find(const std::string& service) {
   return it == balancers_.end() ? nullptr : it->second.get();
 }
 
+const PendingQueue* Dispatcher::queue(const std::string& service) {
+  if (Balancer* b = find(service)) return &b->queue();
+  if (auto it = inetd_.find(service); it != inetd_.end()) return &it->second->queue();
+  return nullptr;
+}
+
+void Dispatcher::on_queue_room(const std::function<void()>& f) {
+  for (auto& [name, b] : balancers_) b->queue().on_room(f);
+  for (auto& [name, l] : inetd_) l->queue().on_room(f);
+}
+
 void Dispatcher::dispatch(const std::string& service, UniqueFd fd, workers::ConnHeader header) {
   if (Balancer* b = find(service)) {
     b->dispatch(std::move(fd), std::move(header));

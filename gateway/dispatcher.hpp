@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,6 +25,10 @@ class Dispatcher : public supervisor::ServiceObserver {
   void dispatch(const std::string& service, UniqueFd fd, workers::ConnHeader header);
   void close_queues();
   Balancer* find(const std::string& service);
+  // The pending queue of a service, or null when there is no such service.
+  const PendingQueue* queue(const std::string& service);
+  // `f` runs whenever a full queue has room again.
+  void on_queue_room(const std::function<void()>& f);
 
   void on_ready(const std::string& service, int replica, supervisor::WorkerLink* link) override;
   void on_unready(const std::string& service, int replica) override;

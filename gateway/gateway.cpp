@@ -31,10 +31,25 @@ void Gateway::start() {
   for (Port& p : ports_) {
     if (!p.router) continue;
     Router* router = p.router.get();
-    p.listener->start([router](UniqueFd fd, workers::ConnHeader header) {
-      router->route(std::move(fd), std::move(header));
-    });
+    // A listener accepts while at least one service it routes to has room
+    // in its queue (or is unknown: that connection is closed and counted).
+    // Routed connections for a full service are still closed as queue_full.
+    std::vector<const PendingQueue*> queues;
+    for (const Route& r : router->table().routes()) queues.push_back(dispatcher_.queue(r.service));
+    p.listener->start(
+        [router](UniqueFd fd, workers::ConnHeader header) {
+          router->route(std::move(fd), std::move(header));
+        },
+        [queues = std::move(queues)] {
+          for (const PendingQueue* q : queues)
+            if (!q || !q->full()) return true;
+          return queues.empty();
+        });
   }
+  dispatcher_.on_queue_room([this] {
+    for (Port& p : ports_)
+      if (p.router) p.listener->resume();
+  });
 }
 
 void Gateway::stop() {

@@ -116,14 +116,16 @@ Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAd
         (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);
 }
 
-void Listener::start(Accepted on_accepted) {
+void Listener::start(Accepted on_accepted, Admit admit) {
   on_accepted_ = std::move(on_accepted);
+  admit_ = std::move(admit);
   stopped_ = false;
   wait();
 }
 
 void Listener::stop() {
   stopped_ = true;
+  release_hold();
   boost::system::error_code ec;
   socket_.cancel(ec);
   pause_timer_.cancel();
@@ -149,6 +151,7 @@ void Listener::accept_ready() {
   // worker on the same CPU waits for that sleep.
   // A bounded batch per wake-up keeps other work on the loop going under a flood.
   for (int batch = 0; batch < 256; ++batch) {
+    if (admit_ && !admit_()) return hold();
     sockaddr_storage peer{};
     socklen_t len = sizeof peer;
     int fd = ::accept4(socket_.native_handle(), reinterpret_cast<sockaddr*>(&peer), &len,
@@ -205,6 +208,28 @@ void Listener::accept_ready() {
   boost::asio::post(io_, [this] {
     if (!stopped_) accept_ready();
   });
+}
+
+void Listener::hold() {
+  // No wait is armed while held: the backlog does not wake us up.
+  if (held_) return;
+  held_ = true;
+  ++stats_.accept_holds;
+  ++stats_.listeners_held;
+}
+
+void Listener::release_hold() {
+  if (!held_) return;
+  held_ = false;
+  --stats_.listeners_held;
+}
+
+void Listener::resume() {
+  if (!held_ || stopped_) return;
+  release_hold();
+  // Not accept_ready(): this runs inside the dispatch that made room, which
+  // may itself run inside accept_ready().
+  wait();
 }
 
 void Listener::pause() {

@@ -33,6 +33,8 @@ ListenAddress parse_listen_address(const std::string& text);
 class Listener {
  public:
   using Accepted = std::function<void(UniqueFd fd, workers::ConnHeader header)>;
+  // Whether a connection accepted now has somewhere to go.
+  using Admit = std::function<bool()>;
 
   Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
            GatewayStats& stats, const supervisor::EventLog& log);
@@ -41,7 +43,11 @@ class Listener {
   int fd() { return socket_.native_handle(); }
   // The bound port (the configured one, or the kernel's pick for port 0).
   uint16_t port() const { return port_; }
-  void start(Accepted on_accepted);
+  // While `admit` says no, the listener holds: it accepts nothing, and new
+  // clients wait in the kernel's backlog instead of being accepted only to
+  // be closed; resume() looks again.
+  void start(Accepted on_accepted, Admit admit = {});
+  void resume();
   // Stops accepting; the socket stays open (listen_fds workers may share it).
   void stop();
   // Stops accepting and closes the socket: new clients are refused, not left
@@ -52,6 +58,8 @@ class Listener {
   void wait();
   void accept_ready();
   void pause();
+  void hold();
+  void release_hold();
 
   boost::asio::io_context& io_;
   std::string name_;
@@ -62,6 +70,8 @@ class Listener {
   GatewayStats& stats_;
   const supervisor::EventLog& log_;
   Accepted on_accepted_;
+  Admit admit_;
+  bool held_ = false;
   std::string local_text_;  // empty when bound to a wildcard address
   uint16_t port_ = 0;
   bool stopped_ = false;

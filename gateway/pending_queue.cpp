@@ -25,9 +25,11 @@ void PendingQueue::drain(const Taker& take) {
 }
 
 void PendingQueue::pop(const char* reject_reason) {
+  const bool was_full = full();
   queue_.pop_front();
   --stats_.pending;
   if (reject_reason) stats_.reject(reject_reason);
+  if (was_full && on_room_) on_room_();
 }
 
 void PendingQueue::arm_timer() {

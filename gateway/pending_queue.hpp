@@ -20,7 +20,9 @@ struct QueueConfig {
 // Connections of one service waiting for a worker (none ready, all at their
 // cap, inetd at its process cap), oldest first. Bounded in size and time:
 // a connection that does not fit is closed as `queue_full`, one that waits
-// too long as `queue_timeout`.
+// too long as `queue_timeout`. Listeners that feed only full queues stop
+// accepting (see Listener), so `queue_full` is rare: it takes a routed
+// listener or `max` 0.
 class PendingQueue {
  public:
   // Takes the connection (and resets `fd`), or returns false.
@@ -33,6 +35,12 @@ class PendingQueue {
   void drain(const Taker& take);
   // Closes every waiting connection (counted as `shutdown`).
   void close_all();
+
+  // Never true with `max` 0 (no queue): holding the listeners back would
+  // then stop them for good.
+  bool full() const { return config_.max > 0 && queue_.size() >= config_.max; }
+  // Called when a full queue has room again.
+  void on_room(std::function<void()> f) { on_room_ = std::move(f); }
 
   bool empty() const { return queue_.empty(); }
   size_t size() const { return queue_.size(); }
@@ -53,6 +61,7 @@ class PendingQueue {
   std::deque<Pending> queue_;
   boost::asio::steady_timer timer_;
   bool timer_armed_ = false;
+  std::function<void()> on_room_;
 };
 
 }  // namespace occasional::gateway

@@ -36,6 +36,7 @@ class Router {
 
   void route(UniqueFd fd, workers::ConnHeader header);
   size_t peeking() const { return peeking_.size(); }
+  const RouteTable& table() const { return table_; }
   // Closes every connection still being routed (counted as `shutdown`).
   void close_all();
 

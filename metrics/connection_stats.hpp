@@ -40,6 +40,10 @@ struct ConnectionStats {
   std::map<std::string, uint64_t> rejected;
   // accept4() failures: emfile, enfile, enobufs, enomem, other.
   std::map<std::string, uint64_t> accept_errors;
+  // Times a listener stopped accepting because every service it feeds had a
+  // full pending queue, and how many listeners are holding now (a gauge).
+  uint64_t accept_holds = 0;
+  uint64_t listeners_held = 0;
   // Handoffs that failed and were retried elsewhere: worker_busy, worker_gone.
   std::map<std::string, uint64_t> handoff_retries;
   // Accept to handed off (the worker's socket holds the fd), queue wait included.

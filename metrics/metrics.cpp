@@ -198,6 +198,17 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
       family("occasional_accept_errors_total", "accept4() failures, by reason.", T::Counter);
   add_by_reason(accept_errors, c.accept_errors);
   out.push_back(std::move(accept_errors));
+  auto holds = family("occasional_accept_holds_total",
+                      "Times a listener stopped accepting because every service it feeds had a "
+                      "full pending queue (clients wait in the kernel's backlog).",
+                      T::Counter);
+  holds.metric.push_back(value(static_cast<double>(c.accept_holds), {}, T::Counter));
+  out.push_back(std::move(holds));
+  auto held =
+      family("occasional_listeners_held",
+             "Listeners not accepting now because their services' queues are full.", T::Gauge);
+  held.metric.push_back(value(static_cast<double>(c.listeners_held)));
+  out.push_back(std::move(held));
   auto retries =
       family("occasional_handoff_retries_total",
              "Handoffs a worker did not take, retried elsewhere, by reason.", T::Counter);

@@ -1,0 +1,69 @@
+#include "gateway/pending_queue.hpp"
+
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+
+namespace occasional::gateway {
+namespace {
+
+UniqueFd some_fd() {
+  int sv[2];
+  EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  ::close(sv[1]);
+  return UniqueFd(sv[0]);
+}
+
+TEST(PendingQueueTest, FullAtMaxAndRoomIsReportedOnceWhenItLeavesFull) {
+  boost::asio::io_context io;
+  GatewayStats stats;
+  PendingQueue q(io, QueueConfig{2, std::chrono::seconds(5)}, stats);
+  int rooms = 0;
+  q.on_room([&rooms] { ++rooms; });
+  q.push(some_fd(), {});
+  EXPECT_FALSE(q.full());
+  q.push(some_fd(), {});
+  EXPECT_TRUE(q.full());
+  int taken = 0;
+  auto take_one = [&taken](UniqueFd& fd, const workers::ConnHeader&) {
+    if (taken++ > 0) return false;
+    fd.reset();
+    return true;
+  };
+  q.drain(take_one);
+  EXPECT_FALSE(q.full());
+  EXPECT_EQ(rooms, 1);
+  taken = 0;
+  q.drain(take_one);  // from one to none: it was not full
+  EXPECT_EQ(rooms, 1);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(stats.pending, 0u);
+}
+
+TEST(PendingQueueTest, ExpiryOfAFullQueueReportsRoom) {
+  boost::asio::io_context io;
+  GatewayStats stats;
+  PendingQueue q(io, QueueConfig{1, std::chrono::milliseconds(1)}, stats);
+  int rooms = 0;
+  q.on_room([&rooms] { ++rooms; });
+  q.push(some_fd(), {});
+  ASSERT_TRUE(q.full());
+  io.run_for(std::chrono::seconds(5));  // returns once the expiry timer ran
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(rooms, 1);
+  EXPECT_EQ(stats.rejected["queue_timeout"], 1u);
+}
+
+TEST(PendingQueueTest, WithoutAQueueItIsNeverFullSoListenersNeverHold) {
+  boost::asio::io_context io;
+  GatewayStats stats;
+  PendingQueue q(io, QueueConfig{0, std::chrono::seconds(5)}, stats);
+  EXPECT_FALSE(q.full());
+  q.push(some_fd(), {});
+  EXPECT_TRUE(q.empty());
+  EXPECT_FALSE(q.full());
+  EXPECT_EQ(stats.rejected["queue_full"], 1u);
+}
+
+}  // namespace
+}  // namespace occasional::gateway
