@@ -39,6 +39,7 @@ metrics::ServiceStatus CoordinatorAdmin::service_status(const supervisor::Servic
       w.uptime_seconds = w.pid > 0 ? seconds_since(s.replica_started(i)) : 0;
     }
     w.ready = s.replica_ready(i);
+    w.status_text = s.replica_status_text(i);
     if (balancer) w.open_connections = balancer->outstanding(i);
     out.ready_workers += w.ready ? 1 : 0;
     out.workers.push_back(std::move(w));

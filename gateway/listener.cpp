@@ -157,7 +157,9 @@ void Listener::accept_ready() {
     int fd = ::accept4(socket_.native_handle(), reinterpret_cast<sockaddr*>(&peer), &len,
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      switch (errno) {
+      // Saved first: bumping a counter may allocate, and that may set errno.
+      const int err = errno;
+      switch (err) {
         case EAGAIN:
 #if EAGAIN != EWOULDBLOCK
         case EWOULDBLOCK:
@@ -171,19 +173,19 @@ void Listener::accept_ready() {
           continue;
         case EMFILE:
           ++stats_.accept_errors["emfile"];
-          return pause();
+          return pause(err);
         case ENFILE:
           ++stats_.accept_errors["enfile"];
-          return pause();
+          return pause(err);
         case ENOBUFS:
           ++stats_.accept_errors["enobufs"];
-          return pause();
+          return pause(err);
         case ENOMEM:
           ++stats_.accept_errors["enomem"];
-          return pause();
+          return pause(err);
         default:
           ++stats_.accept_errors["other"];
-          return pause();
+          return pause(err);
       }
     }
     pause_ = std::chrono::milliseconds(0);
@@ -232,10 +234,9 @@ void Listener::resume() {
   wait();
 }
 
-void Listener::pause() {
+void Listener::pause(int err) {
   // Out of fds or memory: accepting again at once would fail again at once.
   // The pending connections wait in the kernel's backlog meanwhile.
-  const int err = errno;
   pause_ = pause_.count() == 0 ? std::chrono::milliseconds(10)
                                : std::min(pause_ * 2, std::chrono::milliseconds(1000));
   log_.event(LogLevel::error, "accept_failed")

@@ -57,7 +57,7 @@ class Listener {
  private:
   void wait();
   void accept_ready();
-  void pause();
+  void pause(int err);  // err: the errno accept4 failed with
   void hold();
   void release_hold();
 

@@ -65,7 +65,8 @@ std::string status_json(const Status& st) {
       o += "{\"replica\":" + std::to_string(w.replica) + ",\"pid\":" + std::to_string(w.pid) +
            ",\"state\":" + json_string(w.state) + ",\"ready\":" + (w.ready ? "true" : "false") +
            ",\"uptime_seconds\":" + json_number(w.uptime_seconds) +
-           ",\"open_connections\":" + std::to_string(w.open_connections) + "}";
+           ",\"open_connections\":" + std::to_string(w.open_connections) +
+           ",\"status_text\":" + json_string(w.status_text) + "}";
     }
     o += "],\"recent_exits\":[";
     for (size_t i = 0; i < s.recent_exits.size(); ++i) {
@@ -116,7 +117,8 @@ std::string status_text(const Status& st) {
       o += "  replica " + pad(std::to_string(w.replica), 4) + "pid " +
            pad(std::to_string(w.pid), 8) + pad(w.state, 9) + pad(w.ready ? "ready" : "-", 6) +
            "up " + pad(fixed1(w.uptime_seconds), 9) + "connections " +
-           std::to_string(w.open_connections) + "\n";
+           std::to_string(w.open_connections) +
+           (w.status_text.empty() ? "" : "  \"" + w.status_text + "\"") + "\n";
   }
   return o;
 }

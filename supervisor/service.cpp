@@ -156,6 +156,7 @@ void Service::spawn(int replica) {
   r.started_wall = std::chrono::system_clock::now();
   r.started_mono = std::chrono::steady_clock::now();
   r.stated_reason.reset();
+  r.status_text.clear();
   r.ready = false;
 
   ProcessSpec spec = config_.process;
@@ -282,6 +283,7 @@ void Service::on_message(int replica, const workers::Message& m) {
       set_ready(replica, false);
       break;
     case workers::MessageType::status:
+      r.status_text = m.text;
       observer_.on_status(config_.name, replica, m.text);
       break;
     case workers::MessageType::conn:
@@ -311,9 +313,9 @@ void Service::on_notify(int replica, std::string_view assignment) {
   } else if (assignment == "STOPPING=1") {
     set_ready(replica, false);
   } else if (assignment.starts_with("STATUS=")) {
-    observer_.on_status(config_.name, replica, std::string(assignment.substr(7)));
+    r.status_text = assignment.substr(7);
+    observer_.on_status(config_.name, replica, r.status_text);
   }
-  (void)r;
 }
 
 void Service::arm_watchdog(int replica) {

@@ -86,6 +86,10 @@ class Service {
   bool replica_ready(int replica) const {
     return replicas_.at(static_cast<size_t>(replica))->ready;
   }
+  // The last `status` message or STATUS= of the replica's current process; empty if none.
+  const std::string& replica_status_text(int replica) const {
+    return replicas_.at(static_cast<size_t>(replica))->status_text;
+  }
 
  private:
   struct Replica {
@@ -96,6 +100,7 @@ class Service {
     bool ready = false;
     std::unique_ptr<WorkerLink> link;  // handoff mode
     std::optional<std::string> stated_reason;
+    std::string status_text;
     boost::asio::steady_timer timer;     // backoff or grace, never both
     boost::asio::steady_timer watchdog;  // listen_fds with a watchdog
   };

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -217,12 +218,24 @@ TEST(AdminTest, RollingRestartUnderLoadFailsNothingAndReplacesEveryWorker) {
   for (auto& e : g.c.events("spawn")) before.insert(e["pid"]);
   std::atomic<bool> stop{false};
   std::atomic<int> ok{0}, failed{0};
+  std::mutex failures_mutex;
+  std::vector<std::string> failures;
   std::vector<std::thread> load;
   for (int t = 0; t < 4; ++t)
     load.emplace_back([&] {
       while (!stop) {
+        const auto sent = Clock::now();
         HttpReply r = http_request(g.port, "GET", "/");
         (r.status == 200 ? ok : failed)++;
+        if (r.status != 200) {
+          std::lock_guard lock(failures_mutex);
+          failures.push_back(
+              "status " + std::to_string(r.status) + " after " +
+              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 Clock::now() - sent)
+                                 .count()) +
+              " ms, head '" + r.head + "'");
+        }
       }
     });
   while (ok < 200) std::this_thread::sleep_for(5ms);
@@ -241,6 +254,18 @@ TEST(AdminTest, RollingRestartUnderLoadFailsNothingAndReplacesEveryWorker) {
   for (auto& t : load) t.join();
   std::printf("rolling restart under load: %d ok, %d failed\n", ok.load(), failed.load());
   EXPECT_EQ(failed.load(), 0);
+  for (const std::string& f : failures) ADD_FAILURE() << f;
+  if (failed) {
+    HttpReply m = http_request(g.admin, "GET", "/metrics");
+    std::string lines;
+    for (size_t at = 0; at < m.body.size();) {
+      size_t nl = m.body.find('\n', at);
+      std::string line = m.body.substr(at, nl - at);
+      if (line.find("connections") != std::string::npos && line[0] != '#') lines += line + "\n";
+      at = nl == std::string::npos ? m.body.size() : nl + 1;
+    }
+    ADD_FAILURE() << lines << g.c.stderr_text();
+  }
   for (auto& e : g.c.events("exit")) EXPECT_TRUE(before.contains(e["pid"])) << e["pid"];
   std::string status = http_request(g.admin, "GET", "/v1/status").body;
   status = status.substr(0, status.find("recent_exits"));  // the running workers only

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -89,6 +90,20 @@ int open_fds(pid_t pid) {
     if (e->d_name[0] != '.') ++n;
   ::closedir(d);
   return n;
+}
+
+// `text` as a JSON string literal.
+std::string json_quote(const std::string& text) {
+  std::string out = "\"";
+  for (char ch : text) {
+    if (ch == '"' || ch == '\\')
+      out += std::string("\\") + ch;
+    else if (ch == '\n')
+      out += "\\n";
+    else
+      out += ch;
+  }
+  return out + "\"";
 }
 
 struct Gateway {
@@ -522,6 +537,190 @@ TEST(GatewayTest, CoordinatorFdsReturnToBaselineAfter100kConnections) {
   while (open_fds(g.c.pid()) != baseline && Clock::now() < deadline)
     std::this_thread::sleep_for(10ms);
   EXPECT_EQ(open_fds(g.c.pid()), baseline);
+}
+
+// A listen_fds worker in Python that speaks NOTIFY_SOCKET as systemd's
+// Type=notify services do. SIGUSR2 makes it say STOPPING=1, SIGUSR1 makes it
+// stop sending WATCHDOG=1; a forked child also speaks once, which only the
+// main process may.
+const char* kNotifyWorker = R"(
+import os, signal, socket, time
+addr = os.environ["NOTIFY_SOCKET"]
+addr = "\0" + addr[1:] if addr.startswith("@") else addr
+n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+def say(m): n.sendto(m.encode(), addr)
+events = []
+signal.signal(signal.SIGUSR1, lambda *a: events.append("silent"))
+signal.signal(signal.SIGUSR2, lambda *a: events.append("stopping"))
+say("READY=1\nSTATUS=serving 0 requests")
+if os.fork() == 0:
+    say("READY=1")
+    os._exit(0)
+os.wait()
+while "silent" not in events:
+    if "stopping" in events:
+        events.remove("stopping")
+        say("STOPPING=1")
+    say("WATCHDOG=1")
+    time.sleep(0.05)
+while True:
+    time.sleep(1000)
+)";
+
+TEST(GatewayTest, ListenFdsNotifyReadyStatusStoppingAndAMissedWatchdog) {
+  const std::string config = write_config(R"({
+    "listeners": [{"name": "shared", "address": "127.0.0.1:0"}],
+    "services": {"py": {"command": ["python3", "-c", )" +
+                                          json_quote(kNotifyWorker) + R"(],
+                        "mode": "listen_fds", "listener": "shared", "watchdog": 0.5,
+                        "backoff_initial": 0}}})");
+  Gateway g({"run", "--config", config}, 1);
+  const int admin = std::stoi(g.c.events("admin_listening").at(0)["port"]);
+  const pid_t pid = std::stoi(g.c.events("spawn").at(0)["pid"]);
+
+  // STATUS= reaches the event log and /v1/status.
+  EXPECT_EQ(g.c.wait_event("worker_status")["text"], "serving 0 requests");
+  EXPECT_NE(http_request(admin, "GET", "/v1/status").body.find("\"serving 0 requests\""),
+            std::string::npos);
+  // The child's READY=1 is refused: its pid is not a worker's (SCM_CREDENTIALS).
+  Fields rejected = g.c.wait_event("notify_rejected");
+  EXPECT_EQ(rejected["reason"], "unknown_sender");
+  EXPECT_NE(rejected["pid"], std::to_string(pid));
+  EXPECT_EQ(metric(admin, "occasional_notify_rejected_total"), 1);
+  EXPECT_EQ(http_request(admin, "GET", "/readyz").status, 200);
+
+  // STOPPING=1 takes the worker out of readiness.
+  ::kill(pid, SIGUSR2);
+  EXPECT_EQ(g.c.wait_event("unready")["service"], "py");
+  EXPECT_EQ(http_request(admin, "GET", "/readyz").status, 503);
+
+  // Pings kept it alive well past 0.5 s; once they stop, the watchdog kills it
+  // and the restart policy brings up a new one.
+  ::kill(pid, SIGUSR1);
+  Fields timeout = g.c.wait_event("watchdog_timeout");
+  EXPECT_EQ(timeout["pid"], std::to_string(pid));
+  Fields exit = g.c.wait_event("exit");
+  EXPECT_EQ(exit["pid"], std::to_string(pid));
+  EXPECT_EQ(exit["signal_name"], "SIGKILL");
+  g.c.wait_event("spawn", [&](const Fields& f) { return f.at("pid") != std::to_string(pid); });
+  g.c.wait_event("ready");
+  EXPECT_EQ(http_request(admin, "GET", "/readyz").status, 200);
+  EXPECT_EQ(metric(admin, "occasional_worker_watchdog_timeouts_total{service=\"py\"}"), 1);
+  ::unlink(config.c_str());
+}
+
+TEST(GatewayTest, AWorkerThatBreaksTheProtocolIsKilledCountedAndReplaced) {
+  // A handoff worker that says hello, then a message of a type that does not exist.
+  const std::string script = R"(
+import os, socket, time
+s = socket.socket(fileno=int(os.environ["OCCASIONAL_CONTROL_FD"]))
+s.send(b'{"type":"hello","version":1}')
+s.send(b'{"type":"launch_missiles"}')
+time.sleep(1000)
+)";
+  const int admin = free_port();
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:" + std::to_string(admin),
+             "--name", "rogue", "--backoff-initial", "0.05", "--", "python3", "-c", script});
+  Fields error = g.c.wait_event("protocol_error");
+  EXPECT_EQ(error["service"], "rogue");
+  EXPECT_EQ(error["reason"], "unknown_type");
+  EXPECT_NE(error["error"].find("launch_missiles"), std::string::npos) << error["error"];
+  const std::string first = g.c.events("spawn").at(0)["pid"];
+  Fields exit = g.c.wait_event("exit");
+  EXPECT_EQ(exit["pid"], first);
+  EXPECT_EQ(exit["signal_name"], "SIGKILL");
+  g.c.wait_event("spawn", [&](const Fields& f) { return f.at("pid") != first; });
+  EXPECT_GE(
+      metric(admin, "occasional_worker_protocol_errors_total{reason=\"unknown_type\",service=\"rogue\"}"),
+      1);
+  EXPECT_FALSE(process_alive(std::stoi(first)));
+}
+
+TEST(GatewayTest, OutOfFdsPausesAcceptingWithBackoffAndLosesNoClient) {
+  // One worker that takes one connection at a time: the others wait in the
+  // coordinator's pending queue, each holding an fd, until accept4 meets EMFILE.
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "1", "--max-connections", "1",
+             "--queue-max", "100", "--queue-timeout", "60", "--", kWorkers + "/echo_worker"},
+            1);
+  UniqueFd first(connect_to(g.port));
+  ASSERT_TRUE(first);
+  send_text(first.get(), "0\n");
+  ASSERT_EQ(read_n(first.get(), 2), "0\n");
+
+  // Only the soft limit: raising a hard limit again needs CAP_SYS_RESOURCE.
+  rlimit old{};
+  ASSERT_EQ(::prlimit(g.c.pid(), RLIMIT_NOFILE, nullptr, &old), 0);
+  const rlimit tight{static_cast<rlim_t>(open_fds(g.c.pid()) + 3), old.rlim_max};
+  ASSERT_EQ(::prlimit(g.c.pid(), RLIMIT_NOFILE, &tight, nullptr), 0);
+  constexpr int kClients = 20;
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back(connect_to(g.port));
+    ASSERT_TRUE(clients.back()) << i;
+  }
+  Fields failed = g.c.wait_event("accept_failed");
+  EXPECT_EQ(failed["error"], std::strerror(EMFILE));
+  // While out of fds the listener retries on a doubling pause (10 ms up to
+  // 1 s), so a second holds a handful of attempts; a spinning loop would
+  // make thousands.
+  std::this_thread::sleep_for(1s);
+  ASSERT_EQ(::prlimit(g.c.pid(), RLIMIT_NOFILE, &old, nullptr), 0);
+  const int admin = std::stoi(g.c.events("admin_listening").at(0)["port"]);
+  const double attempts = metric(admin, "occasional_accept_errors_total{reason=\"emfile\"}");
+  EXPECT_GE(attempts, 2);
+  EXPECT_LE(attempts, 12);
+
+  // Room again: every client that waited in the backlog is served in turn.
+  first.reset();
+  for (int i = 0; i < kClients; ++i) {
+    const std::string text = std::to_string(i + 1) + "\n";
+    send_text(clients[i].get(), text);
+    EXPECT_EQ(read_n(clients[i].get(), text.size(), 10s), text) << i;
+    clients[i].reset();
+  }
+  EXPECT_EQ(metric(admin, "occasional_connections_rejected_total{reason=\"queue_timeout\"}", 0),
+            0);
+}
+
+TEST(GatewayTest, DrainClosesIdleKeptAliveConnectionsButServesOnesYetToSendARequest) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "1", "--grace", "5", "--",
+             kWorkers + "/http_hello_worker"},
+            1);
+  const int admin = std::stoi(g.c.events("admin_listening").at(0)["port"]);
+  // A: one request answered, then idle on keep-alive.
+  UniqueFd idle(connect_to(g.port));
+  ASSERT_TRUE(idle);
+  send_text(idle.get(), "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string first = read_n(idle.get(), 1);
+  ASSERT_FALSE(first.empty());
+  // B: handed to the worker, its request not sent yet.
+  UniqueFd fresh(connect_to(g.port));
+  ASSERT_TRUE(fresh);
+  ASSERT_TRUE(wait_metric(admin, "occasional_connections_handed_off_total", 2));
+
+  g.c.signal(SIGTERM);
+  // A is closed by the drain (EOF once the rest of its response is read);
+  // that also says the worker has started draining.
+  std::string rest;
+  char buf[4096];
+  const auto deadline = Clock::now() + 5s;
+  for (;;) {
+    pollfd p{idle.get(), POLLIN, 0};
+    ASSERT_LT(Clock::now(), deadline) << "the idle keep-alive connection was not closed";
+    if (::poll(&p, 1, 20) <= 0) continue;
+    ssize_t n = ::recv(idle.get(), buf, sizeof buf, 0);
+    if (n <= 0) break;
+    rest.append(buf, static_cast<size_t>(n));
+  }
+  // B's request, sent after the drain began, is still answered, and the
+  // connection is closed after it.
+  send_text(fresh.get(), "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string reply = read_n(fresh.get(), 1000, 5s);
+  EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
+  EXPECT_NE(reply.find("path /b"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("Connection: close"), std::string::npos) << reply;
+  EXPECT_EQ(g.c.wait_exit(), 0);
+  EXPECT_EQ(g.c.events("exit").at(0)["stated_reason"], "drained");
 }
 
 }  // namespace

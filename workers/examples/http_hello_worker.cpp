@@ -27,7 +27,12 @@ namespace {
 
 struct Session {
   Connection conn;
-  bool busy = false;  // between reading a request and writing its response
+  // Between a response and the next request of a kept-alive connection: the
+  // only state a drain may cut. A connection that has not sent its first
+  // request yet is a request on its way (the coordinator handed it to us
+  // before the drain), so it is served; the grace deadline bounds the wait.
+  bool idle = false;
+  beast::flat_buffer buffer;
 };
 
 std::set<Session*> sessions;
@@ -35,15 +40,14 @@ std::set<Session*> sessions;
 asio::awaitable<void> serve_http(Worker& worker, Connection c, std::string name) {
   Session session{std::move(c)};
   sessions.insert(&session);
-  beast::flat_buffer buffer;
   const std::string pid = std::to_string(::getpid());
   boost::system::error_code ec;
   for (;;) {
     http::request<http::string_body> req;
-    co_await http::async_read(session.conn.socket, buffer, req,
+    co_await http::async_read(session.conn.socket, session.buffer, req,
                               asio::redirect_error(asio::use_awaitable, ec));
+    session.idle = false;
     if (ec) break;
-    session.busy = true;
     http::response<http::string_body> res{http::status::ok, req.version()};
     res.set(http::field::server, "occasional-http-hello");
     res.set(http::field::content_type, "text/plain");
@@ -55,8 +59,8 @@ asio::awaitable<void> serve_http(Worker& worker, Connection c, std::string name)
     res.prepare_payload();
     co_await http::async_write(session.conn.socket, res,
                                asio::redirect_error(asio::use_awaitable, ec));
-    session.busy = false;
     if (ec || !res.keep_alive()) break;
+    session.idle = session.buffer.size() == 0;
   }
   session.conn.socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   session.conn.socket.close(ec);
@@ -87,9 +91,10 @@ int main(int argc, char** argv) {
     std::string name = args.get("--name", worker.service().empty() ? "hello" : worker.service());
     worker.on_drain([] {
       // Idle keep-alive connections would hold the drain open: close them.
+      // The others finish their request and then close (keep_alive above).
       for (Session* s : sessions) {
         boost::system::error_code ec;
-        if (!s->busy) s->conn.socket.cancel(ec);
+        if (s->idle) s->conn.socket.cancel(ec);
       }
     });
     asio::co_spawn(io, accept_loop(worker, name), [](std::exception_ptr e) {
