@@ -229,12 +229,11 @@ TEST(AdminTest, RollingRestartUnderLoadFailsNothingAndReplacesEveryWorker) {
         (r.status == 200 ? ok : failed)++;
         if (r.status != 200) {
           std::lock_guard lock(failures_mutex);
-          failures.push_back(
-              "status " + std::to_string(r.status) + " after " +
-              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 Clock::now() - sent)
-                                 .count()) +
-              " ms, head '" + r.head + "'");
+          failures.push_back("status " + std::to_string(r.status) + " after " +
+                             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                Clock::now() - sent)
+                                                .count()) +
+                             " ms, head '" + r.head + "'");
         }
       }
     });

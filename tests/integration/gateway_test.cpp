@@ -631,7 +631,8 @@ time.sleep(1000)
   EXPECT_EQ(exit["signal_name"], "SIGKILL");
   g.c.wait_event("spawn", [&](const Fields& f) { return f.at("pid") != first; });
   EXPECT_GE(
-      metric(admin, "occasional_worker_protocol_errors_total{reason=\"unknown_type\",service=\"rogue\"}"),
+      metric(admin,
+             "occasional_worker_protocol_errors_total{reason=\"unknown_type\",service=\"rogue\"}"),
       1);
   EXPECT_FALSE(process_alive(std::stoi(first)));
 }
@@ -678,8 +679,7 @@ TEST(GatewayTest, OutOfFdsPausesAcceptingWithBackoffAndLosesNoClient) {
     EXPECT_EQ(read_n(clients[i].get(), text.size(), 10s), text) << i;
     clients[i].reset();
   }
-  EXPECT_EQ(metric(admin, "occasional_connections_rejected_total{reason=\"queue_timeout\"}", 0),
-            0);
+  EXPECT_EQ(metric(admin, "occasional_connections_rejected_total{reason=\"queue_timeout\"}", 0), 0);
 }
 
 TEST(GatewayTest, DrainClosesIdleKeptAliveConnectionsButServesOnesYetToSendARequest) {
