@@ -17,7 +17,7 @@ struct WorkerStatus {
   bool ready = false;
   double uptime_seconds = 0;
   uint32_t open_connections = 0;  // handoff: handed off and not yet `closed`
-  std::string status_text;        // the worker's last `status` / STATUS=; empty if none
+  std::string status_text{};      // the worker's last `status` / STATUS=; empty if none
 };
 
 struct ExitSummary {

@@ -32,7 +32,7 @@ struct Session {
   // request yet is a request on its way (the coordinator handed it to us
   // before the drain), so it is served; the grace deadline bounds the wait.
   bool idle = false;
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer{};
 };
 
 std::set<Session*> sessions;
