@@ -77,6 +77,65 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_ticks():
+    """{cpu index: (busy, total)} jiffies from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            m = re.match(r"cpu(\d+) (.*)", line)
+            if m:
+                v = [int(x) for x in m.group(2).split()]
+                idle = v[3] + v[4]  # idle + iowait
+                out[int(m.group(1))] = (sum(v[:8]) - idle, sum(v[:8]))
+    return out
+
+
+def busy_share(before, after, cpu):
+    busy = after[cpu][0] - before[cpu][0]
+    total = after[cpu][1] - before[cpu][1]
+    return busy / total if total else 0.0
+
+
+class CpuQuota:
+    """A cgroup with a CPU quota (a share of one core) for the servers of the
+    HTTP load runs, so that the server side, not the load generator, is what
+    runs out of CPU. cgroup v2 (cpu.max) or v1 (cpu.cfs_quota_us)."""
+
+    def __init__(self, share):
+        name = f"occasional-bench-{os.getpid()}"
+        period = 100000
+        quota = int(share * period)
+        v2 = "/sys/fs/cgroup"
+        controllers = os.path.join(v2, "cgroup.controllers")
+        if os.path.exists(controllers) and "cpu" in open(controllers).read().split():
+            self.dir = os.path.join(v2, name)
+            os.makedirs(self.dir)
+            with open(os.path.join(self.dir, "cpu.max"), "w") as f:
+                f.write(f"{quota} {period}")
+        elif os.path.isdir("/sys/fs/cgroup/cpu"):
+            self.dir = os.path.join("/sys/fs/cgroup/cpu", name)
+            os.makedirs(self.dir)
+            with open(os.path.join(self.dir, "cpu.cfs_period_us"), "w") as f:
+                f.write(str(period))
+            with open(os.path.join(self.dir, "cpu.cfs_quota_us"), "w") as f:
+                f.write(str(quota))
+        else:
+            raise SystemExit("bench: --server-cpu-quota needs a cgroup cpu controller "
+                             "(/sys/fs/cgroup/cgroup.controllers or /sys/fs/cgroup/cpu)")
+
+    def wrap(self, cmd):
+        # The shell joins the cgroup, then becomes the server: every process
+        # it starts (workers) is in the cgroup from its first instruction.
+        procs = os.path.join(self.dir, "cgroup.procs")
+        return ["sh", "-c", 'echo $$ > "$0" && exec "$@"', procs] + cmd
+
+    def remove(self):
+        try:
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+
+
 def rss_bytes(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -128,12 +187,17 @@ class Bench:
         self.work = tempfile.mkdtemp(prefix="occasional-bench-")
         self.procs = Procs(self.work)
         self.results = {}
+        self.quota = None  # a CpuQuota while the HTTP load setups run
+
+    def server(self, cmd):
+        cmd = pinned(SERVER_CPU, cmd)
+        return self.quota.wrap(cmd) if self.quota else cmd
 
     # -- setups ---------------------------------------------------------------
 
     def coordinator(self, name, mode, worker, replicas, extra=(), stderr=None):
         port, admin = free_port(), free_port()
-        cmd = pinned(SERVER_CPU, [self.occasional, "run", "--listen", f"127.0.0.1:{port}",
+        cmd = self.server([self.occasional, "run", "--listen", f"127.0.0.1:{port}",
                                   "--mode", mode, "--replicas", str(replicas),
                                   "--admin", f"127.0.0.1:{admin}", "--log-format", "json",
                                   *extra, "--", *worker])
@@ -143,7 +207,7 @@ class Bench:
 
     def standalone(self, name, port, copies):
         for i in range(copies):
-            self.procs.start(f"{name}-{i}", pinned(SERVER_CPU, [
+            self.procs.start(f"{name}-{i}", self.server([
                 self.hello, "--listen", f"127.0.0.1:{port}", "--name", name]))
         wait_until(f"{name} listening", lambda: http_status(port) == 200)
 
@@ -181,7 +245,7 @@ http {{
 """
         with open(os.path.join(d, "nginx.conf"), "w") as f:
             f.write(conf)
-        self.procs.start("nginx", pinned(SERVER_CPU, ["nginx", "-p", d, "-c",
+        self.procs.start("nginx", self.server(["nginx", "-p", d, "-c",
                                                       os.path.join(d, "nginx.conf")]))
         wait_until("nginx", lambda: http_status(port) == 200)
         return port
@@ -210,7 +274,7 @@ backend workers
 {servers}"""
         with open(os.path.join(d, "haproxy.cfg"), "w") as f:
             f.write(conf)
-        self.procs.start("haproxy", pinned(SERVER_CPU, ["haproxy", "-db", "-f",
+        self.procs.start("haproxy", self.server(["haproxy", "-db", "-f",
                                                         os.path.join(d, "haproxy.cfg")]))
         wait_until("haproxy", lambda: http_status(port) == 200)
         return port
@@ -222,8 +286,10 @@ backend workers
                                   f"-d{self.args.duration}s", "--latency"])
         if not keepalive:
             cmd += ["-H", "Connection: close"]
+        ticks0 = cpu_ticks()
         out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True,
                              text=True, check=True).stdout
+        ticks1 = cpu_ticks()
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
         def latency(pct):
@@ -236,9 +302,23 @@ backend workers
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         return {"rps": rps, "p50": latency(50), "p99": latency(99),
                 "errors": sum(int(x) for x in errors.groups()) if errors else 0,
-                "non2xx": int(non2xx.group(1)) if non2xx else 0}
+                "non2xx": int(non2xx.group(1)) if non2xx else 0,
+                "server_cpu_busy": busy_share(ticks0, ticks1, int(SERVER_CPU)),
+                "client_cpu_busy": busy_share(ticks0, ticks1, int(CLIENT_CPU))}
 
     def http_load(self):
+        if self.args.server_cpu_quota:
+            self.quota = CpuQuota(self.args.server_cpu_quota)
+        try:
+            return self.http_load_runs()
+        finally:
+            self.procs.stop_all()
+            self.procs.procs.clear()
+            if self.quota:
+                self.quota.remove()
+                self.quota = None
+
+    def http_load_runs(self):
         a, a_port, a_admin = self.coordinator("a-handoff", "handoff", [self.hello], 4)
         b, b_port, _ = self.coordinator("b-listen_fds", "listen_fds", [self.hello], 4)
         c_port = free_port()
@@ -266,7 +346,9 @@ backend workers
                     runs[(s, keepalive)].append(r)
                     print(f"  rep {rep + 1} {'keep-alive' if keepalive else 'fresh':10} {s}: "
                           f"{r['rps']:9.0f} req/s  p50 {r['p50'] * 1e6:7.0f} us  "
-                          f"p99 {r['p99'] * 1e6:7.0f} us  errors {r['errors']}", flush=True)
+                          f"p99 {r['p99'] * 1e6:7.0f} us  errors {r['errors']}  "
+                          f"CPU busy: servers {r['server_cpu_busy']:4.0%} "
+                          f"wrk {r['client_cpu_busy']:4.0%}", flush=True)
         med = {}
         for (s, ka), rs in runs.items():
             med[(s, ka)] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
@@ -275,8 +357,6 @@ backend workers
         self.results["http_runs"] = {f"{s}/{'keepalive' if ka else 'fresh'}": rs
                                      for (s, ka), rs in runs.items()}
         self.results["ceiling_handoffs_per_cpu_second"] = statistics.median(ceiling) if ceiling else 0
-        self.procs.stop_all()
-        self.procs.procs.clear()
         return med
 
     # -- handoff latency ------------------------------------------------------
@@ -465,7 +545,9 @@ def table(b, med):
     w = lines.append
     w(f"machine: {os.cpu_count()} cores, {os.uname().release}; servers on CPU {SERVER_CPU}, "
       f"wrk on CPU {CLIENT_CPU}; {b.args.reps} interleaved reps x {b.args.duration}s, "
-      f"{b.args.connections} connections; medians")
+      f"{b.args.connections} connections; medians"
+      + (f"; servers limited to {b.args.server_cpu_quota:.0%} of CPU {SERVER_CPU} (cgroup quota)"
+         if b.args.server_cpu_quota else ""))
     w("")
     w("| setup | fresh req/s | fresh p50 | fresh p99 | keep-alive req/s | keep-alive p50 | keep-alive p99 |")
     w("|---|---|---|---|---|---|---|")
@@ -475,6 +557,17 @@ def table(b, med):
         f, k = med[(s, False)], med[(s, True)]
         w(f"| {label} | {f['rps']:.0f} | {f['p50'] * 1e6:.0f} us | {f['p99'] * 1e6:.0f} us | "
           f"{k['rps']:.0f} | {k['p50'] * 1e6:.0f} us | {k['p99'] * 1e6:.0f} us |")
+    w("")
+    # A ratio compares the servers only while they, not wrk, run out of CPU.
+    for ka in (False, True):
+        srv = statistics.median(med[(s, ka)]["server_cpu_busy"] for s in names)
+        cli = statistics.median(med[(s, ka)]["client_cpu_busy"] for s in names)
+        load = "keep-alive" if ka else "fresh"
+        w(f"CPU busy during the {load} runs (median of the setups): servers' CPU {srv:.0%}, "
+          f"wrk's CPU {cli:.0%}")
+        if cli >= 0.97 and srv < 0.9 and not b.args.server_cpu_quota:
+            w(f"  wrk saturated its CPU while the servers' CPU had room: the {load} ratios "
+              f"measure the load generator, not the servers (see --server-cpu-quota)")
     w("")
     ratio = lambda x, y, ka: med[(x, ka)]["rps"] / med[(y, ka)]["rps"]
     # The setups run one after the other within a repetition, so each
@@ -545,8 +638,15 @@ def main():
     ap.add_argument("--latency-connections", type=int, default=20000)
     ap.add_argument("--idle-connections", type=int, default=10000)
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("--only", choices=["crash", "latency"], help="run one part, print its figures")
+    ap.add_argument("--only", choices=["http", "crash", "latency"],
+                    help="run one part, print its figures")
+    ap.add_argument("--server-cpu-quota", type=float, metavar="SHARE",
+                    help="HTTP load: run the servers in a cgroup limited to this share of one "
+                         "core (0.05-1), so that they and not wrk run out of CPU")
     args = ap.parse_args()
+    if args.server_cpu_quota is not None and not 0.05 <= args.server_cpu_quota <= 1:
+        ap.error(f"--server-cpu-quota: expected a share of one core from 0.05 to 1, "
+                 f"got {args.server_cpu_quota}")
     if args.smoke:
         args.reps, args.duration, args.kills = 1, 1, 10
         args.latency_connections, args.idle_connections = 300, 500
@@ -558,7 +658,8 @@ def main():
     b = Bench(args)
     if args.only:
         try:
-            {"crash": b.crash_to_ready, "latency": b.handoff_latency}[args.only]()
+            {"http": b.http_load, "crash": b.crash_to_ready,
+             "latency": b.handoff_latency}[args.only]()
         finally:
             b.procs.stop_all()
         print(json.dumps(b.results, indent=1))
