@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """occasional against its peers, every figure from the same run.
 
-  bench/run.py                 the full benchmark (about 8 minutes)
+  bench/run.py                 the full benchmark (about 7-9 minutes)
   bench/run.py --smoke         a few seconds of each part (the test suite runs this)
 
 Builds nothing itself: scripts/dev.sh test (or run) builds build/release
