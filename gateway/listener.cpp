@@ -49,6 +49,22 @@ ListenAddress parse_listen_address(const std::string& text) {
 
 namespace {
 
+// The `reason` label of occasional_accept_errors_total.
+const char* accept_error_reason(int err) {
+  switch (err) {
+    case EMFILE:
+      return "emfile";
+    case ENFILE:
+      return "enfile";
+    case ENOBUFS:
+      return "enobufs";
+    case ENOMEM:
+      return "enomem";
+    default:
+      return "other";
+  }
+}
+
 std::string sockaddr_text(const sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET6) {
@@ -171,22 +187,9 @@ void Listener::accept_ready() {
         case ECONNABORTED:
         case EPROTO:
           continue;
-        case EMFILE:
-          ++stats_.accept_errors["emfile"];
-          return pause(err);
-        case ENFILE:
-          ++stats_.accept_errors["enfile"];
-          return pause(err);
-        case ENOBUFS:
-          ++stats_.accept_errors["enobufs"];
-          return pause(err);
-        case ENOMEM:
-          ++stats_.accept_errors["enomem"];
-          return pause(err);
-        default:
-          ++stats_.accept_errors["other"];
-          return pause(err);
       }
+      ++stats_.accept_errors[accept_error_reason(err)];
+      return pause(err);
     }
     pause_ = std::chrono::milliseconds(0);
     ++stats_.accepted;

@@ -18,6 +18,7 @@
 
 #include "tests/integration/coordinator_process.hpp"
 #include "tests/integration/http_client.hpp"
+#include "workers/json.hpp"
 
 namespace occasional::testing {
 namespace {
@@ -94,16 +95,9 @@ int open_fds(pid_t pid) {
 
 // `text` as a JSON string literal.
 std::string json_quote(const std::string& text) {
-  std::string out = "\"";
-  for (char ch : text) {
-    if (ch == '"' || ch == '\\')
-      out += std::string("\\") + ch;
-    else if (ch == '\n')
-      out += "\\n";
-    else
-      out += ch;
-  }
-  return out + "\"";
+  std::string out;
+  workers::append_json_string(out, text);
+  return out;
 }
 
 struct Gateway {
@@ -113,6 +107,8 @@ struct Gateway {
     port = std::stoi(c.wait_event("listening")["port"]);
     for (int i = 0; i < ready; ++i) c.wait_event("ready");
   }
+  // The admin endpoint's port (CoordinatorProcess gives each a free one).
+  int admin_port() const { return std::stoi(c.events("admin_listening").at(0)["port"]); }
 };
 
 TEST(GatewayTest, SequentialAndConcurrentConnectionsAreSpreadEvenly) {
@@ -575,7 +571,7 @@ TEST(GatewayTest, ListenFdsNotifyReadyStatusStoppingAndAMissedWatchdog) {
                         "mode": "listen_fds", "listener": "shared", "watchdog": 0.5,
                         "backoff_initial": 0}}})");
   Gateway g({"run", "--config", config}, 1);
-  const int admin = std::stoi(g.c.events("admin_listening").at(0)["port"]);
+  const int admin = g.admin_port();
   const pid_t pid = std::stoi(g.c.events("spawn").at(0)["pid"]);
 
   // STATUS= reaches the event log and /v1/status.
@@ -666,7 +662,7 @@ TEST(GatewayTest, OutOfFdsPausesAcceptingWithBackoffAndLosesNoClient) {
   // make thousands.
   std::this_thread::sleep_for(1s);
   ASSERT_EQ(::prlimit(g.c.pid(), RLIMIT_NOFILE, &old, nullptr), 0);
-  const int admin = std::stoi(g.c.events("admin_listening").at(0)["port"]);
+  const int admin = g.admin_port();
   const double attempts = metric(admin, "occasional_accept_errors_total{reason=\"emfile\"}");
   EXPECT_GE(attempts, 2);
   EXPECT_LE(attempts, 12);
@@ -686,7 +682,7 @@ TEST(GatewayTest, DrainClosesIdleKeptAliveConnectionsButServesOnesYetToSendARequ
   Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "1", "--grace", "5", "--",
              kWorkers + "/http_hello_worker"},
             1);
-  const int admin = std::stoi(g.c.events("admin_listening").at(0)["port"]);
+  const int admin = g.admin_port();
   // A: one request answered, then idle on keep-alive.
   UniqueFd idle(connect_to(g.port));
   ASSERT_TRUE(idle);
@@ -701,17 +697,10 @@ TEST(GatewayTest, DrainClosesIdleKeptAliveConnectionsButServesOnesYetToSendARequ
   g.c.signal(SIGTERM);
   // A is closed by the drain (EOF once the rest of its response is read);
   // that also says the worker has started draining.
-  std::string rest;
-  char buf[4096];
-  const auto deadline = Clock::now() + 5s;
-  for (;;) {
-    pollfd p{idle.get(), POLLIN, 0};
-    ASSERT_LT(Clock::now(), deadline) << "the idle keep-alive connection was not closed";
-    if (::poll(&p, 1, 20) <= 0) continue;
-    ssize_t n = ::recv(idle.get(), buf, sizeof buf, 0);
-    if (n <= 0) break;
-    rest.append(buf, static_cast<size_t>(n));
-  }
+  read_n(idle.get(), SIZE_MAX, 5s);
+  char byte;
+  ASSERT_EQ(::recv(idle.get(), &byte, 1, MSG_DONTWAIT), 0)
+      << "the idle keep-alive connection was not closed";
   // B's request, sent after the drain began, is still answered, and the
   // connection is closed after it.
   send_text(fresh.get(), "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
