@@ -1,5 +1,6 @@
 #include "gateway/balancer.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <limits>
 
@@ -18,7 +19,7 @@ Balancer::Balancer(boost::asio::io_context& io, std::string service, BalancerCon
 
 void Balancer::add(int replica, supervisor::WorkerLink* link) {
   remove(replica);
-  backends_.push_back({replica, link, 0, 0});
+  backends_.push_back({replica, link, 0, 0, link->counted_closed()});
   drain_queue();
 }
 
@@ -36,9 +37,18 @@ void Balancer::on_closed(int replica) {
   drain_queue();
 }
 
+uint64_t Balancer::open_connections(const Backend& b) {
+  // A worker that counts in shared memory sends no `closed`: its count
+  // since it was added comes off. Clamped: a worker writes that page, and
+  // a bad count must not wrap around into "very busy".
+  const uint64_t counted = b.link->counted_closed() - b.counted_base;
+  return counted >= b.outstanding ? 0 : b.outstanding - counted;
+}
+
 uint32_t Balancer::outstanding(int replica) const {
   for (const Backend& b : backends_)
-    if (b.replica == replica) return b.outstanding;
+    if (b.replica == replica)
+      return static_cast<uint32_t>(std::min<uint64_t>(open_connections(b), UINT32_MAX));
   return 0;
 }
 
@@ -72,14 +82,15 @@ bool Balancer::hand_off(UniqueFd& fd, const workers::ConnHeader& header) {
   const uint64_t generation = ++attempt_;
   for (size_t tries = 0; tries < n; ++tries) {
     size_t best = n;
-    uint32_t least = std::numeric_limits<uint32_t>::max();
+    uint64_t least = std::numeric_limits<uint64_t>::max();
     for (size_t k = 0; k < n; ++k) {
       size_t i = (next_ + k) % n;
       const Backend& b = backends_[i];
       if (b.tried == generation) continue;
-      if (config_.max_connections && b.outstanding >= config_.max_connections) continue;
-      if (b.outstanding < least) {
-        least = b.outstanding;
+      const uint64_t open = open_connections(b);
+      if (config_.max_connections && open >= config_.max_connections) continue;
+      if (open < least) {
+        least = open;
         best = i;
       }
     }

@@ -49,9 +49,12 @@ class Balancer {
   struct Backend {
     int replica;
     supervisor::WorkerLink* link;
-    uint32_t outstanding;
-    uint64_t tried;  // the attempt_ that last tried it
+    uint64_t outstanding;   // handed off, less `closed` messages
+    uint64_t tried;         // the attempt_ that last tried it
+    uint64_t counted_base;  // the worker's shared closed counter when it was added
   };
+  // Handed off and not finished, by `closed` messages and the shared counter.
+  static uint64_t open_connections(const Backend& b);
   // Tries each eligible worker in pick order; false when none took it.
   bool hand_off(UniqueFd& fd, const workers::ConnHeader& header);
   void drain_queue();

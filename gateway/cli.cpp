@@ -24,6 +24,9 @@ Options:
   --queue-max N            connections waiting for a ready worker (default 1024);
                            while full, new clients wait in the kernel's backlog
   --queue-timeout SEC      how long one may wait (default 5)
+  --defer-accept           accept a connection once the client has sent its first
+                           bytes (TCP_DEFER_ACCEPT); for HTTP, TLS and other
+                           protocols where the client speaks first
   --config FILE            listeners, routes and services from a JSON file
   --name NAME              service name (default: the command's file name)
   --replicas N             copies of COMMAND to run (default 1)
@@ -100,6 +103,7 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
   supervisor::ServiceConfig& service = entry.service;
   supervisor::RestartConfig& restart = service.restart;
   std::string listen, mode, admin;
+  bool defer_accept = false;
 
   size_t i = 2;
   for (; i < args.size(); ++i) {
@@ -130,6 +134,8 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     } else if (a == "--queue-timeout") {
       entry.balancer.queue_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(
           to_duration(parse_seconds(a, need_value(args, i))));
+    } else if (a == "--defer-accept") {
+      defer_accept = true;
     } else if (a == "--name") {
       service.name = need_value(args, i);
       if (service.name.empty()) throw UsageError("--name: must not be empty");
@@ -213,11 +219,13 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
                                         : supervisor::WorkerMode::plain;
   if (mode != "plain" && listen.empty())
     throw UsageError("--mode " + mode + " needs --listen ADDR");
+  if (defer_accept && listen.empty()) throw UsageError("--defer-accept needs --listen ADDR");
   if (mode == "plain" && !listen.empty())
     throw UsageError("--mode plain takes no connections: drop --listen or pick another mode");
   if (!listen.empty()) {
     ListenerConfig l;
     l.name = "main";
+    l.defer_accept = defer_accept;
     try {
       l.address = parse_listen_address(listen);
     } catch (const std::invalid_argument& e) {

@@ -18,6 +18,10 @@ struct ListenerConfig {
   ListenAddress address;
   std::vector<Route> routes;
   PeekLimits peek;
+  // TCP_DEFER_ACCEPT: a connection is accepted once the client's first
+  // bytes are in, not at the end of the handshake (for protocols where the
+  // client speaks first: HTTP, TLS, a preface).
+  bool defer_accept = false;
 };
 
 struct ServiceEntry {

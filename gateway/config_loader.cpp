@@ -257,6 +257,13 @@ class Loader {
     return std::string(v);
   }
 
+  bool boolean(element e, const std::vector<Step>& path) {
+    bool v = false;
+    if (e.get(v) != simdjson::SUCCESS)
+      fail(path, std::string("expected true or false, found ") + type_name(e.type()));
+    return v;
+  }
+
   int64_t integer(element e, const std::vector<Step>& path, int64_t min, int64_t max) {
     int64_t v;
     if (e.get(v) != simdjson::SUCCESS)
@@ -467,7 +474,7 @@ class Loader {
         p.emplace_back(std::string(key));
         return p;
       };
-      object o = obj(item, path, {"name", "address", "routes", "peek"});
+      object o = obj(item, path, {"name", "address", "routes", "peek", "defer_accept"});
       ListenerConfig l;
       element v;
       if (o["address"].get(v) != simdjson::SUCCESS) fail(path, "missing key 'address'");
@@ -477,6 +484,8 @@ class Loader {
         fail(at("address"), err.what());
       }
       l.name = o["name"].get(v) == simdjson::SUCCESS ? str(v, at("name")) : l.address.text;
+      if (o["defer_accept"].get(v) == simdjson::SUCCESS)
+        l.defer_accept = boolean(v, at("defer_accept"));
       if (o["peek"].get(v) == simdjson::SUCCESS) {
         object p = obj(v, at("peek"), {"max_bytes", "timeout"});
         element pv;

@@ -9,13 +9,14 @@ Gateway::Gateway(boost::asio::io_context& io, const Config& config, const superv
       dispatcher_.add_service(io, s.service.name, s.balancer, log);
   for (const ListenerConfig& l : config.listeners) {
     Port port;
-    port.listener = std::make_unique<Listener>(io, l.name, l.address, stats_, log);
+    port.listener = std::make_unique<Listener>(io, l.name, l.address, l.defer_accept, stats_, log);
     if (!l.routes.empty())
       port.router = std::make_unique<Router>(io, RouteTable(l.routes), l.peek, dispatcher_, stats_);
     log.event(supervisor::LogLevel::info, "listening")
         .str("listener", l.name)
         .str("address", l.address.text)
         .num("port", port.listener->port())
+        .flag("defer_accept", l.defer_accept)
         .str("accepts", port.router ? "coordinator" : "listen_fds workers");
     ports_.push_back(std::move(port));
   }

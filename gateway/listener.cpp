@@ -77,7 +77,7 @@ std::string sockaddr_text(const sockaddr_storage& ss) {
   return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
 }
 
-int bind_listener(const ListenAddress& a, uint16_t& bound_port) {
+int bind_listener(const ListenAddress& a, bool defer_accept, uint16_t& bound_port) {
   const int family = a.v6 ? AF_INET6 : AF_INET;
   UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd)
@@ -104,6 +104,14 @@ int bind_listener(const ListenAddress& a, uint16_t& bound_port) {
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
     throw std::runtime_error("bind() failed for listener " + a.text + ": " + std::strerror(errno) +
                              (errno == EADDRINUSE ? " (another process has this port)" : ""));
+  // One second, as nginx's `deferred` and HAProxy's `defer-accept` use: a
+  // client that has sent nothing by then is accepted after the SYN-ACK the
+  // kernel sends again at that point, and the peek timeout takes over.
+  const int defer_seconds = 1;
+  if (defer_accept && ::setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds,
+                                   sizeof defer_seconds) != 0)
+    throw std::runtime_error("setsockopt(TCP_DEFER_ACCEPT) failed for listener " + a.text + ": " +
+                             std::strerror(errno));
   if (::listen(fd.get(), 4096) != 0)
     throw std::runtime_error("listen() failed for listener " + a.text + ": " +
                              std::strerror(errno));
@@ -124,9 +132,9 @@ bool wildcard(const ListenAddress& a) {
 }  // namespace
 
 Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
-                   GatewayStats& stats, const supervisor::EventLog& log)
+                   bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log)
     : io_(io), name_(std::move(name)), socket_(io), pause_timer_(io), stats_(stats), log_(log) {
-  socket_.assign(bind_listener(address, port_));
+  socket_.assign(bind_listener(address, defer_accept, port_));
   if (!wildcard(address))
     local_text_ =
         (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);

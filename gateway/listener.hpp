@@ -36,8 +36,9 @@ class Listener {
   // Whether a connection accepted now has somewhere to go.
   using Admit = std::function<bool()>;
 
+  // defer_accept: set TCP_DEFER_ACCEPT (docs/configuration.md, `defer_accept`).
   Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
-           GatewayStats& stats, const supervisor::EventLog& log);
+           bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log);
 
   const std::string& name() const { return name_; }
   int fd() { return socket_.native_handle(); }

@@ -69,6 +69,12 @@ struct Metrics::Impl {
                               .Name("occasional_worker_watchdog_timeouts_total")
                               .Help("Workers killed for a missed WATCHDOG=1.")
                               .Register(registry)),
+        closed_counter_unavailable(
+            BuildCounter()
+                .Name("occasional_worker_closed_counter_unavailable_total")
+                .Help("Workers that asked for a shared closed-connection counter and got none "
+                      "(they send a closed message per connection instead).")
+                .Register(registry)),
         killed_at_grace(BuildCounter()
                             .Name("occasional_worker_killed_at_grace_total")
                             .Help("Stopping workers SIGKILLed at the grace deadline.")
@@ -93,6 +99,7 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& service_failures;
   prometheus::Family<prometheus::Counter>& protocol_errors;
   prometheus::Family<prometheus::Counter>& watchdog_timeouts;
+  prometheus::Family<prometheus::Counter>& closed_counter_unavailable;
   prometheus::Family<prometheus::Counter>& killed_at_grace;
   prometheus::Family<prometheus::Counter>& admin_requests;
 
@@ -282,6 +289,10 @@ void Metrics::protocol_error(const std::string& service, const std::string& reas
 
 void Metrics::watchdog_timeout(const std::string& service) {
   impl_->watchdog_timeouts.Add({{"service", service}}).Increment();
+}
+
+void Metrics::closed_counter_unavailable(const std::string& service) {
+  impl_->closed_counter_unavailable.Add({{"service", service}}).Increment();
 }
 
 void Metrics::killed_at_grace(const std::string& service) {

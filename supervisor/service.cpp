@@ -269,6 +269,10 @@ void Service::on_message(int replica, const workers::Message& m) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   switch (m.type) {
     case workers::MessageType::hello:
+      if (m.closed_counter && r.link)
+        if (std::error_code ec = r.link->share_closed_counter())
+          observer_.on_closed_counter_unavailable(config_.name, replica, ec.message());
+      break;
     case workers::MessageType::pong:
       break;
     case workers::MessageType::ready:
@@ -289,6 +293,7 @@ void Service::on_message(int replica, const workers::Message& m) {
     case workers::MessageType::conn:
     case workers::MessageType::drain:
     case workers::MessageType::ping:
+    case workers::MessageType::closed_counter:
       on_protocol_error(replica, "wrong_direction",
                         std::string("\"") + workers::message_type_name(m.type) +
                             "\" is a coordinator-to-worker message");

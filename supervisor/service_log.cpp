@@ -105,6 +105,15 @@ void ServiceLog::on_watchdog_timeout(const std::string& service, int replica, pi
       .str("action", "SIGKILL to the worker's process group; the restart policy applies");
 }
 
+void ServiceLog::on_closed_counter_unavailable(const std::string& service, int replica,
+                                               const std::string& error) {
+  log_.event(LogLevel::warn, "closed_counter_unavailable")
+      .str("service", service)
+      .num("replica", replica)
+      .str("error", error)
+      .str("action", "the worker goes on sending a closed message per connection");
+}
+
 void ServiceLog::on_status(const std::string& service, int replica, const std::string& text) {
   log_.event(LogLevel::info, "worker_status")
       .str("service", service)

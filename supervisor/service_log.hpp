@@ -23,6 +23,8 @@ class ServiceLog : public ServiceObserver {
                          const std::string& error) override;
   void on_watchdog_timeout(const std::string& service, int replica, pid_t pid) override;
   void on_status(const std::string& service, int replica, const std::string& text) override;
+  void on_closed_counter_unavailable(const std::string& service, int replica,
+                                     const std::string& error) override;
 
  private:
   const EventLog& log_;

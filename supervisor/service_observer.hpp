@@ -25,6 +25,10 @@ class ServiceObserver {
   virtual void on_unready(const std::string& /*service*/, int /*replica*/) {}
   // A handoff worker finished one connection (`closed` message).
   virtual void on_conn_closed(const std::string& /*service*/, int /*replica*/, uint64_t /*id*/) {}
+  // A worker asked for a shared closed-connection counter and none could be
+  // made or sent: it goes on sending `closed` messages, at more CPU per connection.
+  virtual void on_closed_counter_unavailable(const std::string& /*service*/, int /*replica*/,
+                                             const std::string& /*error*/) {}
   virtual void on_exited(const ExitRecord& /*record*/) {}
   virtual void on_restart_scheduled(const std::string& /*service*/, int /*replica*/,
                                     Duration /*delay*/) {}

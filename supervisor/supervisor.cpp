@@ -134,6 +134,10 @@ void Supervisor::on_protocol_error(const std::string& service, int replica, cons
 void Supervisor::on_watchdog_timeout(const std::string& service, int replica, pid_t pid) {
   for (auto* o : observers_) o->on_watchdog_timeout(service, replica, pid);
 }
+void Supervisor::on_closed_counter_unavailable(const std::string& service, int replica,
+                                               const std::string& error) {
+  for (auto* o : observers_) o->on_closed_counter_unavailable(service, replica, error);
+}
 void Supervisor::on_status(const std::string& service, int replica, const std::string& text) {
   for (auto* o : observers_) o->on_status(service, replica, text);
 }

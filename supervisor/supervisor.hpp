@@ -56,6 +56,8 @@ class Supervisor : private ServiceObserver {
   void on_ready(const std::string& service, int replica, WorkerLink* link) override;
   void on_unready(const std::string& service, int replica) override;
   void on_conn_closed(const std::string& service, int replica, uint64_t id) override;
+  void on_closed_counter_unavailable(const std::string& service, int replica,
+                                     const std::string& error) override;
   void on_exited(const ExitRecord& record) override;
   void on_restart_scheduled(const std::string& service, int replica, Duration delay) override;
   void on_service_failed(const std::string& service, int restarts, Duration window) override;

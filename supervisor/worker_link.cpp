@@ -24,6 +24,17 @@ std::error_code WorkerLink::send(std::string_view message, int fd) {
   return workers::send_datagram(socket_.native_handle(), message, fd);
 }
 
+std::error_code WorkerLink::share_closed_counter() {
+  if (closed_counter_.valid()) return {};  // asked twice: it has one
+  std::error_code ec;
+  UniqueFd fd;
+  workers::ClosedCounter counter = workers::ClosedCounter::create(fd, ec);
+  if (ec) return ec;
+  if ((ec = send(workers::encode_closed_counter(), fd.get()))) return ec;
+  closed_counter_ = std::move(counter);
+  return {};
+}
+
 void WorkerLink::wait() {
   socket_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                      [this](const boost::system::error_code& ec) {

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "workers/closed_counter.hpp"
 #include "workers/protocol.hpp"
 #include "workers/read_batching.hpp"
 #include "workers/unique_fd.hpp"
@@ -32,6 +33,12 @@ class WorkerLink {
   // Never blocks: a full socket buffer comes back as would_block.
   std::error_code send(std::string_view message, int fd = -1);
   void close();
+  // The worker asked for a shared counter of finished connections: create
+  // one and send it. On failure the worker goes on sending `closed`.
+  std::error_code share_closed_counter();
+  // Connections the worker has counted as finished in the shared counter
+  // (0 without one); `closed` messages are not included.
+  uint64_t counted_closed() const { return closed_counter_.value(); }
   // Reads what is already queued (an `exit` sent just before the worker
   // exited), synchronously, before the link goes away.
   void drain_pending() {
@@ -45,6 +52,7 @@ class WorkerLink {
   boost::asio::posix::stream_descriptor socket_;
   Handlers handlers_;
   workers::ReadBatching batching_;
+  workers::ClosedCounter closed_counter_;
   bool closed_ = false;
 };
 

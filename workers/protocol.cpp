@@ -17,6 +17,8 @@ const char* message_type_name(MessageType type) {
       return "drain";
     case MessageType::ping:
       return "ping";
+    case MessageType::closed_counter:
+      return "closed_counter";
     case MessageType::ready:
       return "ready";
     case MessageType::closed:
@@ -83,11 +85,12 @@ std::string encode_hello_coordinator() {
   return finish(std::move(s));
 }
 
-std::string encode_hello_worker(int64_t pid) {
+std::string encode_hello_worker(int64_t pid, bool closed_counter) {
   auto s = start("hello");
   field(s, "version", int64_t{kProtocolVersion});
   field(s, "role", "worker");
   field(s, "pid", pid);
+  if (closed_counter) s += ",\"closed_counter\":true";
   return finish(std::move(s));
 }
 
@@ -113,6 +116,10 @@ std::string encode_ping(uint64_t seq) {
   auto s = start("ping");
   field(s, "seq", seq);
   return finish(std::move(s));
+}
+
+std::string encode_closed_counter() {
+  return finish(start("closed_counter"));
 }
 
 std::string encode_pong(uint64_t seq) {
@@ -194,6 +201,14 @@ struct Decoder {
     }
     return true;
   }
+
+  bool boolean(const char* key, bool& out) {
+    simdjson::dom::element e;
+    if (obj[key].get(e) != simdjson::SUCCESS) return true;  // optional
+    if (e.get(out) != simdjson::SUCCESS)
+      return fail("wrong_type", std::string("field \"") + key + "\" must be true or false");
+    return true;
+  }
 };
 
 }  // namespace
@@ -227,7 +242,8 @@ std::optional<Message> decode_message(std::string_view datagram, std::string& re
   bool ok = true;
   if (type == "hello") {
     m.type = MessageType::hello;
-    ok = d.integer("version", m.version) && d.integer("pid", m.pid, false);
+    ok = d.integer("version", m.version) && d.integer("pid", m.pid, false) &&
+         d.boolean("closed_counter", m.closed_counter);
     if (ok && m.version != kProtocolVersion)
       ok = d.fail("bad_version", "protocol version " + std::to_string(m.version) +
                                      " is not supported (this side speaks " +
@@ -244,6 +260,8 @@ std::optional<Message> decode_message(std::string_view datagram, std::string& re
   } else if (type == "ping" || type == "pong") {
     m.type = type == "ping" ? MessageType::ping : MessageType::pong;
     ok = d.integer("seq", m.seq, false);
+  } else if (type == "closed_counter") {
+    m.type = MessageType::closed_counter;
   } else if (type == "ready") {
     m.type = MessageType::ready;
   } else if (type == "closed") {

@@ -22,6 +22,7 @@ enum class MessageType {
   conn,
   drain,
   ping,
+  closed_counter,  // with an fd: a shared counter that replaces `closed` messages
   // worker -> coordinator
   ready,
   closed,
@@ -50,23 +51,27 @@ struct ConnHeader {
 // One decoded message. Fields not used by `type` stay empty.
 struct Message {
   MessageType type = MessageType::hello;
-  int version = 0;          // hello
-  int64_t pid = 0;          // hello (worker)
-  ConnHeader conn;          // conn
-  uint64_t id = 0;          // closed
-  uint64_t seq = 0;         // ping, pong
-  int64_t deadline_ms = 0;  // drain
-  std::string text;         // status text; exit reason or error
-  bool is_error = false;    // exit: an error (with `detail`) rather than a reason
-  std::string detail;       // exit error detail
+  int version = 0;              // hello
+  int64_t pid = 0;              // hello (worker)
+  bool closed_counter = false;  // hello (worker): asks for a `closed_counter`
+  ConnHeader conn;              // conn
+  uint64_t id = 0;              // closed
+  uint64_t seq = 0;             // ping, pong
+  int64_t deadline_ms = 0;      // drain
+  std::string text;             // status text; exit reason or error
+  bool is_error = false;        // exit: an error (with `detail`) rather than a reason
+  std::string detail;           // exit error detail
 };
 
 // Encoders: one JSON object, "type" first.
 std::string encode_hello_coordinator();
-std::string encode_hello_worker(int64_t pid);
+// closed_counter: ask the coordinator for a shared counter of finished
+// connections (workers/closed_counter.hpp) instead of sending `closed`.
+std::string encode_hello_worker(int64_t pid, bool closed_counter = false);
 std::string encode_conn(const ConnHeader& h);
 std::string encode_drain(int64_t deadline_ms);
 std::string encode_ping(uint64_t seq);
+std::string encode_closed_counter();
 std::string encode_pong(uint64_t seq);
 std::string encode_ready();
 std::string encode_closed(uint64_t id);

@@ -79,7 +79,7 @@ Worker::Worker(asio::io_context& io, std::string standalone_listen)
       throw std::runtime_error(std::string(kControlFdEnv) + "=" + fd_text +
                                " is not a SOCK_SEQPACKET socket");
     control_ = std::make_unique<asio::posix::stream_descriptor>(io, fd);
-    send_control(encode_hello_worker(::getpid()));
+    send_control(encode_hello_worker(::getpid(), /*closed_counter=*/true));
   } else if (const char* count = env("LISTEN_FDS")) {
     mode_ = WorkerMode::listen_fds;
     const char* pid = env("LISTEN_PID");
@@ -182,7 +182,10 @@ asio::awaitable<void> Worker::watchdog(std::chrono::microseconds interval) {
 }
 
 void Worker::closed(uint64_t id) {
-  if (mode_ == WorkerMode::handoff) send_control(encode_closed(id));
+  if (closed_counter_.valid())
+    closed_counter_.add_one();
+  else if (mode_ == WorkerMode::handoff)
+    send_control(encode_closed(id));
   if (open_ > 0) --open_;
   check_drained();
 }
@@ -280,6 +283,13 @@ asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
         co_return std::nullopt;
       case MessageType::ping:
         send_control(encode_pong(m->seq));
+        break;
+      case MessageType::closed_counter:
+        if (r.fd && !closed_counter_.valid()) {
+          // On failure closed() goes on sending messages: slower, not wrong.
+          std::error_code ec;
+          closed_counter_ = ClosedCounter::map(r.fd.get(), ec);
+        }
         break;
       case MessageType::hello:
         break;

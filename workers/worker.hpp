@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "workers/closed_counter.hpp"
 #include "workers/protocol.hpp"
 #include "workers/read_batching.hpp"
 #include "workers/unique_fd.hpp"
@@ -91,6 +92,9 @@ class Worker {
   std::string service_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> control_;
   ReadBatching control_batching_;
+  // From the coordinator's `closed_counter` message; until it comes (or if
+  // it never does) closed() sends `closed` messages.
+  ClosedCounter closed_counter_;
   bool control_wait_first_ = false;  // the last wake-up's message was taken: wait before reading
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::string notify_path_;

@@ -57,6 +57,7 @@ TEST(CliTest, ErrorsNameTheOptionAndTheValue) {
            {{"run", "--backoff-initial", "5", "--backoff-max", "1", "x"},
             "--backoff-max must be >= --backoff-initial"},
            {{"run", "--log-format", "xml", "x"}, "--log-format: expected json or text, got 'xml'"},
+           {{"run", "--defer-accept", "x"}, "--defer-accept needs --listen ADDR"},
        }) {
     try {
       parse(k.args);
@@ -88,6 +89,9 @@ TEST(CliTest, ListenMakesAHandoffServiceBehindADefaultRoute) {
   EXPECT_EQ(c.config.listeners[0].routes[0].kind, RouteKind::default_route);
   EXPECT_EQ(c.config.listeners[0].routes[0].service, "w");
   EXPECT_EQ(c.config.services.at(0).service.mode, supervisor::WorkerMode::handoff);
+  EXPECT_FALSE(c.config.listeners[0].defer_accept);
+  EXPECT_TRUE(
+      parse({"run", "--listen", ":0", "--defer-accept", "./w"}).config.listeners[0].defer_accept);
 }
 
 TEST(CliTest, ListenFdsSharesTheListenerWithoutRoutes) {

@@ -21,6 +21,12 @@ TEST(ConfigLoaderTest, ValidConfigLoads) {
   ASSERT_EQ(c.services.size(), 1u);
   EXPECT_EQ(c.services[0].service.replicas, 2);
   EXPECT_EQ(c.listeners[0].routes[0].service, "w");
+  EXPECT_FALSE(c.listeners[0].defer_accept);
+  Config deferred = parse_config(
+      R"({"listeners":[{"address":":0","defer_accept":true,"routes":[{"service":"w"}]}],
+          "services":{"w":{"command":["w"]}}})",
+      "c.json");
+  EXPECT_TRUE(deferred.listeners[0].defer_accept);
 }
 
 TEST(ConfigLoaderTest, ErrorsNameFileLineColumnAndPath) {

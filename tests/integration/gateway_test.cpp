@@ -712,5 +712,145 @@ TEST(GatewayTest, DrainClosesIdleKeptAliveConnectionsButServesOnesYetToSendARequ
   EXPECT_EQ(g.c.events("exit").at(0)["stated_reason"], "drained");
 }
 
+// A handoff worker written from docs/protocol.md alone: it echoes one
+// line, waits for the client to close, and reports the finished connection
+// either with a `closed` message or, when started with "counter", through
+// the shared closed counter it asks for in its hello.
+const char* const kPythonCountingWorker = R"(
+import json, mmap, os, socket, struct, sys
+use_counter = sys.argv[1] == "counter"
+ctl = socket.socket(fileno=int(os.environ["OCCASIONAL_CONTROL_FD"]))
+hello = {"type": "hello", "version": 1, "role": "worker", "pid": os.getpid()}
+if use_counter:
+    hello["closed_counter"] = True
+ctl.send(json.dumps(hello).encode())
+ctl.send(b'{"type":"ready"}')
+counter = None
+while True:
+    msg, fds, flags, _ = socket.recv_fds(ctl, 65536, 1)
+    if not msg:
+        break
+    m = json.loads(msg)
+    if m["type"] == "closed_counter":
+        counter = mmap.mmap(fds[0], 4096)
+        os.close(fds[0])
+    elif m["type"] == "conn":
+        conn = socket.socket(fileno=fds[0])
+        conn.setblocking(True)
+        try:  # the test's clients close with a reset
+            conn.sendall(conn.recv(100))
+            while conn.recv(100):
+                pass
+        except OSError:
+            pass
+        conn.close()
+        if counter is not None:
+            (n,) = struct.unpack_from("=Q", counter, 0)
+            struct.pack_into("=Q", counter, 0, n + 1)
+        else:
+            ctl.send(json.dumps({"type": "closed", "id": m["id"]}).encode())
+    elif m["type"] == "drain":
+        break
+)";
+
+bool maps_closed_counter(pid_t pid) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(maps, line))
+    if (line.find("occasional-closed-counter") != std::string::npos) return true;
+  return false;
+}
+
+bool wait_open_connections(int admin, int want) {
+  const std::string field = "\"open_connections\":" + std::to_string(want);
+  const auto deadline = Clock::now() + 5s;
+  while (http_request(admin, "GET", "/v1/status").body.find(field) == std::string::npos)
+    if (Clock::now() >= deadline)
+      return false;
+    else
+      std::this_thread::sleep_for(5ms);
+  return true;
+}
+
+// A worker at its max_connections takes the next connection only once it
+// has reported one finished: with `closed` messages, or with the shared
+// counter (no message at all; the C++ library uses it by itself).
+TEST(GatewayTest, FinishedConnectionsCountByClosedMessageOrSharedCounter) {
+  struct Case {
+    std::string name;
+    std::vector<std::string> worker;
+    bool shares_counter;
+  };
+  for (const Case& k : std::vector<Case>{
+           {"cpp_library", {kWorkers + "/echo_worker"}, true},
+           {"python_counter", {"python3", "-c", kPythonCountingWorker, "counter"}, true},
+           {"python_messages", {"python3", "-c", kPythonCountingWorker, "messages"}, false},
+       }) {
+    SCOPED_TRACE(k.name);
+    std::vector<std::string> args = {
+        "run", "--listen",        "127.0.0.1:0", "--replicas", "1",    "--max-connections",
+        "1",   "--queue-timeout", "30",          "--name",     k.name, "--"};
+    args.insert(args.end(), k.worker.begin(), k.worker.end());
+    Gateway g(args, 1);
+    const int admin = g.admin_port();
+    const pid_t worker = std::stoi(g.c.events("spawn").at(0)["pid"]);
+
+    UniqueFd a(connect_to(g.port));
+    ASSERT_TRUE(a);
+    send_text(a.get(), "a\n");
+    ASSERT_EQ(read_n(a.get(), 2), "a\n");
+    EXPECT_TRUE(wait_open_connections(admin, 1));
+    // At its cap: the next connection waits in the queue.
+    UniqueFd b(connect_to(g.port));
+    ASSERT_TRUE(b);
+    send_text(b.get(), "b\n");
+    ASSERT_TRUE(wait_metric(admin, "occasional_connections_pending", 1));
+    a.reset();
+    EXPECT_EQ(read_n(b.get(), 2), "b\n") << "the queued connection was not handed off";
+    b.reset();
+    EXPECT_TRUE(wait_open_connections(admin, 0));
+
+    EXPECT_TRUE(process_alive(worker));
+    EXPECT_EQ(maps_closed_counter(worker), k.shares_counter);
+    EXPECT_EQ(maps_closed_counter(g.c.pid()), k.shares_counter);
+    EXPECT_EQ(metric(admin, "occasional_worker_closed_counter_unavailable_total", 0), 0);
+  }
+}
+
+}  // namespace
+}  // namespace occasional::testing
+
+namespace occasional::testing {
+namespace {
+
+// With --defer-accept the kernel keeps a connection until its client sends
+// something: a silent client connected first is not accepted, while one that
+// spoke after it is served. Without it, the silent one is accepted first.
+TEST(GatewayTest, DeferAcceptTakesAConnectionOnlyOnceItsClientHasSpoken) {
+  for (const bool defer : {true, false}) {
+    SCOPED_TRACE(defer ? "--defer-accept" : "without --defer-accept");
+    std::vector<std::string> args = {"run", "--listen", "127.0.0.1:0"};
+    if (defer) args.push_back("--defer-accept");
+    args.insert(args.end(), {"--", kWorkers + "/echo_worker"});
+    Gateway g(args, 1);
+    EXPECT_EQ(g.c.events("listening").at(0)["defer_accept"], defer ? "true" : "false");
+    const int admin = g.admin_port();
+
+    UniqueFd silent(connect_to(g.port));
+    ASSERT_TRUE(silent);
+    UniqueFd talker(connect_to(g.port));
+    ASSERT_TRUE(talker);
+    send_text(talker.get(), "hi\n");
+    ASSERT_EQ(read_n(talker.get(), 3), "hi\n");
+    // The accept queue is first in, first out: the talker was served, so
+    // the silent client was accepted before it unless the kernel held it.
+    EXPECT_EQ(metric(admin, "occasional_connections_accepted_total"), defer ? 1 : 2);
+
+    send_text(silent.get(), "late\n");
+    EXPECT_EQ(read_n(silent.get(), 5), "late\n");
+    EXPECT_EQ(metric(admin, "occasional_connections_accepted_total"), 2);
+  }
+}
+
 }  // namespace
 }  // namespace occasional::testing

@@ -42,6 +42,20 @@ TEST(ProtocolTest, EveryMessageTypeRoundTrips) {
   EXPECT_EQ(error->text, "db_down");
   EXPECT_EQ(error->detail, "connect: refused");
   EXPECT_EQ(decode(encode_status("warming up"))->text, "warming up");
+  EXPECT_EQ(decode(encode_closed_counter())->type, MessageType::closed_counter);
+}
+
+TEST(ProtocolTest, AWorkerHelloMayAskForTheClosedCounter) {
+  EXPECT_FALSE(decode(encode_hello_worker(77))->closed_counter);
+  auto asks = decode(encode_hello_worker(77, true));
+  ASSERT_TRUE(asks);
+  EXPECT_TRUE(asks->closed_counter);
+  EXPECT_EQ(asks->pid, 77);
+  EXPECT_FALSE(decode(R"({"type":"hello","version":1,"closed_counter":false})")->closed_counter);
+  std::string reason, error;
+  EXPECT_FALSE(decode_message(R"({"type":"hello","version":1,"closed_counter":1})", reason, error));
+  EXPECT_EQ(reason, "wrong_type");
+  EXPECT_EQ(error, "hello: field \"closed_counter\" must be true or false");
 }
 
 TEST(ProtocolTest, EncodedMessagesStartWithType) {
