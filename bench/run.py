@@ -188,6 +188,8 @@ class Bench:
         self.procs = Procs(self.work)
         self.results = {}
         self.quota = None  # a CpuQuota while the HTTP load setups run
+        # TCP_DEFER_ACCEPT on every setup's listener, or on none: HTTP load only.
+        self.defer = False
 
     def server(self, cmd):
         cmd = pinned(SERVER_CPU, cmd)
@@ -197,10 +199,11 @@ class Bench:
 
     def coordinator(self, name, mode, worker, replicas, extra=(), stderr=None):
         port, admin = free_port(), free_port()
+        defer = ["--defer-accept"] if self.defer else []
         cmd = self.server([self.occasional, "run", "--listen", f"127.0.0.1:{port}",
-                                  "--mode", mode, "--replicas", str(replicas),
-                                  "--admin", f"127.0.0.1:{admin}", "--log-format", "json",
-                                  *extra, "--", *worker])
+                           "--mode", mode, "--replicas", str(replicas),
+                           "--admin", f"127.0.0.1:{admin}", "--log-format", "json",
+                           *defer, *extra, "--", *worker])
         p = self.procs.start(name, cmd, stderr=stderr)
         wait_until(f"{name} ready", lambda: http_status(admin, "/readyz") == 200)
         return p, port, admin
@@ -208,7 +211,8 @@ class Bench:
     def standalone(self, name, port, copies):
         for i in range(copies):
             self.procs.start(f"{name}-{i}", self.server([
-                self.hello, "--listen", f"127.0.0.1:{port}", "--name", name]))
+                self.hello, "--listen", f"127.0.0.1:{port}", "--name", name,
+                *(["--defer-accept"] if self.defer else [])]))
         wait_until(f"{name} listening", lambda: http_status(port) == 200)
 
     def nginx(self, backends):
@@ -234,7 +238,7 @@ http {{
 {upstream}    keepalive 64;
   }}
   server {{
-    listen 127.0.0.1:{port} reuseport backlog=4096;
+    listen 127.0.0.1:{port} reuseport backlog=4096{" deferred" if self.defer else ""};
     location / {{
       proxy_pass http://backends;
       proxy_http_version 1.1;
@@ -266,7 +270,7 @@ defaults
   timeout server 30s
   option http-keep-alive
 frontend web
-  bind 127.0.0.1:{port} backlog 4096
+  bind 127.0.0.1:{port} backlog 4096{" defer-accept" if self.defer else ""}
   default_backend workers
 backend workers
   balance leastconn
@@ -307,6 +311,7 @@ backend workers
                 "client_cpu_busy": busy_share(ticks0, ticks1, int(CLIENT_CPU))}
 
     def http_load(self):
+        self.defer = self.args.defer_accept
         if self.args.server_cpu_quota:
             self.quota = CpuQuota(self.args.server_cpu_quota)
         try:
@@ -547,7 +552,8 @@ def table(b, med):
       f"wrk on CPU {CLIENT_CPU}; {b.args.reps} interleaved reps x {b.args.duration}s, "
       f"{b.args.connections} connections; medians"
       + (f"; servers limited to {b.args.server_cpu_quota:.0%} of CPU {SERVER_CPU} (cgroup quota)"
-         if b.args.server_cpu_quota else ""))
+         if b.args.server_cpu_quota else "")
+      + ("; TCP_DEFER_ACCEPT on every listener" if b.args.defer_accept else ""))
     w("")
     w("| setup | fresh req/s | fresh p50 | fresh p99 | keep-alive req/s | keep-alive p50 | keep-alive p99 |")
     w("|---|---|---|---|---|---|---|")
@@ -640,6 +646,10 @@ def main():
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--only", choices=["http", "crash", "latency"],
                     help="run one part, print its figures")
+    ap.add_argument("--defer-accept", action="store_true",
+                    help="HTTP load: TCP_DEFER_ACCEPT on every setup's listeners (occasional "
+                         "--defer-accept, the standalone workers' --defer-accept, nginx "
+                         "'deferred', HAProxy 'defer-accept')")
     ap.add_argument("--server-cpu-quota", type=float, metavar="SHARE",
                     help="HTTP load: run the servers in a cgroup limited to this share of one "
                          "core (0.05-1), so that they and not wrk run out of CPU")

@@ -19,14 +19,23 @@ Balancer::Balancer(boost::asio::io_context& io, std::string service, BalancerCon
 
 void Balancer::add(int replica, supervisor::WorkerLink* link) {
   remove(replica);
-  backends_.push_back({replica, link, 0, 0, link->counted_closed()});
+  Backend b;
+  b.replica = replica;
+  b.link = link;
+  b.counted_base = link->counted_closed();
+  backends_.push_back(std::move(b));
   drain_queue();
 }
 
 void Balancer::remove(int replica) {
   for (size_t i = 0; i < backends_.size(); ++i)
     if (backends_[i].replica == replica) {
+      // Staged for it and not sent: they go to another worker or the queue.
+      std::vector<Staged> staged = std::move(backends_[i].staged);
       backends_.erase(backends_.begin() + static_cast<long>(i));
+      for (Staged& s : staged)
+        if (!hand_off(s.fd, s.header, false)) queue_.push(std::move(s.fd), std::move(s.header));
+      if (!staged.empty()) arm_retry();
       return;
     }
 }
@@ -74,7 +83,7 @@ void Balancer::arm_retry() {
   });
 }
 
-bool Balancer::hand_off(UniqueFd& fd, const workers::ConnHeader& header) {
+bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, int exclude) {
   std::string message;
   const size_t n = backends_.size();
   // At most one try per worker per connection: a worker whose socket is
@@ -86,7 +95,7 @@ bool Balancer::hand_off(UniqueFd& fd, const workers::ConnHeader& header) {
     for (size_t k = 0; k < n; ++k) {
       size_t i = (next_ + k) % n;
       const Backend& b = backends_[i];
-      if (b.tried == generation) continue;
+      if (b.tried == generation || b.replica == exclude) continue;
       const uint64_t open = open_connections(b);
       if (config_.max_connections && open >= config_.max_connections) continue;
       if (open < least) {
@@ -95,8 +104,26 @@ bool Balancer::hand_off(UniqueFd& fd, const workers::ConnHeader& header) {
       }
     }
     if (best == n) return false;
+    // Sticky: a worker that already has connections staged in this burst
+    // takes more, up to kStageMax, unless it is at its cap.
+    // A burst stays with the worker it staged for, up to kStageMax,
+    // unless that worker is at its cap.
+    if (stage && bursting_ && sticky_ < n && sticky_ != best &&
+        backends_[sticky_].tried != generation && backends_[sticky_].replica != exclude &&
+        !backends_[sticky_].staged.empty() &&
+        !(config_.max_connections &&
+          open_connections(backends_[sticky_]) >= config_.max_connections))
+      best = sticky_;
     Backend& b = backends_[best];
     b.tried = generation;
+    if (stage && bursting_ && b.link->takes_batches()) {
+      b.staged.push_back({std::move(fd), std::move(header)});
+      ++b.outstanding;
+      next_ = (best + 1) % n;
+      sticky_ = best;
+      if (b.staged.size() >= kStageMax) flush(b);
+      return true;
+    }
     if (message.empty()) message = workers::encode_conn(header);
     std::error_code ec = b.link->send(message, fd.get());
     if (!ec) {
@@ -108,32 +135,84 @@ bool Balancer::hand_off(UniqueFd& fd, const workers::ConnHeader& header) {
       fd.reset();  // the worker has its own copy now
       return true;
     }
-    const bool busy = ec == std::errc::resource_unavailable_try_again;
-    ++stats_.handoff_retries[busy ? "worker_busy" : "worker_gone"];
-    // Under a burst this happens per connection: log at most once a second,
-    // with how many were counted since (the counter has every one).
-    ++unlogged_retries_;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_retry_log_ >= std::chrono::seconds(1)) {
-      log_.event(LogLevel::warn, "handoff_retried")
-          .str("service", service_)
-          .num("replica", b.replica)
-          .str("error", ec.message())
-          .num("retries_since_last_line", static_cast<int64_t>(unlogged_retries_))
-          .str("action", "trying another worker, else the queue");
-      last_retry_log_ = now;
-      unlogged_retries_ = 0;
-    }
+    retried(b, ec);
   }
   return false;
 }
 
+void Balancer::end_burst() {
+  bursting_ = false;
+  sticky_ = SIZE_MAX;
+  flush_staged();
+}
+
+void Balancer::flush_staged() {
+  for (Backend& b : backends_)
+    if (!b.staged.empty()) flush(b);
+}
+
+void Balancer::flush(Backend& b) {
+  std::vector<Staged> staged = std::move(b.staged);
+  b.staged.clear();
+  std::string message;
+  std::error_code ec;
+  if (staged.size() == 1) {
+    message = workers::encode_conn(staged[0].header);
+    ec = b.link->send(message, staged[0].fd.get());
+  } else {
+    int fds[workers::kMaxConnsPerMessage];
+    for (size_t i = 0; i < staged.size(); ++i) {
+      workers::append_conns_entry(message, staged[i].header);
+      fds[i] = staged[i].fd.get();
+    }
+    workers::finish_conns(message);
+    ec = b.link->send(message, std::span<const int>(fds, staged.size()));
+    if (!ec) ++stats_.handoff_batches;
+  }
+  if (!ec) {
+    const int64_t now = workers::monotonic_now_ns();
+    for (Staged& s : staged) {
+      ++stats_.handed_off;
+      stats_.handoff_duration.observe(static_cast<double>(now - s.header.accepted_at_ns) * 1e-9);
+    }
+    return;  // the fds close here: the worker has its own copies
+  }
+  // Not taken: each goes to another worker, one at a time, or to the queue.
+  b.outstanding -= std::min<uint64_t>(b.outstanding, staged.size());
+  retried(b, ec);
+  const int replica = b.replica;  // `b` stays valid: nothing below adds or removes workers
+  for (Staged& s : staged)
+    if (!hand_off(s.fd, s.header, false, replica))
+      queue_.push(std::move(s.fd), std::move(s.header));
+  arm_retry();
+}
+
+void Balancer::retried(const Backend& b, const std::error_code& ec) {
+  const bool busy = ec == std::errc::resource_unavailable_try_again;
+  ++stats_.handoff_retries[busy ? "worker_busy" : "worker_gone"];
+  // Under a burst this happens per connection: log at most once a second,
+  // with how many were counted since (the counter has every one).
+  ++unlogged_retries_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_retry_log_ >= std::chrono::seconds(1)) {
+    log_.event(LogLevel::warn, "handoff_retried")
+        .str("service", service_)
+        .num("replica", b.replica)
+        .str("error", ec.message())
+        .num("retries_since_last_line", static_cast<int64_t>(unlogged_retries_))
+        .str("action", "trying another worker, else the queue");
+    last_retry_log_ = now;
+    unlogged_retries_ = 0;
+  }
+}
+
 void Balancer::drain_queue() {
-  queue_.drain(
-      [this](UniqueFd& fd, const workers::ConnHeader& header) { return hand_off(fd, header); });
+  queue_.drain([this](UniqueFd& fd, workers::ConnHeader& header) { return hand_off(fd, header); });
 }
 
 void Balancer::close_queue() {
+  // Staged connections were accepted before the shutdown: they go out first.
+  flush_staged();
   queue_.close_all();
 }
 

@@ -28,6 +28,12 @@ struct BalancerConfig {
 // and closes its own copy. With no worker to take it, a connection waits in a
 // bounded queue until one is ready or its time is up: a restart refuses no
 // connection.
+//
+// During a burst (a listener taking several waiting connections in one
+// wake-up, between begin_burst and end_burst), a worker that takes `conns`
+// messages gets the connections picked for it in one message: one sendmsg
+// and one wake-up for up to kStageMax connections instead of one each
+// (docs/gateway.md, "Batches").
 class Balancer {
  public:
   Balancer(boost::asio::io_context& io, std::string service, BalancerConfig config,
@@ -37,6 +43,9 @@ class Balancer {
   void remove(int replica);
   void on_closed(int replica);
   void dispatch(UniqueFd fd, workers::ConnHeader header);
+  void begin_burst() { bursting_ = true; }
+  // Sends what the burst staged, one message per worker.
+  void end_burst();
   // Closes every queued connection (counted as `shutdown`).
   void close_queue();
   PendingQueue& queue() { return queue_; }
@@ -46,17 +55,33 @@ class Balancer {
   uint32_t outstanding(int replica) const;
 
  private:
-  struct Backend {
-    int replica;
-    supervisor::WorkerLink* link;
-    uint64_t outstanding;   // handed off, less `closed` messages
-    uint64_t tried;         // the attempt_ that last tried it
-    uint64_t counted_base;  // the worker's shared closed counter when it was added
+  struct Staged {
+    UniqueFd fd;
+    workers::ConnHeader header;
   };
+  struct Backend {
+    int replica = -1;
+    supervisor::WorkerLink* link = nullptr;
+    uint64_t outstanding = 0;      // handed off or staged, less `closed` messages
+    uint64_t tried = 0;            // the attempt_ that last tried it
+    uint64_t counted_base = 0;     // the worker's shared closed counter when it was added
+    std::vector<Staged> staged{};  // picked for this worker, to go in one `conns`
+  };
+  // Most connections staged for one worker before they go at once. A burst
+  // stays with one worker until it has this many: batches of one would
+  // save nothing.
+  static constexpr size_t kStageMax = 8;
   // Handed off and not finished, by `closed` messages and the shared counter.
   static uint64_t open_connections(const Backend& b);
-  // Tries each eligible worker in pick order; false when none took it.
-  bool hand_off(UniqueFd& fd, const workers::ConnHeader& header);
+  // Tries each eligible worker in pick order (skipping `exclude`); false
+  // when none took it. During a burst a worker that takes batches gets it
+  // staged, to be sent by end_burst(); `stage` false sends at once.
+  bool hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage = true, int exclude = -1);
+  // Sends what is staged for each worker, one message per worker.
+  void flush_staged();
+  void flush(Backend& b);
+  // A send failed: counts and logs it (at most a line a second).
+  void retried(const Backend& b, const std::error_code& ec);
   void drain_queue();
   void arm_retry();
 
@@ -72,6 +97,8 @@ class Balancer {
   bool retry_armed_ = false;
   std::chrono::steady_clock::time_point last_retry_log_{};
   uint64_t unlogged_retries_ = 0;
+  bool bursting_ = false;
+  size_t sticky_ = SIZE_MAX;  // the backend this burst stages for
 };
 
 }  // namespace occasional::gateway

@@ -38,6 +38,14 @@ void Dispatcher::dispatch(const std::string& service, UniqueFd fd, workers::Conn
   }
 }
 
+void Dispatcher::begin_burst() {
+  for (auto& [name, b] : balancers_) b->begin_burst();
+}
+
+void Dispatcher::end_burst() {
+  for (auto& [name, b] : balancers_) b->end_burst();
+}
+
 void Dispatcher::close_queues() {
   for (auto& [name, b] : balancers_) b->close_queue();
   for (auto& [name, l] : inetd_) l->close_queue();

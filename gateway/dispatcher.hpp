@@ -23,6 +23,10 @@ class Dispatcher : public supervisor::ServiceObserver {
                    const supervisor::EventLog& log);
   void add_inetd(boost::asio::io_context& io, supervisor::InetdService& service, QueueConfig queue);
   void dispatch(const std::string& service, UniqueFd fd, workers::ConnHeader header);
+  // A listener takes several waiting connections at once: handoffs made
+  // until end_burst may go out together (Balancer).
+  void begin_burst();
+  void end_burst();
   void close_queues();
   Balancer* find(const std::string& service);
   // The pending queue of a service, or null when there is no such service.

@@ -45,6 +45,12 @@ void Gateway::start() {
           for (const PendingQueue* q : queues)
             if (!q || !q->full()) return true;
           return queues.empty();
+        },
+        [this](bool begin) {
+          if (begin)
+            dispatcher_.begin_burst();
+          else
+            dispatcher_.end_burst();
         });
   }
   dispatcher_.on_queue_room([this] {

@@ -40,8 +40,7 @@ bool InetdLauncher::launch(UniqueFd& fd, const workers::ConnHeader& header) {
 }
 
 void InetdLauncher::drain() {
-  queue_.drain(
-      [this](UniqueFd& fd, const workers::ConnHeader& header) { return launch(fd, header); });
+  queue_.drain([this](UniqueFd& fd, workers::ConnHeader& header) { return launch(fd, header); });
 }
 
 }  // namespace occasional::gateway

@@ -140,9 +140,10 @@ Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAd
         (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);
 }
 
-void Listener::start(Accepted on_accepted, Admit admit) {
+void Listener::start(Accepted on_accepted, Admit admit, Burst burst) {
   on_accepted_ = std::move(on_accepted);
   admit_ = std::move(admit);
+  burst_ = std::move(burst);
   stopped_ = false;
   wait();
 }
@@ -174,6 +175,15 @@ void Listener::accept_ready() {
   // find the queue empty sits between the handoff and our sleep, and a
   // worker on the same CPU waits for that sleep.
   // A bounded batch per wake-up keeps other work on the loop going under a flood.
+  // While draining, the handoffs of this wake-up may go out together.
+  struct BurstScope {
+    const Burst& burst;
+    bool open;
+    ~BurstScope() {
+      if (open) burst(false);
+    }
+  } scope{burst_, burst_ && batching_.draining()};
+  if (scope.open) burst_(true);
   for (int batch = 0; batch < 256; ++batch) {
     if (admit_ && !admit_()) return hold();
     sockaddr_storage peer{};

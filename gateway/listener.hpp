@@ -35,6 +35,9 @@ class Listener {
   using Accepted = std::function<void(UniqueFd fd, workers::ConnHeader header)>;
   // Whether a connection accepted now has somewhere to go.
   using Admit = std::function<bool()>;
+  // Around a wake-up that takes several waiting connections (begin true,
+  // then false once it is over, whichever way it ends).
+  using Burst = std::function<void(bool begin)>;
 
   // defer_accept: set TCP_DEFER_ACCEPT (docs/configuration.md, `defer_accept`).
   Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
@@ -47,7 +50,7 @@ class Listener {
   // While `admit` says no, the listener holds: it accepts nothing, and new
   // clients wait in the kernel's backlog instead of being accepted only to
   // be closed; resume() looks again.
-  void start(Accepted on_accepted, Admit admit = {});
+  void start(Accepted on_accepted, Admit admit = {}, Burst burst = {});
   void resume();
   // Stops accepting; the socket stays open (listen_fds workers may share it).
   void stop();
@@ -72,6 +75,7 @@ class Listener {
   const supervisor::EventLog& log_;
   Accepted on_accepted_;
   Admit admit_;
+  Burst burst_;
   bool held_ = false;
   std::string local_text_;  // empty when bound to a wildcard address
   uint16_t port_ = 0;

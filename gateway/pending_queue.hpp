@@ -25,8 +25,8 @@ struct QueueConfig {
 // listener or `max` 0.
 class PendingQueue {
  public:
-  // Takes the connection (and resets `fd`), or returns false.
-  using Taker = std::function<bool(UniqueFd& fd, const workers::ConnHeader& header)>;
+  // Takes the connection (and resets `fd`; it may move `header`), or returns false.
+  using Taker = std::function<bool(UniqueFd& fd, workers::ConnHeader& header)>;
 
   PendingQueue(boost::asio::io_context& io, QueueConfig config, GatewayStats& stats);
 

@@ -32,8 +32,9 @@ struct DurationHistogram {
 struct ConnectionStats {
   uint64_t accepted = 0;
   uint64_t handed_off = 0;
-  uint64_t pending = 0;  // gauge: waiting in service queues now
-  uint64_t peeking = 0;  // gauge: being routed now
+  uint64_t handoff_batches = 0;  // `conns` messages: several connections in one
+  uint64_t pending = 0;          // gauge: waiting in service queues now
+  uint64_t peeking = 0;          // gauge: being routed now
   // Connections the gateway closed itself: peek_timeout, too_large, malformed,
   // no_route, closed_before_route, queue_full, queue_timeout, no_service,
   // spawn_failed, shutdown.

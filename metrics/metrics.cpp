@@ -189,6 +189,11 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
                        "Connections handed to a worker (or an inetd process).", T::Counter);
   handed.metric.push_back(value(static_cast<double>(c.handed_off), {}, T::Counter));
   out.push_back(std::move(handed));
+  auto batches =
+      family("occasional_handoff_batches_total",
+             "conns messages: several connections handed to one worker at once.", T::Counter);
+  batches.metric.push_back(value(static_cast<double>(c.handoff_batches), {}, T::Counter));
+  out.push_back(std::move(batches));
   auto rejected = family("occasional_connections_rejected_total",
                          "Connections the gateway closed itself, by reason.", T::Counter);
   add_by_reason(rejected, c.rejected);

@@ -269,6 +269,7 @@ void Service::on_message(int replica, const workers::Message& m) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   switch (m.type) {
     case workers::MessageType::hello:
+      if (r.link) r.link->set_takes_batches(m.conn_batches);
       if (m.closed_counter && r.link)
         if (std::error_code ec = r.link->share_closed_counter())
           observer_.on_closed_counter_unavailable(config_.name, replica, ec.message());
@@ -291,6 +292,7 @@ void Service::on_message(int replica, const workers::Message& m) {
       observer_.on_status(config_.name, replica, m.text);
       break;
     case workers::MessageType::conn:
+    case workers::MessageType::conns:
     case workers::MessageType::drain:
     case workers::MessageType::ping:
     case workers::MessageType::closed_counter:

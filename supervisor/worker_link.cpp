@@ -24,6 +24,11 @@ std::error_code WorkerLink::send(std::string_view message, int fd) {
   return workers::send_datagram(socket_.native_handle(), message, fd);
 }
 
+std::error_code WorkerLink::send(std::string_view message, std::span<const int> fds) {
+  if (closed_) return std::make_error_code(std::errc::not_connected);
+  return workers::send_datagram(socket_.native_handle(), message, fds);
+}
+
 std::error_code WorkerLink::share_closed_counter() {
   if (closed_counter_.valid()) return {};  // asked twice: it has one
   std::error_code ec;
@@ -72,7 +77,7 @@ void WorkerLink::read_all(bool rearm) {
       handlers_.on_protocol_error(reason.c_str(), error);
       return;
     }
-    if (r.fd) {
+    if (!r.fds.empty()) {
       handlers_.on_protocol_error("unexpected_fd", "a worker sent an fd, which no message carries");
       return;
     }

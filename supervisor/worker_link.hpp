@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -32,6 +33,10 @@ class WorkerLink {
 
   // Never blocks: a full socket buffer comes back as would_block.
   std::error_code send(std::string_view message, int fd = -1);
+  std::error_code send(std::string_view message, std::span<const int> fds);
+  // The worker said in its hello that it takes `conns` messages.
+  bool takes_batches() const { return takes_batches_; }
+  void set_takes_batches(bool yes) { takes_batches_ = yes; }
   void close();
   // The worker asked for a shared counter of finished connections: create
   // one and send it. On failure the worker goes on sending `closed`.
@@ -53,6 +58,7 @@ class WorkerLink {
   Handlers handlers_;
   workers::ReadBatching batching_;
   workers::ClosedCounter closed_counter_;
+  bool takes_batches_ = false;
   bool closed_ = false;
 };
 

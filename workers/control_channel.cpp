@@ -10,22 +10,25 @@
 
 namespace occasional::workers {
 
-std::error_code send_datagram(int socket, std::string_view payload, int pass_fd) {
+std::error_code send_datagram(int socket, std::string_view payload, std::span<const int> fds) {
   if (payload.size() > kMaxMessageBytes) return std::make_error_code(std::errc::message_size);
+  if (fds.size() > kMaxConnsPerMessage)
+    return std::make_error_code(std::errc::argument_out_of_domain);
   iovec iov{const_cast<char*>(payload.data()), payload.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  if (pass_fd >= 0) {
-    std::memset(control, 0, sizeof control);
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxConnsPerMessage)];
+  if (!fds.empty()) {
+    const size_t bytes = sizeof(int) * fds.size();
+    std::memset(control, 0, CMSG_SPACE(bytes));
     msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    msg.msg_controllen = CMSG_SPACE(bytes);
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(bytes);
+    std::memcpy(CMSG_DATA(c), fds.data(), bytes);
   }
   ssize_t n;
   do {
@@ -35,11 +38,11 @@ std::error_code send_datagram(int socket, std::string_view payload, int pass_fd)
   return {};
 }
 
-Received receive_datagram(int socket) {
+Received receive_datagram(int socket, size_t max_fds) {
   thread_local std::vector<char> buffer(kMaxMessageBytes);
   // Room for more fds than allowed, so that extra ones arrive (and are
   // closed here) instead of being cut off with MSG_CTRUNC.
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxConnsPerMessage + 8))];
   iovec iov{buffer.data(), buffer.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -90,12 +93,13 @@ Received receive_datagram(int socket) {
   if (msg.msg_flags & MSG_TRUNC)
     return bad("too_large", "message larger than " + std::to_string(kMaxMessageBytes) + " bytes");
   if (foreign_control) return bad("foreign_cmsg", "unexpected control message (not SCM_RIGHTS)");
-  if (fds.size() > 1)
-    return bad("too_many_fds", std::to_string(fds.size()) + " fds attached; at most 1 allowed");
+  if (fds.size() > max_fds)
+    return bad("too_many_fds", std::to_string(fds.size()) + " fds attached; at most " +
+                                   std::to_string(max_fds) + " allowed");
   if (n == 0) return bad("empty", "empty message");
   r.status = ReceiveStatus::message;
   r.payload = std::string_view(buffer.data(), static_cast<size_t>(n));
-  if (!fds.empty()) r.fd = std::move(fds[0]);
+  r.fds = std::move(fds);
   return r;
 }
 

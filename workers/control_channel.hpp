@@ -1,33 +1,41 @@
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "workers/unique_fd.hpp"
 
 namespace occasional::workers {
 
-// Datagram I/O on a SOCK_SEQPACKET control socket, with at most one fd per
-// message (SCM_RIGHTS). Both sides of the worker protocol use it.
+// Datagram I/O on a SOCK_SEQPACKET control socket, with fds attached
+// (SCM_RIGHTS): one with a `conn`, one per connection with a `conns`. Both
+// sides of the worker protocol use it.
 
-// Sends one datagram, with `pass_fd` attached when >= 0. Non-blocking sockets
-// give would_block (EAGAIN) as an error code; nothing is partially sent.
-std::error_code send_datagram(int socket, std::string_view payload, int pass_fd = -1);
+// Sends one datagram with `fds` attached (at most kMaxConnsPerMessage).
+// Non-blocking sockets give would_block (EAGAIN) as an error code; nothing
+// is partially sent.
+std::error_code send_datagram(int socket, std::string_view payload, std::span<const int> fds);
+inline std::error_code send_datagram(int socket, std::string_view payload, int pass_fd = -1) {
+  return send_datagram(socket, payload,
+                       pass_fd >= 0 ? std::span<const int>(&pass_fd, 1) : std::span<const int>());
+}
 
 enum class ReceiveStatus { message, would_block, closed, bad_message, error };
 
 struct Received {
   ReceiveStatus status = ReceiveStatus::error;
-  std::string_view payload;  // valid until the next receive_datagram on this thread
-  UniqueFd fd;               // the attached fd, if any
-  const char* reason = "";   // bad_message/error: short label for metrics
-  std::string error;         // bad_message/error: a sentence for the log
+  std::string_view payload;   // valid until the next receive_datagram on this thread
+  std::vector<UniqueFd> fds;  // the attached fds, in order
+  const char* reason = "";    // bad_message/error: short label for metrics
+  std::string error;          // bad_message/error: a sentence for the log
 };
 
 // Receives one datagram and checks it strictly: only SOL_SOCKET/SCM_RIGHTS
-// control data, no MSG_CTRUNC or MSG_TRUNC, at most one fd. A message that
-// fails a check is bad_message, and any fds that came with it are closed.
-Received receive_datagram(int socket);
+// control data, no MSG_CTRUNC or MSG_TRUNC, at most `max_fds` fds. A message
+// that fails a check is bad_message, and any fds that came with it are closed.
+Received receive_datagram(int socket, size_t max_fds = 1);
 
 }  // namespace occasional::workers

@@ -13,6 +13,8 @@ const char* message_type_name(MessageType type) {
       return "hello";
     case MessageType::conn:
       return "conn";
+    case MessageType::conns:
+      return "conns";
     case MessageType::drain:
       return "drain";
     case MessageType::ping:
@@ -85,17 +87,20 @@ std::string encode_hello_coordinator() {
   return finish(std::move(s));
 }
 
-std::string encode_hello_worker(int64_t pid, bool closed_counter) {
+std::string encode_hello_worker(int64_t pid, bool closed_counter, bool conn_batches) {
   auto s = start("hello");
   field(s, "version", int64_t{kProtocolVersion});
   field(s, "role", "worker");
   field(s, "pid", pid);
   if (closed_counter) s += ",\"closed_counter\":true";
+  if (conn_batches) s += ",\"conn_batches\":true";
   return finish(std::move(s));
 }
 
-std::string encode_conn(const ConnHeader& h) {
-  auto s = start("conn");
+namespace {
+
+// The fields of a conn header, each as ,"key":value.
+void conn_fields(std::string& s, const ConnHeader& h) {
   field(s, "id", h.id);
   field(s, "peer", h.peer);
   field(s, "local", h.local);
@@ -103,7 +108,31 @@ std::string encode_conn(const ConnHeader& h) {
   field(s, "service", h.service);
   field(s, "route", h.route);
   field(s, "accepted_at_ns", h.accepted_at_ns);
+}
+
+}  // namespace
+
+std::string encode_conn(const ConnHeader& h) {
+  auto s = start("conn");
+  conn_fields(s, h);
   return finish(std::move(s));
+}
+
+void append_conns_entry(std::string& message, const ConnHeader& h) {
+  if (message.empty()) {
+    message = start("conns");
+    message += ",\"conns\":[{";
+  } else {
+    message += ",{";
+  }
+  const size_t at = message.size();
+  conn_fields(message, h);
+  message.erase(at, 1);  // the comma before the first field
+  message += '}';
+}
+
+void finish_conns(std::string& message) {
+  message += "]}";
 }
 
 std::string encode_drain(int64_t deadline_ms) {
@@ -202,6 +231,12 @@ struct Decoder {
     return true;
   }
 
+  bool conn(ConnHeader& h) {
+    return integer("id", h.id) && string("peer", h.peer) && string("local", h.local) &&
+           string("listener", h.listener) && string("service", h.service) &&
+           string("route", h.route) && integer("accepted_at_ns", h.accepted_at_ns);
+  }
+
   bool boolean(const char* key, bool& out) {
     simdjson::dom::element e;
     if (obj[key].get(e) != simdjson::SUCCESS) return true;  // optional
@@ -243,17 +278,35 @@ std::optional<Message> decode_message(std::string_view datagram, std::string& re
   if (type == "hello") {
     m.type = MessageType::hello;
     ok = d.integer("version", m.version) && d.integer("pid", m.pid, false) &&
-         d.boolean("closed_counter", m.closed_counter);
+         d.boolean("closed_counter", m.closed_counter) && d.boolean("conn_batches", m.conn_batches);
     if (ok && m.version != kProtocolVersion)
       ok = d.fail("bad_version", "protocol version " + std::to_string(m.version) +
                                      " is not supported (this side speaks " +
                                      std::to_string(kProtocolVersion) + ")");
   } else if (type == "conn") {
     m.type = MessageType::conn;
-    ok = d.integer("id", m.conn.id) && d.string("peer", m.conn.peer) &&
-         d.string("local", m.conn.local) && d.string("listener", m.conn.listener) &&
-         d.string("service", m.conn.service) && d.string("route", m.conn.route) &&
-         d.integer("accepted_at_ns", m.conn.accepted_at_ns);
+    ok = d.conn(m.conn);
+  } else if (type == "conns") {
+    m.type = MessageType::conns;
+    simdjson::dom::array list;
+    simdjson::dom::element e;
+    if (d.obj["conns"].get(e) != simdjson::SUCCESS) {
+      ok = d.fail("missing_field", "field \"conns\" is missing");
+    } else if (e.get(list) != simdjson::SUCCESS) {
+      ok = d.fail("wrong_type", "field \"conns\" must be an array");
+    } else if (list.size() < 1 || list.size() > kMaxConnsPerMessage) {
+      ok = d.fail("wrong_type", "field \"conns\" must hold 1 to " +
+                                    std::to_string(kMaxConnsPerMessage) + " connections");
+    } else {
+      for (simdjson::dom::element item : list) {
+        Decoder entry{{}, reason, error};
+        if (item.get(entry.obj) != simdjson::SUCCESS) {
+          ok = d.fail("wrong_type", "each of \"conns\" must be an object");
+          break;
+        }
+        if (!(ok = entry.conn(m.conns.emplace_back()))) break;
+      }
+    }
   } else if (type == "drain") {
     m.type = MessageType::drain;
     ok = d.integer("deadline_ms", m.deadline_ms, false);

@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace occasional::workers {
 
@@ -12,6 +13,8 @@ namespace occasional::workers {
 inline constexpr int kProtocolVersion = 1;
 // Largest datagram either side sends or accepts.
 inline constexpr size_t kMaxMessageBytes = 64 * 1024;
+// Most connections (and fds) in one `conns` message.
+inline constexpr size_t kMaxConnsPerMessage = 16;
 // The fd number of the worker's end of the control socket.
 inline constexpr int kControlFd = 3;
 inline constexpr const char* kControlFdEnv = "OCCASIONAL_CONTROL_FD";
@@ -20,6 +23,7 @@ enum class MessageType {
   // coordinator -> worker
   hello,  // also worker -> coordinator
   conn,
+  conns,  // several connections in one message, with one fd each, in order
   drain,
   ping,
   closed_counter,  // with an fd: a shared counter that replaces `closed` messages
@@ -51,24 +55,32 @@ struct ConnHeader {
 // One decoded message. Fields not used by `type` stay empty.
 struct Message {
   MessageType type = MessageType::hello;
-  int version = 0;              // hello
-  int64_t pid = 0;              // hello (worker)
-  bool closed_counter = false;  // hello (worker): asks for a `closed_counter`
-  ConnHeader conn;              // conn
-  uint64_t id = 0;              // closed
-  uint64_t seq = 0;             // ping, pong
-  int64_t deadline_ms = 0;      // drain
-  std::string text;             // status text; exit reason or error
-  bool is_error = false;        // exit: an error (with `detail`) rather than a reason
-  std::string detail;           // exit error detail
+  int version = 0;                // hello
+  int64_t pid = 0;                // hello (worker)
+  bool closed_counter = false;    // hello (worker): asks for a `closed_counter`
+  bool conn_batches = false;      // hello (worker): takes `conns` messages
+  ConnHeader conn;                // conn
+  std::vector<ConnHeader> conns;  // conns
+  uint64_t id = 0;                // closed
+  uint64_t seq = 0;               // ping, pong
+  int64_t deadline_ms = 0;        // drain
+  std::string text;               // status text; exit reason or error
+  bool is_error = false;          // exit: an error (with `detail`) rather than a reason
+  std::string detail;             // exit error detail
 };
 
 // Encoders: one JSON object, "type" first.
 std::string encode_hello_coordinator();
 // closed_counter: ask the coordinator for a shared counter of finished
 // connections (workers/closed_counter.hpp) instead of sending `closed`.
-std::string encode_hello_worker(int64_t pid, bool closed_counter = false);
+// conn_batches: the worker takes `conns` messages.
+std::string encode_hello_worker(int64_t pid, bool closed_counter = false,
+                                bool conn_batches = false);
 std::string encode_conn(const ConnHeader& h);
+// Appends one more header to a `conns` message being built: start with an
+// empty string, append 1 to kMaxConnsPerMessage headers, then finish_conns.
+void append_conns_entry(std::string& message, const ConnHeader& h);
+void finish_conns(std::string& message);
 std::string encode_drain(int64_t deadline_ms);
 std::string encode_ping(uint64_t seq);
 std::string encode_closed_counter();

@@ -1,5 +1,7 @@
 #include "workers/worker.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -67,7 +69,7 @@ tcp::endpoint parse_endpoint(const std::string& text) {
 
 }  // namespace
 
-Worker::Worker(asio::io_context& io, std::string standalone_listen)
+Worker::Worker(asio::io_context& io, std::string standalone_listen, bool standalone_defer_accept)
     : io_(io), signals_(io, SIGTERM, SIGINT) {
   if (const char* s = env("OCCASIONAL_SERVICE")) service_ = s;
   if (const char* fd_text = env(kControlFdEnv)) {
@@ -79,7 +81,7 @@ Worker::Worker(asio::io_context& io, std::string standalone_listen)
       throw std::runtime_error(std::string(kControlFdEnv) + "=" + fd_text +
                                " is not a SOCK_SEQPACKET socket");
     control_ = std::make_unique<asio::posix::stream_descriptor>(io, fd);
-    send_control(encode_hello_worker(::getpid(), /*closed_counter=*/true));
+    send_control(encode_hello_worker(::getpid(), /*closed_counter=*/true, /*conn_batches=*/true));
   } else if (const char* count = env("LISTEN_FDS")) {
     mode_ = WorkerMode::listen_fds;
     const char* pid = env("LISTEN_PID");
@@ -107,6 +109,12 @@ Worker::Worker(asio::io_context& io, std::string standalone_listen)
     int one = 1;
     ::setsockopt(acceptor_->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     acceptor_->bind(ep);
+    const int defer_seconds = 1;  // as the coordinator's defer_accept
+    if (standalone_defer_accept &&
+        ::setsockopt(acceptor_->native_handle(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds,
+                     sizeof defer_seconds) != 0)
+      throw std::runtime_error("setsockopt(TCP_DEFER_ACCEPT) on " + standalone_listen + ": " +
+                               std::strerror(errno));
     acceptor_->listen(4096);
   }
   // Listen modes never see the listener closed under them, so SIGTERM drains.
@@ -223,7 +231,29 @@ asio::awaitable<std::optional<Connection>> Worker::next() {
   co_return c;
 }
 
+Connection Worker::adopt(UniqueFd fd, ConnHeader header, int64_t received_at) {
+  // The header names the local address, so the family costs no
+  // getsockname (a syscall on every handoff) unless it is missing.
+  const std::string& local = header.local;
+  bool v6 = !local.empty() && local.front() == '[';
+  if (local.empty()) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+    v6 = ss.ss_family == AF_INET6;
+  }
+  tcp::socket s(io_, v6 ? tcp::v6() : tcp::v4(), fd.release());
+  return Connection{std::move(s), std::move(header), received_at};
+}
+
 asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
+  // The rest of the last `conns` message first: a `drain` behind it has
+  // not been read yet.
+  if (!batch_.empty()) {
+    Connection c = std::move(batch_.front());
+    batch_.pop_front();
+    co_return c;
+  }
   for (;;) {
     // One message per wake-up while they come one at a time
     // (read_batching.hpp): the recvmsg that would find the socket empty
@@ -235,7 +265,7 @@ asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
                                     asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return std::nullopt;
     }
-    Received r = receive_datagram(control_->native_handle());
+    Received r = receive_datagram(control_->native_handle(), kMaxConnsPerMessage);
     const int64_t received_at = monotonic_now_ns();
     switch (r.status) {
       case ReceiveStatus::would_block:
@@ -260,23 +290,21 @@ asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
     }
     control_wait_first_ = control_batching_.wait_after_item();
     switch (m->type) {
-      case MessageType::conn: {
-        if (!r.fd) {
-          exit_error("protocol_error", "conn message without an fd");
-          throw std::runtime_error("conn message without an fd");
+      case MessageType::conn:
+      case MessageType::conns: {
+        const size_t want = m->type == MessageType::conn ? 1 : m->conns.size();
+        if (r.fds.size() != want) {
+          const std::string what = std::string(message_type_name(m->type)) + " message with " +
+                                   std::to_string(r.fds.size()) + " fds for " +
+                                   std::to_string(want) + " connections";
+          exit_error("protocol_error", what);
+          throw std::runtime_error(what);
         }
-        // The header names the local address, so the family costs no
-        // getsockname (a syscall on every handoff) unless it is missing.
-        const std::string& local = m->conn.local;
-        bool v6 = !local.empty() && local.front() == '[';
-        if (local.empty()) {
-          sockaddr_storage ss{};
-          socklen_t len = sizeof ss;
-          ::getsockname(r.fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
-          v6 = ss.ss_family == AF_INET6;
-        }
-        tcp::socket s(io_, v6 ? tcp::v6() : tcp::v4(), r.fd.release());
-        co_return Connection{std::move(s), std::move(m->conn), received_at};
+        if (m->type == MessageType::conn)
+          co_return adopt(std::move(r.fds[0]), std::move(m->conn), received_at);
+        for (size_t i = 1; i < want; ++i)
+          batch_.push_back(adopt(std::move(r.fds[i]), std::move(m->conns[i]), received_at));
+        co_return adopt(std::move(r.fds[0]), std::move(m->conns[0]), received_at);
       }
       case MessageType::drain:
         start_drain();
@@ -285,10 +313,10 @@ asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
         send_control(encode_pong(m->seq));
         break;
       case MessageType::closed_counter:
-        if (r.fd && !closed_counter_.valid()) {
+        if (!r.fds.empty() && !closed_counter_.valid()) {
           // On failure closed() goes on sending messages: slower, not wrong.
           std::error_code ec;
-          closed_counter_ = ClosedCounter::map(r.fd.get(), ec);
+          closed_counter_ = ClosedCounter::map(r.fds[0].get(), ec);
         }
         break;
       case MessageType::hello:

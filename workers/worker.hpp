@@ -6,6 +6,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -50,7 +51,10 @@ class Worker {
   // Throws std::runtime_error with a message for a person when the
   // environment is inconsistent (LISTEN_PID for another process, a bad
   // control fd, a standalone address missing or unusable).
-  Worker(boost::asio::io_context& io, std::string standalone_listen = {});
+  // standalone_defer_accept: set TCP_DEFER_ACCEPT on the standalone listener
+  // (the coordinator's `defer_accept` does it for the other modes).
+  Worker(boost::asio::io_context& io, std::string standalone_listen = {},
+         bool standalone_defer_accept = false);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -85,6 +89,7 @@ class Worker {
   void notify(std::string_view state);
   boost::asio::awaitable<void> watchdog(std::chrono::microseconds interval);
   boost::asio::awaitable<std::optional<Connection>> next_handoff();
+  Connection adopt(UniqueFd fd, ConnHeader header, int64_t received_at);
   boost::asio::awaitable<std::optional<Connection>> next_accept();
 
   boost::asio::io_context& io_;
@@ -95,6 +100,8 @@ class Worker {
   // From the coordinator's `closed_counter` message; until it comes (or if
   // it never does) closed() sends `closed` messages.
   ClosedCounter closed_counter_;
+  // The connections of a `conns` message that next() has not returned yet.
+  std::deque<Connection> batch_;
   bool control_wait_first_ = false;  // the last wake-up's message was taken: wait before reading
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::string notify_path_;

@@ -817,6 +817,52 @@ TEST(GatewayTest, FinishedConnectionsCountByClosedMessageOrSharedCounter) {
   }
 }
 
+// A backlog taken in one wake-up goes to each worker that takes `conns`
+// messages in batches (kStageMax at most), and every connection is served;
+// a worker that did not ask for batches gets one `conn` per connection.
+TEST(GatewayTest, ABurstGoesOutInBatchesToWorkersThatTakeThemAndEveryClientIsServed) {
+  struct Case {
+    std::string name;
+    std::vector<std::string> worker;
+    bool batches;
+  };
+  for (const Case& k : std::vector<Case>{
+           {"cpp_library", {kWorkers + "/echo_worker"}, true},
+           {"python_messages", {"python3", "-c", kPythonCountingWorker, "messages"}, false},
+       }) {
+    SCOPED_TRACE(k.name);
+    std::vector<std::string> args = {"run", "--listen", "127.0.0.1:0", "--replicas",
+                                     "2",   "--name",   k.name,        "--"};
+    args.insert(args.end(), k.worker.begin(), k.worker.end());
+    Gateway g(args, 2);
+    const int admin = g.admin_port();
+    // The backlog builds up while the coordinator cannot run.
+    ASSERT_EQ(::kill(g.c.pid(), SIGSTOP), 0);
+    std::vector<UniqueFd> fds;
+    for (int i = 0; i < 60; ++i) {
+      fds.emplace_back(connect_to(g.port));
+      ASSERT_TRUE(fds.back()) << i;
+      send_text(fds.back().get(), "c" + std::to_string(i) + "\n");
+    }
+    ASSERT_EQ(::kill(g.c.pid(), SIGCONT), 0);
+    for (size_t i = 0; i < fds.size(); ++i) {
+      const std::string want = "c" + std::to_string(i) + "\n";
+      ASSERT_EQ(read_n(fds[i].get(), want.size()), want) << "connection " << i;
+      fds[i].reset();  // the Python worker serves one connection at a time, to its end
+    }
+    EXPECT_EQ(metric(admin, "occasional_connections_handed_off_total"), 60);
+    const double batches = metric(admin, "occasional_handoff_batches_total");
+    if (k.batches) {
+      EXPECT_GE(batches, 1);
+      EXPECT_LE(batches, 60 / 2);  // two or more connections each
+    } else {
+      EXPECT_EQ(batches, 0);
+    }
+    fds.clear();
+    EXPECT_TRUE(wait_open_connections(admin, 0));
+  }
+}
+
 }  // namespace
 }  // namespace occasional::testing
 

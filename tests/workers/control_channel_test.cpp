@@ -56,11 +56,38 @@ TEST(ControlChannelTest, MessageWithAnFdArrivesWhole) {
   Received r = receive_datagram(p.b.get());
   ASSERT_EQ(r.status, ReceiveStatus::message);
   EXPECT_EQ(r.payload, R"({"type":"conn"})");
-  ASSERT_TRUE(r.fd);
+  ASSERT_EQ(r.fds.size(), 1u);
   char path[64] = {};
-  ASSERT_GT(::readlink(("/proc/self/fd/" + std::to_string(r.fd.get())).c_str(), path, 63), 0);
+  ASSERT_GT(::readlink(("/proc/self/fd/" + std::to_string(r.fds[0].get())).c_str(), path, 63), 0);
   EXPECT_STREQ(path, "/dev/zero");
-  EXPECT_NE(::fcntl(r.fd.get(), F_GETFD) & FD_CLOEXEC, 0);
+  EXPECT_NE(::fcntl(r.fds[0].get(), F_GETFD) & FD_CLOEXEC, 0);
+}
+
+TEST(ControlChannelTest, AMessageCarriesSeveralFdsInOrderUpToTheLimitGiven) {
+  Pair p;
+  int fds[3] = {::open("/dev/zero", O_RDONLY | O_CLOEXEC),
+                ::open("/dev/null", O_RDONLY | O_CLOEXEC),
+                ::open("/dev/full", O_RDONLY | O_CLOEXEC)};
+  ASSERT_FALSE(send_datagram(p.a.get(), "three", std::span<const int>(fds, 3)));
+  ASSERT_FALSE(send_datagram(p.a.get(), "three again", std::span<const int>(fds, 3)));
+  for (int fd : fds) ::close(fd);
+  const int before = open_fds();
+  Received r = receive_datagram(p.b.get(), 3);
+  ASSERT_EQ(r.status, ReceiveStatus::message);
+  ASSERT_EQ(r.fds.size(), 3u);
+  const char* want[3] = {"/dev/zero", "/dev/null", "/dev/full"};
+  for (size_t i = 0; i < 3; ++i) {
+    char path[64] = {};
+    ASSERT_GT(::readlink(("/proc/self/fd/" + std::to_string(r.fds[i].get())).c_str(), path, 63), 0);
+    EXPECT_STREQ(path, want[i]);
+  }
+  r.fds.clear();
+  // With a limit of 2, the same message is refused and its fds closed.
+  Received refused = receive_datagram(p.b.get(), 2);
+  EXPECT_EQ(refused.status, ReceiveStatus::bad_message);
+  EXPECT_STREQ(refused.reason, "too_many_fds");
+  EXPECT_EQ(refused.error, "3 fds attached; at most 2 allowed");
+  EXPECT_EQ(open_fds(), before);
 }
 
 TEST(ControlChannelTest, EmptySocketWouldBlockAndClosedPeerIsClosed) {
@@ -77,7 +104,7 @@ TEST(ControlChannelTest, TwoFdsAreABadMessageAndBothAreClosed) {
   Received r = receive_datagram(p.b.get());
   EXPECT_EQ(r.status, ReceiveStatus::bad_message);
   EXPECT_STREQ(r.reason, "too_many_fds");
-  EXPECT_FALSE(r.fd);
+  EXPECT_TRUE(r.fds.empty());
   EXPECT_EQ(open_fds(), before);
 }
 

@@ -45,6 +45,52 @@ TEST(ProtocolTest, EveryMessageTypeRoundTrips) {
   EXPECT_EQ(decode(encode_closed_counter())->type, MessageType::closed_counter);
 }
 
+TEST(ProtocolTest, ConnsCarriesSeveralHeadersInOrder) {
+  std::string message;
+  for (uint64_t id = 1; id <= 3; ++id)
+    workers::append_conns_entry(
+        message, ConnHeader{id, "127.0.0.1:" + std::to_string(5000 + id), "127.0.0.1:8080", "main",
+                            "web", "default", static_cast<int64_t>(100 * id)});
+  workers::finish_conns(message);
+  EXPECT_TRUE(message.starts_with(R"({"type":"conns","conns":[{"id":1,"peer":"127.0.0.1:5001")"))
+      << message;
+  auto m = decode(message);
+  ASSERT_TRUE(m) << message;
+  EXPECT_EQ(m->type, MessageType::conns);
+  ASSERT_EQ(m->conns.size(), 3u);
+  for (uint64_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(m->conns[i].id, i + 1);
+    EXPECT_EQ(m->conns[i].peer, "127.0.0.1:" + std::to_string(5001 + i));
+    EXPECT_EQ(m->conns[i].service, "web");
+    EXPECT_EQ(m->conns[i].accepted_at_ns, static_cast<int64_t>(100 * (i + 1)));
+  }
+  EXPECT_TRUE(decode(encode_hello_worker(1, false, true))->conn_batches);
+  EXPECT_FALSE(decode(encode_hello_worker(1))->conn_batches);
+}
+
+TEST(ProtocolTest, BadConnsMessagesNameWhatIsWrong) {
+  struct Case {
+    std::string text;
+    std::string error;
+  };
+  std::string seventeen = R"({"type":"conns","conns":[)";
+  for (int i = 0; i < 17; ++i) seventeen += std::string(i ? "," : "") + "{}";
+  seventeen += "]}";
+  for (const Case& c : std::vector<Case>{
+           {R"({"type":"conns"})", "conns: field \"conns\" is missing"},
+           {R"({"type":"conns","conns":{}})", "conns: field \"conns\" must be an array"},
+           {R"({"type":"conns","conns":[]})",
+            "conns: field \"conns\" must hold 1 to 16 connections"},
+           {seventeen, "conns: field \"conns\" must hold 1 to 16 connections"},
+           {R"({"type":"conns","conns":[1]})", "conns: each of \"conns\" must be an object"},
+           {R"({"type":"conns","conns":[{"id":1}]})", "conns: field \"peer\" is missing"},
+       }) {
+    std::string reason, error;
+    EXPECT_FALSE(decode_message(c.text, reason, error)) << c.text;
+    EXPECT_EQ(error, c.error) << c.text;
+  }
+}
+
 TEST(ProtocolTest, AWorkerHelloMayAskForTheClosedCounter) {
   EXPECT_FALSE(decode(encode_hello_worker(77))->closed_counter);
   auto asks = decode(encode_hello_worker(77, true));

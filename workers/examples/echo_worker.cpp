@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
   try {
     auto args = occasional::examples::parse_worker_args(argc, argv);
     asio::io_context io(1);
-    Worker worker(io, args.listen);
+    Worker worker(io, args.listen, args.defer_accept);
     asio::co_spawn(io, serve(worker), [](std::exception_ptr e) {
       if (e) std::rethrow_exception(e);
     });

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   try {
     auto args = occasional::examples::parse_worker_args(argc, argv);
     asio::io_context io(1);
-    Worker worker(io, args.listen);
+    Worker worker(io, args.listen, args.defer_accept);
     std::string name = args.get("--name", worker.service().empty() ? "hello" : worker.service());
     worker.on_drain([] {
       // Idle keep-alive connections would hold the drain open: close them.

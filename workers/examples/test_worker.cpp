@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   try {
     auto args = occasional::examples::parse_worker_args(argc, argv);
     asio::io_context io(1);
-    Worker worker(io, args.listen);
+    Worker worker(io, args.listen, args.defer_accept);
     if (args.has("--exit-at-start")) {
       int code = std::atoi(args.get("--exit-at-start").c_str());
       worker.exit_reason("asked to");

@@ -5,10 +5,11 @@
 
 namespace occasional::examples {
 
-// The flags every example worker takes: `--listen ADDR` (standalone mode
-// only) plus its own `--name value` pairs.
+// The flags every example worker takes: `--listen ADDR` and
+// `--defer-accept` (standalone mode only) plus its own `--name value` pairs.
 struct WorkerArgs {
   std::string listen;
+  bool defer_accept = false;
   std::vector<std::pair<std::string, std::string>> options;
 
   std::string get(const std::string& name, const std::string& fallback = "") const {
@@ -27,6 +28,10 @@ inline WorkerArgs parse_worker_args(int argc, char** argv) {
   WorkerArgs a;
   for (int i = 1; i < argc; ++i) {
     std::string k = argv[i];
+    if (k == "--defer-accept") {
+      a.defer_accept = true;
+      continue;
+    }
     std::string v = (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) ? argv[++i] : "";
     if (k == "--listen")
       a.listen = v;
