@@ -106,21 +106,12 @@ bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, i
     if (best == n) return false;
     // Sticky: a worker that already has connections staged in this burst
     // takes more, up to kStageMax, unless it is at its cap.
-    // A burst stays with the worker it staged for, up to kStageMax,
-    // unless that worker is at its cap.
-    if (stage && bursting_ && sticky_ < n && sticky_ != best &&
-        backends_[sticky_].tried != generation && backends_[sticky_].replica != exclude &&
-        !backends_[sticky_].staged.empty() &&
-        !(config_.max_connections &&
-          open_connections(backends_[sticky_]) >= config_.max_connections))
-      best = sticky_;
     Backend& b = backends_[best];
     b.tried = generation;
     if (stage && bursting_ && b.link->takes_batches()) {
       b.staged.push_back({std::move(fd), std::move(header)});
       ++b.outstanding;
       next_ = (best + 1) % n;
-      sticky_ = best;
       if (b.staged.size() >= kStageMax) flush(b);
       return true;
     }
@@ -142,7 +133,6 @@ bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, i
 
 void Balancer::end_burst() {
   bursting_ = false;
-  sticky_ = SIZE_MAX;
   flush_staged();
 }
 

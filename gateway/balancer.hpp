@@ -67,9 +67,7 @@ class Balancer {
     uint64_t counted_base = 0;     // the worker's shared closed counter when it was added
     std::vector<Staged> staged{};  // picked for this worker, to go in one `conns`
   };
-  // Most connections staged for one worker before they go at once. A burst
-  // stays with one worker until it has this many: batches of one would
-  // save nothing.
+  // Most connections staged for one worker before they go at once.
   static constexpr size_t kStageMax = 8;
   // Handed off and not finished, by `closed` messages and the shared counter.
   static uint64_t open_connections(const Backend& b);
@@ -98,7 +96,6 @@ class Balancer {
   std::chrono::steady_clock::time_point last_retry_log_{};
   uint64_t unlogged_retries_ = 0;
   bool bursting_ = false;
-  size_t sticky_ = SIZE_MAX;  // the backend this burst stages for
 };
 
 }  // namespace occasional::gateway

@@ -845,6 +845,15 @@ TEST(GatewayTest, ABurstGoesOutInBatchesToWorkersThatTakeThemAndEveryClientIsSer
       send_text(fds.back().get(), "c" + std::to_string(i) + "\n");
     }
     ASSERT_EQ(::kill(g.c.pid(), SIGCONT), 0);
+    // Batches change how connections travel, not where: least connections
+    // still splits them evenly.
+    ASSERT_TRUE(wait_metric(admin, "occasional_connections_handed_off_total", 60));
+    const std::string status = http_request(admin, "GET", "/v1/status").body;
+    size_t evenly = 0;
+    for (size_t at = 0; (at = status.find("\"open_connections\":30,", at)) != std::string::npos;
+         ++at)
+      ++evenly;
+    EXPECT_EQ(evenly, 2u) << status;
     for (size_t i = 0; i < fds.size(); ++i) {
       const std::string want = "c" + std::to_string(i) + "\n";
       ASSERT_EQ(read_n(fds[i].get(), want.size()), want) << "connection " << i;
