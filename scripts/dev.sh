@@ -79,7 +79,7 @@ case "$cmd" in
     fi
     echo "occasional: gateway on 127.0.0.1:8080 with 4 HTTP example workers, admin endpoint on 127.0.0.1:9090." >&2
     echo "  try: curl http://127.0.0.1:8080/hello ; curl http://127.0.0.1:9090/metrics    (Ctrl-C stops gracefully)" >&2
-    exec build/release/gateway/occasional run --listen 127.0.0.1:8080 --replicas 4 --log-format text \
+    exec build/release/gateway/occasional run --listen 127.0.0.1:8080 --defer-accept --replicas 4 --log-format text \
       -- build/release/workers/http_hello_worker
     ;;
   build)
