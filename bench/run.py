@@ -181,7 +181,9 @@ class Bench:
         self.echo = os.path.join(self.build, "workers", "echo_worker")
         self.latency_worker = os.path.join(self.build, "bench", "handoff_latency_worker")
         self.floor = os.path.join(self.build, "bench", "handoff_floor")
-        for b in (self.occasional, self.hello, self.echo, self.latency_worker, self.floor):
+        self.fd_batch_cost = os.path.join(self.build, "bench", "fd_batch_cost")
+        for b in (self.occasional, self.hello, self.echo, self.latency_worker, self.floor,
+                  self.fd_batch_cost):
             if not os.path.exists(b):
                 raise SystemExit(f"bench: {b} is missing: build first (scripts/dev.sh test)")
         self.work = tempfile.mkdtemp(prefix="occasional-bench-")
@@ -363,6 +365,22 @@ backend workers
                                      for (s, ka), rs in runs.items()}
         self.results["ceiling_handoffs_per_cpu_second"] = statistics.median(ceiling) if ceiling else 0
         return med
+
+    # -- fd passing by batch size -------------------------------------------
+
+    def fd_batches(self):
+        # What `conns` batches save (bench/fd_batch_cost.cpp): CPU per fd
+        # passed, sent and received, by fds per message; median of 3.
+        n = 2000 if self.args.smoke else 200000
+        runs = {}
+        for _ in range(3):
+            out = subprocess.run(pinned(SERVER_CPU, [self.fd_batch_cost, str(n)]),
+                                 capture_output=True, text=True, check=True).stdout
+            for line in out.split("\n"):
+                if line.strip():
+                    k, us = line.split()
+                    runs.setdefault(int(k), []).append(float(us))
+        self.results["fd_pass_us_per_fd"] = {k: statistics.median(v) for k, v in runs.items()}
 
     # -- handoff latency ------------------------------------------------------
 
@@ -626,6 +644,9 @@ def table(b, med):
       f"(target <= 16)")
     w(f"ceiling: {res['ceiling_handoffs_per_cpu_second']:.0f} handoffs per second of "
       f"coordinator CPU (one core), measured during the (a) fresh runs")
+    fd = res["fd_pass_us_per_fd"]
+    w("passing fds, CPU per fd (send + receive + close, bench/fd_batch_cost): "
+      + ", ".join(f"{k} per message {v:.2f} us" for k, v in sorted(fd.items())))
     verdicts += [lat["p50"] <= 15, lat["p99"] <= 100, crash["ready_p50"] <= 5,
                  crash["detect_p99"] <= 1, rss["idle_8_workers"] <= 8,
                  rss["with_connections"] <= 16]
@@ -683,6 +704,7 @@ def main():
         b.crash_to_ready()
         print("memory ...", flush=True)
         b.memory()
+        b.fd_batches()
     finally:
         b.procs.stop_all()
     text, all_met = table(b, med)

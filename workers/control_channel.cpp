@@ -57,6 +57,11 @@ Received receive_datagram(int socket, size_t max_fds) {
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       r.status = ReceiveStatus::would_block;
+    } else if (errno == ECONNRESET) {
+      // The peer closed its end with messages of ours still unread (a
+      // worker killed with handoffs in flight): an end, like EOF, not a
+      // broken message.
+      r.status = ReceiveStatus::closed;
     } else {
       r.status = ReceiveStatus::error;
       r.reason = "recvmsg";

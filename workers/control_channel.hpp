@@ -23,6 +23,8 @@ inline std::error_code send_datagram(int socket, std::string_view payload, int p
                        pass_fd >= 0 ? std::span<const int>(&pass_fd, 1) : std::span<const int>());
 }
 
+// closed: the peer closed its end (EOF, or ECONNRESET when it left our
+// messages unread).
 enum class ReceiveStatus { message, would_block, closed, bad_message, error };
 
 struct Received {

@@ -324,6 +324,7 @@ TEST(GatewayTest, KillingWorkersUnderLoadRefusesNothingAtTheGateway) {
       }
     });
   int kills = 0;
+  std::set<std::string> victims;
   const auto end = Clock::now() + 10s;
   while (Clock::now() < end) {
     std::this_thread::sleep_for(100ms);
@@ -339,6 +340,7 @@ TEST(GatewayTest, KillingWorkersUnderLoadRefusesNothingAtTheGateway) {
     ASSERT_FALSE(victim.empty());
     ASSERT_EQ(::kill(std::stoi(victim), SIGKILL), 0);
     ++kills;
+    victims.insert(victim);
     g.c.wait_event("exit", [&](const Fields& f) { return f.at("pid") == victim; });
   }
   done = true;
@@ -349,10 +351,19 @@ TEST(GatewayTest, KillingWorkersUnderLoadRefusesNothingAtTheGateway) {
               refused.load(), failed_after_handoff.load(), kills);
   EXPECT_EQ(refused.load(), 0);
   EXPECT_GT(ok.load(), 1000);
+  // Every SIGKILL exit is one of ours.
   int killed_exits = 0;
-  for (auto& e : g.c.events("exit"))
-    if (e["signal_name"] == "SIGKILL") ++killed_exits;
+  for (auto& e : g.c.events("exit")) {
+    if (e["signal_name"] != "SIGKILL") continue;
+    ++killed_exits;
+    EXPECT_TRUE(victims.contains(e["pid"]))
+        << "pid " << e["pid"] << " was SIGKILLed by someone else:\n"
+        << g.c.stderr_text();
+  }
   EXPECT_EQ(killed_exits, kills);
+  // A worker killed with handoffs unread resets its control socket: that is
+  // its end, not a protocol error.
+  EXPECT_TRUE(g.c.events("protocol_error").empty()) << g.c.events("protocol_error").size();
 }
 
 TEST(GatewayTest, ListenFdsRunsAPythonServerThatSaysReady) {

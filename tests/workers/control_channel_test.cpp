@@ -97,6 +97,14 @@ TEST(ControlChannelTest, EmptySocketWouldBlockAndClosedPeerIsClosed) {
   EXPECT_EQ(receive_datagram(p.b.get()).status, ReceiveStatus::closed);
 }
 
+TEST(ControlChannelTest, APeerThatLeftOurMessagesUnreadHasClosedNotFailed) {
+  Pair p;
+  ASSERT_FALSE(send_datagram(p.a.get(), R"({"type":"drain"})"));
+  p.b.reset();  // closed with the message unread: the kernel resets the pair
+  Received r = receive_datagram(p.a.get());
+  EXPECT_EQ(r.status, ReceiveStatus::closed) << r.error;
+}
+
 TEST(ControlChannelTest, TwoFdsAreABadMessageAndBothAreClosed) {
   Pair p;
   const int before = open_fds();
