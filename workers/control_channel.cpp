@@ -42,7 +42,7 @@ Received receive_datagram(int socket, size_t max_fds) {
   thread_local std::vector<char> buffer(kMaxMessageBytes);
   // Room for more fds than allowed, so that extra ones arrive (and are
   // closed here) instead of being cut off with MSG_CTRUNC.
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxConnsPerMessage + 8))];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * FdList::kCapacity)];
   iovec iov{buffer.data(), buffer.size()};
   msghdr msg{};
   msg.msg_iov = &iov;
@@ -70,7 +70,7 @@ Received receive_datagram(int socket, size_t max_fds) {
     return r;
   }
   // Take ownership of every fd that arrived before judging the message.
-  std::vector<UniqueFd> fds;
+  FdList& fds = r.fds;
   bool foreign_control = false;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -78,13 +78,14 @@ Received receive_datagram(int socket, size_t max_fds) {
       for (size_t i = 0; i < count; ++i) {
         int fd;
         std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        fds.emplace_back(fd);
+        fds.push_back(UniqueFd(fd));
       }
     } else {
       foreign_control = true;
     }
   }
   auto bad = [&](const char* reason, std::string error) {
+    fds.clear();  // refused: its fds close now
     r.status = ReceiveStatus::bad_message;
     r.reason = reason;
     r.error = std::move(error);
@@ -104,7 +105,6 @@ Received receive_datagram(int socket, size_t max_fds) {
   if (n == 0) return bad("empty", "empty message");
   r.status = ReceiveStatus::message;
   r.payload = std::string_view(buffer.data(), static_cast<size_t>(n));
-  r.fds = std::move(fds);
   return r;
 }
 

@@ -1,11 +1,13 @@
 #pragma once
 
+#include <array>
 #include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <vector>
 
+#include "workers/protocol.hpp"
 #include "workers/unique_fd.hpp"
 
 namespace occasional::workers {
@@ -25,14 +27,39 @@ inline std::error_code send_datagram(int socket, std::string_view payload, int p
 
 // closed: the peer closed its end (EOF, or ECONNRESET when it left our
 // messages unread).
+// The fds that came with one message, held without a heap allocation
+// (receive_datagram runs once per handoff on both sides).
+class FdList {
+ public:
+  // Room for more than any message may carry: the extra ones arrive, are
+  // owned here, and are closed when the message is refused.
+  static constexpr size_t kCapacity = kMaxConnsPerMessage + 8;
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  UniqueFd& operator[](size_t i) { return fds_[i]; }
+  // Beyond the capacity the fd is closed at once (it cannot happen with
+  // receive_datagram's control buffer).
+  void push_back(UniqueFd fd) {
+    if (size_ < kCapacity) fds_[size_++] = std::move(fd);
+  }
+  void clear() {
+    for (size_t i = 0; i < size_; ++i) fds_[i].reset();
+    size_ = 0;
+  }
+
+ private:
+  std::array<UniqueFd, kCapacity> fds_;
+  size_t size_ = 0;
+};
+
 enum class ReceiveStatus { message, would_block, closed, bad_message, error };
 
 struct Received {
   ReceiveStatus status = ReceiveStatus::error;
-  std::string_view payload;   // valid until the next receive_datagram on this thread
-  std::vector<UniqueFd> fds;  // the attached fds, in order
-  const char* reason = "";    // bad_message/error: short label for metrics
-  std::string error;          // bad_message/error: a sentence for the log
+  std::string_view payload;  // valid until the next receive_datagram on this thread
+  FdList fds;                // the attached fds, in order
+  const char* reason = "";   // bad_message/error: short label for metrics
+  std::string error;         // bad_message/error: a sentence for the log
 };
 
 // Receives one datagram and checks it strictly: only SOL_SOCKET/SCM_RIGHTS

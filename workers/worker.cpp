@@ -249,9 +249,12 @@ Connection Worker::adopt(UniqueFd fd, ConnHeader header, int64_t received_at) {
 asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
   // The rest of the last `conns` message first: a `drain` behind it has
   // not been read yet.
-  if (!batch_.empty()) {
-    Connection c = std::move(batch_.front());
-    batch_.pop_front();
+  if (batch_next_ < batch_.size()) {
+    Connection c = std::move(batch_[batch_next_++]);
+    if (batch_next_ == batch_.size()) {
+      batch_.clear();
+      batch_next_ = 0;
+    }
     co_return c;
   }
   for (;;) {

@@ -6,12 +6,12 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "workers/closed_counter.hpp"
 #include "workers/protocol.hpp"
@@ -100,8 +100,10 @@ class Worker {
   // From the coordinator's `closed_counter` message; until it comes (or if
   // it never does) closed() sends `closed` messages.
   ClosedCounter closed_counter_;
-  // The connections of a `conns` message that next() has not returned yet.
-  std::deque<Connection> batch_;
+  // The connections of a `conns` message; next() returns them from
+  // batch_next_ on. Kept (cleared) between batches: no allocation per batch.
+  std::vector<Connection> batch_;
+  size_t batch_next_ = 0;
   bool control_wait_first_ = false;  // the last wake-up's message was taken: wait before reading
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::string notify_path_;
