@@ -104,8 +104,6 @@ bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, i
       }
     }
     if (best == n) return false;
-    // Sticky: a worker that already has connections staged in this burst
-    // takes more, up to kStageMax, unless it is at its cap.
     Backend& b = backends_[best];
     b.tried = generation;
     if (stage && bursting_ && b.link->takes_batches()) {
@@ -169,7 +167,7 @@ void Balancer::flush(Backend& b) {
   }
   // Not taken: each goes to another worker, one at a time, or to the queue.
   b.outstanding -= std::min<uint64_t>(b.outstanding, staged.size());
-  retried(b, ec);
+  retried(b, ec, staged.size());
   const int replica = b.replica;  // `b` stays valid: nothing below adds or removes workers
   for (Staged& s : staged)
     if (!hand_off(s.fd, s.header, false, replica))
@@ -177,12 +175,12 @@ void Balancer::flush(Backend& b) {
   arm_retry();
 }
 
-void Balancer::retried(const Backend& b, const std::error_code& ec) {
+void Balancer::retried(const Backend& b, const std::error_code& ec, size_t connections) {
   const bool busy = ec == std::errc::resource_unavailable_try_again;
-  ++stats_.handoff_retries[busy ? "worker_busy" : "worker_gone"];
+  stats_.handoff_retries[busy ? "worker_busy" : "worker_gone"] += connections;
   // Under a burst this happens per connection: log at most once a second,
   // with how many were counted since (the counter has every one).
-  ++unlogged_retries_;
+  unlogged_retries_ += connections;
   const auto now = std::chrono::steady_clock::now();
   if (now - last_retry_log_ >= std::chrono::seconds(1)) {
     log_.event(LogLevel::warn, "handoff_retried")

@@ -831,6 +831,77 @@ TEST(GatewayTest, FinishedConnectionsCountByClosedMessageOrSharedCounter) {
 // A backlog taken in one wake-up goes to each worker that takes `conns`
 // messages in batches (kStageMax at most), and every connection is served;
 // a worker that did not ask for batches gets one `conn` per connection.
+// Replica 0 takes batches but never reads its control socket; replica 1
+// serves. Once replica 0's socket is full, what the gateway picked for it
+// (whole batches included) goes to replica 1 instead: counted as
+// worker_busy retries, and every client not left in replica 0's full
+// socket is served.
+TEST(GatewayTest, ABatchAWorkerCannotTakeGoesToAnotherWorkerConnectionByConnection) {
+  const std::string script = R"(
+import json, os, socket, time
+ctl = socket.socket(fileno=int(os.environ["OCCASIONAL_CONTROL_FD"]))
+ctl.send(json.dumps({"type": "hello", "version": 1, "conn_batches": True}).encode())
+ctl.send(b'{"type":"ready"}')
+if os.environ["OCCASIONAL_REPLICA"] == "0":
+    time.sleep(1000)  # never reads: its socket fills up
+while True:
+    msg, fds, flags, _ = socket.recv_fds(ctl, 65536, 16)
+    if not msg:
+        break
+    m = json.loads(msg)
+    for fd in fds:
+        conn = socket.socket(fileno=fd)
+        conn.setblocking(True)
+        try:
+            conn.sendall(conn.recv(100))
+        except OSError:
+            pass
+        conn.close()
+)";
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "2", "--name", "stuck", "--",
+             "python3", "-c", script},
+            2);
+  const int admin = g.admin_port();
+  constexpr int kClients = 3000;
+  ASSERT_EQ(::kill(g.c.pid(), SIGSTOP), 0);
+  std::vector<UniqueFd> fds;
+  for (int i = 0; i < kClients; ++i) {
+    fds.emplace_back(connect_to(g.port));
+    ASSERT_TRUE(fds.back()) << i;
+    send_text(fds.back().get(), "x\n");
+  }
+  ASSERT_EQ(::kill(g.c.pid(), SIGCONT), 0);
+  ASSERT_TRUE(wait_metric(admin, "occasional_connections_handed_off_total", kClients, 20s));
+  EXPECT_GT(metric(admin, "occasional_handoff_retries_total{reason=\"worker_busy\"}", 0), 0);
+  EXPECT_GT(metric(admin, "occasional_handoff_batches_total"), 0);
+  // What replica 0 holds unread stays open; everything else is answered.
+  const std::string status = http_request(admin, "GET", "/v1/status").body;
+  const auto at = status.find("\"open_connections\":");
+  ASSERT_NE(at, std::string::npos) << status;
+  const int stuck = std::stoi(status.substr(at + 19));
+  ASSERT_GT(stuck, 0) << status;
+  int answered = 0;
+  const auto deadline = Clock::now() + 20s;
+  std::vector<bool> done(fds.size());
+  while (answered < kClients - stuck && Clock::now() < deadline) {
+    std::vector<pollfd> p;
+    std::vector<size_t> index;
+    for (size_t i = 0; i < fds.size(); ++i)
+      if (!done[i]) {
+        p.push_back({fds[i].get(), POLLIN, 0});
+        index.push_back(i);
+      }
+    if (::poll(p.data(), p.size(), 100) <= 0) continue;
+    for (size_t k = 0; k < p.size(); ++k)
+      if (p[k].revents & POLLIN) {
+        char buf[8];
+        if (::recv(p[k].fd, buf, sizeof buf, 0) == 2) ++answered;
+        done[index[k]] = true;
+      }
+  }
+  EXPECT_EQ(answered, kClients - stuck) << stuck << " left with the stuck worker";
+}
+
 TEST(GatewayTest, ABurstGoesOutInBatchesToWorkersThatTakeThemAndEveryClientIsServed) {
   struct Case {
     std::string name;
