@@ -118,9 +118,7 @@ bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, i
     if (!ec) {
       ++b.outstanding;
       next_ = (best + 1) % n;
-      ++stats_.handed_off;
-      stats_.handoff_duration.observe(
-          static_cast<double>(workers::monotonic_now_ns() - header.accepted_at_ns) * 1e-9);
+      handed(header, workers::monotonic_now_ns());
       fd.reset();  // the worker has its own copy now
       return true;
     }
@@ -140,8 +138,9 @@ void Balancer::flush_staged() {
 }
 
 void Balancer::flush(Backend& b) {
-  std::vector<Staged> staged = std::move(b.staged);
-  b.staged.clear();
+  // Sent from where they are: the vector keeps its capacity for the next
+  // burst, and nothing below stages (re-dispatch sends at once).
+  std::vector<Staged>& staged = b.staged;
   std::string message;
   std::error_code ec;
   if (staged.size() == 1) {
@@ -159,20 +158,24 @@ void Balancer::flush(Backend& b) {
   }
   if (!ec) {
     const int64_t now = workers::monotonic_now_ns();
-    for (Staged& s : staged) {
-      ++stats_.handed_off;
-      stats_.handoff_duration.observe(static_cast<double>(now - s.header.accepted_at_ns) * 1e-9);
-    }
-    return;  // the fds close here: the worker has its own copies
+    for (const Staged& s : staged) handed(s.header, now);
+    staged.clear();  // the fds close here: the worker has its own copies
+    return;
   }
   // Not taken: each goes to another worker, one at a time, or to the queue.
   b.outstanding -= std::min<uint64_t>(b.outstanding, staged.size());
   retried(b, ec, staged.size());
-  const int replica = b.replica;  // `b` stays valid: nothing below adds or removes workers
+  // `b` stays valid: nothing below adds or removes workers.
   for (Staged& s : staged)
-    if (!hand_off(s.fd, s.header, false, replica))
+    if (!hand_off(s.fd, s.header, false, b.replica))
       queue_.push(std::move(s.fd), std::move(s.header));
+  staged.clear();
   arm_retry();
+}
+
+void Balancer::handed(const workers::ConnHeader& header, int64_t now_ns) {
+  ++stats_.handed_off;
+  stats_.handoff_duration.observe(static_cast<double>(now_ns - header.accepted_at_ns) * 1e-9);
 }
 
 void Balancer::retried(const Backend& b, const std::error_code& ec, size_t connections) {

@@ -78,6 +78,8 @@ class Balancer {
   // Sends what is staged for each worker, one message per worker.
   void flush_staged();
   void flush(Backend& b);
+  // A connection went to a worker: counted, and its accept-to-handoff time observed.
+  void handed(const workers::ConnHeader& header, int64_t now_ns);
   // A send of `connections` failed: counts them and logs (at most a line a second).
   void retried(const Backend& b, const std::error_code& ec, size_t connections = 1);
   void drain_queue();

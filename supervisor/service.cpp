@@ -269,8 +269,9 @@ void Service::on_message(int replica, const workers::Message& m) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   switch (m.type) {
     case workers::MessageType::hello:
-      if (r.link) r.link->set_takes_batches(m.conn_batches);
-      if (m.closed_counter && r.link)
+      if (!r.link) break;
+      r.link->set_takes_batches(m.conn_batches);
+      if (m.closed_counter)
         if (std::error_code ec = r.link->share_closed_counter())
           observer_.on_closed_counter_unavailable(config_.name, replica, ec.message());
       break;

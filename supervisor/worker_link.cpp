@@ -20,8 +20,7 @@ void WorkerLink::close() {
 }
 
 std::error_code WorkerLink::send(std::string_view message, int fd) {
-  if (closed_) return std::make_error_code(std::errc::not_connected);
-  return workers::send_datagram(socket_.native_handle(), message, fd);
+  return send(message, fd >= 0 ? std::span<const int>(&fd, 1) : std::span<const int>());
 }
 
 std::error_code WorkerLink::send(std::string_view message, std::span<const int> fds) {

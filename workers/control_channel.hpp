@@ -5,7 +5,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <vector>
 
 #include "workers/protocol.hpp"
 #include "workers/unique_fd.hpp"
@@ -25,8 +24,6 @@ inline std::error_code send_datagram(int socket, std::string_view payload, int p
                        pass_fd >= 0 ? std::span<const int>(&pass_fd, 1) : std::span<const int>());
 }
 
-// closed: the peer closed its end (EOF, or ECONNRESET when it left our
-// messages unread).
 // The fds that came with one message, held without a heap allocation
 // (receive_datagram runs once per handoff on both sides).
 class FdList {
@@ -52,6 +49,8 @@ class FdList {
   size_t size_ = 0;
 };
 
+// closed: the peer closed its end (EOF, or ECONNRESET when it left our
+// messages unread).
 enum class ReceiveStatus { message, would_block, closed, bad_message, error };
 
 struct Received {

@@ -121,13 +121,13 @@ std::string encode_conn(const ConnHeader& h) {
 void append_conns_entry(std::string& message, const ConnHeader& h) {
   if (message.empty()) {
     message = start("conns");
-    message += ",\"conns\":[{";
+    message += ",\"conns\":[";
   } else {
-    message += ",{";
+    message += ',';
   }
   const size_t at = message.size();
   conn_fields(message, h);
-  message.erase(at, 1);  // the comma before the first field
+  message[at] = '{';  // the comma conn_fields puts before the first field
   message += '}';
 }
 

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <thread>
@@ -475,15 +476,20 @@ double metric(int admin_port, const std::string& sample, double absent = -1) {
   return std::stod(r.body.substr(at + key.size()));
 }
 
-bool wait_metric(int admin_port, const std::string& sample, double want,
-                 std::chrono::milliseconds timeout = 5s) {
+// Checks `holds` every 5 ms until it is true (true) or `timeout` passed (false).
+bool poll_until(const std::function<bool()>& holds, std::chrono::milliseconds timeout = 5s) {
   const auto deadline = Clock::now() + timeout;
-  while (metric(admin_port, sample, 0) != want)
+  while (!holds())
     if (Clock::now() >= deadline)
       return false;
     else
       std::this_thread::sleep_for(5ms);
   return true;
+}
+
+bool wait_metric(int admin_port, const std::string& sample, double want,
+                 std::chrono::milliseconds timeout = 5s) {
+  return poll_until([&] { return metric(admin_port, sample, 0) == want; }, timeout);
 }
 
 TEST(GatewayTest, ClientsBeyondAFullQueueWaitInTheBacklogAndAreAllServed) {
@@ -774,13 +780,9 @@ bool maps_closed_counter(pid_t pid) {
 
 bool wait_open_connections(int admin, int want) {
   const std::string field = "\"open_connections\":" + std::to_string(want);
-  const auto deadline = Clock::now() + 5s;
-  while (http_request(admin, "GET", "/v1/status").body.find(field) == std::string::npos)
-    if (Clock::now() >= deadline)
-      return false;
-    else
-      std::this_thread::sleep_for(5ms);
-  return true;
+  return poll_until([&] {
+    return http_request(admin, "GET", "/v1/status").body.find(field) != std::string::npos;
+  });
 }
 
 // A worker at its max_connections takes the next connection only once it
