@@ -202,8 +202,11 @@ class Bench:
     def coordinator(self, name, mode, worker, replicas, extra=(), stderr=None):
         port, admin = free_port(), free_port()
         defer = ["--defer-accept"] if self.defer else []
+        # The service is named after the setup, as the standalone workers
+        # are (--name): every setup's responses then carry a name of about
+        # the same length, and the same bytes go over the wire.
         cmd = self.server([self.occasional, "run", "--listen", f"127.0.0.1:{port}",
-                           "--mode", mode, "--replicas", str(replicas),
+                           "--name", name, "--mode", mode, "--replicas", str(replicas),
                            "--admin", f"127.0.0.1:{admin}", "--log-format", "json",
                            *defer, *extra, "--", *worker])
         p = self.procs.start(name, cmd, stderr=stderr)

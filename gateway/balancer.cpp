@@ -84,7 +84,7 @@ void Balancer::arm_retry() {
 }
 
 bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, int exclude) {
-  std::string message;
+  bool encoded = false;
   const size_t n = backends_.size();
   // At most one try per worker per connection: a worker whose socket is
   // full is skipped. Marks are generations, so nothing is reset or allocated.
@@ -113,8 +113,9 @@ bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, i
       if (b.staged.size() >= kStageMax) flush(b);
       return true;
     }
-    if (message.empty()) message = workers::encode_conn(header);
-    std::error_code ec = b.link->send(message, fd.get());
+    if (!encoded) workers::encode_conn(message_, header);
+    encoded = true;
+    std::error_code ec = b.link->send(message_, fd.get());
     if (!ec) {
       ++b.outstanding;
       next_ = (best + 1) % n;
@@ -141,19 +142,19 @@ void Balancer::flush(Backend& b) {
   // Sent from where they are: the vector keeps its capacity for the next
   // burst, and nothing below stages (re-dispatch sends at once).
   std::vector<Staged>& staged = b.staged;
-  std::string message;
   std::error_code ec;
   if (staged.size() == 1) {
-    message = workers::encode_conn(staged[0].header);
-    ec = b.link->send(message, staged[0].fd.get());
+    workers::encode_conn(message_, staged[0].header);
+    ec = b.link->send(message_, staged[0].fd.get());
   } else {
     int fds[workers::kMaxConnsPerMessage];
+    message_.clear();
     for (size_t i = 0; i < staged.size(); ++i) {
-      workers::append_conns_entry(message, staged[i].header);
+      workers::append_conns_entry(message_, staged[i].header);
       fds[i] = staged[i].fd.get();
     }
-    workers::finish_conns(message);
-    ec = b.link->send(message, std::span<const int>(fds, staged.size()));
+    workers::finish_conns(message_);
+    ec = b.link->send(message_, std::span<const int>(fds, staged.size()));
     if (!ec) ++stats_.handoff_batches;
   }
   if (!ec) {

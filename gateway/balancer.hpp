@@ -98,6 +98,8 @@ class Balancer {
   std::chrono::steady_clock::time_point last_retry_log_{};
   uint64_t unlogged_retries_ = 0;
   bool bursting_ = false;
+  // The message being sent; kept so that encoding reuses its capacity.
+  std::string message_;
 };
 
 }  // namespace occasional::gateway

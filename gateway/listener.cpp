@@ -65,18 +65,6 @@ const char* accept_error_reason(int err) {
   }
 }
 
-std::string sockaddr_text(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = {};
-  if (ss.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    return std::string("[") + host + "]:" + std::to_string(ntohs(a->sin6_port));
-  }
-  auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-  ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-  return std::string(host) + ":" + std::to_string(ntohs(a->sin_port));
-}
-
 int bind_listener(const ListenAddress& a, bool defer_accept, uint16_t& bound_port) {
   const int family = a.v6 ? AF_INET6 : AF_INET;
   UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -129,7 +117,38 @@ bool wildcard(const ListenAddress& a) {
   return a.host == "0.0.0.0" || a.host == "::";
 }
 
+void append_decimal(std::string& out, unsigned value) {
+  char digits[10];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value > 0);
+  while (n > 0) out += digits[--n];
+}
+
 }  // namespace
+
+std::string sockaddr_text(const sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    return std::string("[") + host + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  // IPv4 by hand: glibc's inet_ntop formats it with sprintf, and this runs
+  // once per connection.
+  auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+  const auto* octet = reinterpret_cast<const unsigned char*>(&a->sin_addr);
+  std::string text;
+  for (int i = 0; i < 4; ++i) {
+    if (i > 0) text += '.';
+    append_decimal(text, octet[i]);
+  }
+  text += ':';
+  append_decimal(text, ntohs(a->sin_port));
+  return text;
+}
 
 Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
                    bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log)

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/socket.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -25,6 +27,10 @@ struct ListenAddress {
 };
 // Throws std::invalid_argument with a message for a person.
 ListenAddress parse_listen_address(const std::string& text);
+
+// An accepted peer or local address as the `conn` header carries it:
+// "127.0.0.1:50312", "[::1]:50312".
+std::string sockaddr_text(const sockaddr_storage& address);
 
 // One listening socket. Binds at construction (startup: throws on failure).
 // The accept loop only accepts and hands each connection on: accept4 until

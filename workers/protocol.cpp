@@ -43,12 +43,16 @@ int64_t monotonic_now_ns() {
 
 namespace {
 
-std::string start(const char* type) {
-  std::string s;
-  s.reserve(64);
+void start(std::string& s, const char* type) {
   s += "{\"type\":\"";
   s += type;
   s += '"';
+}
+
+std::string start(const char* type) {
+  std::string s;
+  s.reserve(64);
+  start(s, type);
   return s;
 }
 
@@ -113,14 +117,21 @@ void conn_fields(std::string& s, const ConnHeader& h) {
 }  // namespace
 
 std::string encode_conn(const ConnHeader& h) {
-  auto s = start("conn");
-  conn_fields(s, h);
-  return finish(std::move(s));
+  std::string s;
+  encode_conn(s, h);
+  return s;
+}
+
+void encode_conn(std::string& out, const ConnHeader& h) {
+  out.clear();
+  start(out, "conn");
+  conn_fields(out, h);
+  out += '}';
 }
 
 void append_conns_entry(std::string& message, const ConnHeader& h) {
   if (message.empty()) {
-    message = start("conns");
+    start(message, "conns");
     message += ",\"conns\":[";
   } else {
     message += ',';
@@ -250,30 +261,41 @@ struct Decoder {
 
 std::optional<Message> decode_message(std::string_view datagram, std::string& reason,
                                       std::string& error) {
+  Message m;
+  if (!decode_message(datagram, m, reason, error)) return std::nullopt;
+  return m;
+}
+
+bool decode_message(std::string_view datagram, Message& m, std::string& reason,
+                    std::string& error) {
+  // Every field back to empty; `conns` keeps its capacity.
+  std::vector<ConnHeader> conns = std::move(m.conns);
+  conns.clear();
+  m = Message{};
+  m.conns = std::move(conns);
   // One parser per thread: decoding allocates nothing once it has grown.
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element doc;
   if (parser.parse(datagram.data(), datagram.size()).get(doc) != simdjson::SUCCESS) {
     reason = "not_json";
     error = "the message is not valid JSON";
-    return std::nullopt;
+    return false;
   }
   Decoder d{{}, reason, error};
   if (doc.get(d.obj) != simdjson::SUCCESS) {
     d.fail("not_json", "the message is not a JSON object");
-    return std::nullopt;
+    return false;
   }
   auto first = d.obj.begin();
   if (first == d.obj.end() || first.key() != "type") {
     d.fail("type_not_first", "the first field must be \"type\"");
-    return std::nullopt;
+    return false;
   }
   std::string_view type;
   if (first.value().get(type) != simdjson::SUCCESS) {
     d.fail("wrong_type", "field \"type\" must be a string");
-    return std::nullopt;
+    return false;
   }
-  Message m;
   bool ok = true;
   if (type == "hello") {
     m.type = MessageType::hello;
@@ -298,6 +320,7 @@ std::optional<Message> decode_message(std::string_view datagram, std::string& re
       ok = d.fail("wrong_type", "field \"conns\" must hold 1 to " +
                                     std::to_string(kMaxConnsPerMessage) + " connections");
     } else {
+      m.conns.reserve(list.size());
       for (simdjson::dom::element item : list) {
         Decoder entry{{}, reason, error};
         if (item.get(entry.obj) != simdjson::SUCCESS) {
@@ -334,13 +357,13 @@ std::optional<Message> decode_message(std::string_view datagram, std::string& re
     ok = d.string("text", m.text);
   } else {
     d.fail("unknown_type", "unknown message type \"" + std::string(type) + "\"");
-    return std::nullopt;
+    return false;
   }
   if (!ok) {
     error = std::string(type) + ": " + error;
-    return std::nullopt;
+    return false;
   }
-  return m;
+  return true;
 }
 
 }  // namespace occasional::workers

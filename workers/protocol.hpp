@@ -77,6 +77,9 @@ std::string encode_hello_coordinator();
 std::string encode_hello_worker(int64_t pid, bool closed_counter = false,
                                 bool conn_batches = false);
 std::string encode_conn(const ConnHeader& h);
+// The same into `out`, replacing what it held: a buffer kept between
+// handoffs keeps its capacity, and the hot path allocates nothing.
+void encode_conn(std::string& out, const ConnHeader& h);
 // Appends one more header to a `conns` message being built: start with an
 // empty string, append 1 to kMaxConnsPerMessage headers, then finish_conns.
 void append_conns_entry(std::string& message, const ConnHeader& h);
@@ -97,5 +100,9 @@ std::string encode_status(std::string_view text);
 // "wrong_type", "bad_version".
 std::optional<Message> decode_message(std::string_view datagram, std::string& reason,
                                       std::string& error);
+// The same into `out`, which is reset first: a Message kept between calls
+// keeps the capacity of its `conns`. False on failure, as nullopt above.
+bool decode_message(std::string_view datagram, Message& out, std::string& reason,
+                    std::string& error);
 
 }  // namespace occasional::workers

@@ -286,34 +286,34 @@ asio::awaitable<std::optional<Connection>> Worker::next_handoff() {
         break;
     }
     std::string reason, error;
-    auto m = decode_message(r.payload, reason, error);
-    if (!m) {
+    Message& m = decoded_;
+    if (!decode_message(r.payload, m, reason, error)) {
       exit_error("protocol_error", error);
       throw std::runtime_error("control message: " + error);
     }
     control_wait_first_ = control_batching_.wait_after_item();
-    switch (m->type) {
+    switch (m.type) {
       case MessageType::conn:
       case MessageType::conns: {
-        const size_t want = m->type == MessageType::conn ? 1 : m->conns.size();
+        const size_t want = m.type == MessageType::conn ? 1 : m.conns.size();
         if (r.fds.size() != want) {
-          const std::string what = std::string(message_type_name(m->type)) + " message with " +
+          const std::string what = std::string(message_type_name(m.type)) + " message with " +
                                    std::to_string(r.fds.size()) + " fds for " +
                                    std::to_string(want) + " connections";
           exit_error("protocol_error", what);
           throw std::runtime_error(what);
         }
-        if (m->type == MessageType::conn)
-          co_return adopt(std::move(r.fds[0]), std::move(m->conn), received_at);
+        if (m.type == MessageType::conn)
+          co_return adopt(std::move(r.fds[0]), std::move(m.conn), received_at);
         for (size_t i = 1; i < want; ++i)
-          batch_.push_back(adopt(std::move(r.fds[i]), std::move(m->conns[i]), received_at));
-        co_return adopt(std::move(r.fds[0]), std::move(m->conns[0]), received_at);
+          batch_.push_back(adopt(std::move(r.fds[i]), std::move(m.conns[i]), received_at));
+        co_return adopt(std::move(r.fds[0]), std::move(m.conns[0]), received_at);
       }
       case MessageType::drain:
         start_drain();
         co_return std::nullopt;
       case MessageType::ping:
-        send_control(encode_pong(m->seq));
+        send_control(encode_pong(m.seq));
         break;
       case MessageType::closed_counter:
         if (!r.fds.empty() && !closed_counter_.valid()) {

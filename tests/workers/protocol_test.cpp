@@ -68,6 +68,44 @@ TEST(ProtocolTest, ConnsCarriesSeveralHeadersInOrder) {
   EXPECT_FALSE(decode(encode_hello_worker(1))->conn_batches);
 }
 
+TEST(ProtocolTest, AKeptBufferAndAKeptMessageCarryNothingOver) {
+  // The coordinator encodes into one buffer and the worker decodes into one
+  // Message for every handoff: what a longer message left must not leak
+  // into the next.
+  ConnHeader a{1, "127.0.0.1:5001", "127.0.0.1:8080", "main", "a-long-service-name", "http", 10};
+  ConnHeader b{2, "10.0.0.2:6", "10.0.0.1:80", "edge", "web", "default", 20};
+  std::string buffer;
+  append_conns_entry(buffer, a);
+  append_conns_entry(buffer, a);
+  finish_conns(buffer);
+  Message m;
+  std::string reason, error;
+  ASSERT_TRUE(decode_message(buffer, m, reason, error)) << error;
+  EXPECT_EQ(m.conns.size(), 2u);
+  encode_conn(buffer, b);
+  EXPECT_EQ(buffer, encode_conn(b));
+  ASSERT_TRUE(decode_message(buffer, m, reason, error)) << error;
+  EXPECT_EQ(m.type, MessageType::conn);
+  EXPECT_TRUE(m.conns.empty());
+  EXPECT_EQ(m.conn.id, 2u);
+  EXPECT_EQ(m.conn.service, "web");
+  EXPECT_EQ(m.conn.peer, "10.0.0.2:6");
+  ASSERT_TRUE(decode_message(encode_status("x"), m, reason, error)) << error;
+  EXPECT_EQ(m.type, MessageType::status);
+  EXPECT_EQ(m.conn.id, 0u);
+  EXPECT_TRUE(m.conn.service.empty());
+  EXPECT_EQ(m.text, "x");
+  buffer.clear();
+  append_conns_entry(buffer, b);
+  finish_conns(buffer);
+  ASSERT_TRUE(decode_message(buffer, m, reason, error)) << error;
+  ASSERT_EQ(m.conns.size(), 1u);
+  EXPECT_EQ(m.conns[0].listener, "edge");
+  EXPECT_TRUE(m.text.empty());
+  EXPECT_FALSE(decode_message("{}", m, reason, error));
+  EXPECT_EQ(reason, "type_not_first");
+}
+
 TEST(ProtocolTest, BadConnsMessagesNameWhatIsWrong) {
   struct Case {
     std::string text;
