@@ -34,8 +34,8 @@ TEST(SockaddrTextTest, IPv4AddressesReadAsInetNtopWritesThem) {
   EXPECT_EQ(v4("10.20.3.100", 8), "10.20.3.100:8");
   // Every octet value, against the C library's own formatting.
   for (unsigned n = 0; n < 256; ++n) {
-    const std::string host = std::to_string(n) + "." + std::to_string(255 - n) + ".1." +
-                             std::to_string(n % 10);
+    const std::string host =
+        std::to_string(n) + "." + std::to_string(255 - n) + ".1." + std::to_string(n % 10);
     EXPECT_EQ(v4(host.c_str(), static_cast<uint16_t>(n * 257)),
               host + ":" + std::to_string(n * 257));
   }
