@@ -67,6 +67,10 @@ class Listener {
  private:
   void wait();
   void accept_ready();
+  // Between two drains of one wake-up: sends what the first staged, lets
+  // whatever else is runnable on this CPU go first, and counts whether any
+  // did (occasional_accept_yields_total).
+  void yield_between_drains();
   void pause(int err);  // err: the errno accept4 failed with
   void hold();
   void release_hold();

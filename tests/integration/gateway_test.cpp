@@ -944,6 +944,10 @@ TEST(GatewayTest, ABurstGoesOutInBatchesToWorkersThatTakeThemAndEveryClientIsSer
       fds[i].reset();  // the Python worker serves one connection at a time, to its end
     }
     EXPECT_EQ(metric(admin, "occasional_connections_handed_off_total"), 60);
+    // The drain that found the backlog empty yielded once before waiting.
+    EXPECT_GE(metric(admin, "occasional_accept_yields_total{cpu=\"shared\"}") +
+                  metric(admin, "occasional_accept_yields_total{cpu=\"free\"}"),
+              1);
     const double batches = metric(admin, "occasional_handoff_batches_total");
     if (k.batches) {
       EXPECT_GE(batches, 1);

@@ -1,0 +1,95 @@
+#include "gateway/balancer.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <memory>
+#include <vector>
+
+#include "workers/control_channel.hpp"
+
+namespace occasional::gateway {
+namespace {
+
+// Four ready workers that take `conns` messages, each a real socket pair:
+// the balancer sends on the link, the test reads what the worker would.
+class BalancerTest : public ::testing::Test {
+ protected:
+  static constexpr int kWorkers = 4;
+
+  void SetUp() override {
+    balancer_ = std::make_unique<Balancer>(io_, "svc", BalancerConfig{}, stats_, log_);
+    for (int i = 0; i < kWorkers; ++i) {
+      int sv[2];
+      ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+      worker_ends_.emplace_back(sv[1]);
+      links_.push_back(std::make_unique<supervisor::WorkerLink>(
+          io_, UniqueFd(sv[0]), supervisor::WorkerLink::Handlers{}));
+      links_.back()->set_takes_batches(true);
+      balancer_->add(i, links_.back().get());
+    }
+  }
+
+  // One burst of `count` connections, as a listener's drain makes it.
+  void burst(size_t count) {
+    balancer_->begin_burst();
+    for (size_t i = 0; i < count; ++i) {
+      workers::ConnHeader h;
+      h.id = next_id_++;
+      h.peer = "127.0.0.1:1";
+      balancer_->dispatch(UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC)), std::move(h));
+    }
+    balancer_->end_burst();
+  }
+
+  // The number of connections in each message a worker has received since
+  // the last call; each connection's fd is checked to have arrived.
+  std::vector<size_t> received(int worker) {
+    std::vector<size_t> sizes;
+    for (;;) {
+      workers::Received r =
+          workers::receive_datagram(worker_ends_[worker].get(), workers::kMaxConnsPerMessage);
+      if (r.status == workers::ReceiveStatus::would_block) return sizes;
+      EXPECT_EQ(r.status, workers::ReceiveStatus::message) << r.error;
+      if (r.status != workers::ReceiveStatus::message) return sizes;
+      std::string reason, error;
+      workers::Message m;
+      EXPECT_TRUE(workers::decode_message(r.payload, m, reason, error)) << error;
+      const size_t n = m.type == workers::MessageType::conns ? m.conns.size() : 1;
+      EXPECT_EQ(r.fds.size(), n);
+      sizes.push_back(n);
+    }
+  }
+
+  boost::asio::io_context io_;
+  GatewayStats stats_;
+  supervisor::EventLog log_{supervisor::LogFormat::json, -1};
+  std::vector<UniqueFd> worker_ends_;
+  std::vector<std::unique_ptr<supervisor::WorkerLink>> links_;
+  std::unique_ptr<Balancer> balancer_;
+  uint64_t next_id_ = 1;
+};
+
+TEST_F(BalancerTest, ABurstIsSpreadByLeastConnectionsInOneMessagePerWorker) {
+  burst(16);
+  for (int w = 0; w < kWorkers; ++w) {
+    EXPECT_EQ(received(w), std::vector<size_t>{4}) << "worker " << w;
+    EXPECT_EQ(balancer_->outstanding(w), 4u);
+  }
+  EXPECT_EQ(stats_.handed_off, 16u);
+  EXPECT_EQ(stats_.handoff_batches, 4u);
+}
+
+TEST_F(BalancerTest, ABurstLargerThanAMessagePerWorkerGoesOutInMessagesOfAtMostEight) {
+  burst(40);
+  for (int w = 0; w < kWorkers; ++w) {
+    EXPECT_EQ(received(w), (std::vector<size_t>{8, 2})) << "worker " << w;
+    EXPECT_EQ(balancer_->outstanding(w), 10u);
+  }
+  EXPECT_EQ(stats_.handed_off, 40u);
+}
+
+}  // namespace
+}  // namespace occasional::gateway
