@@ -33,8 +33,10 @@ ListenAddress parse_listen_address(const std::string& text);
 std::string sockaddr_text(const sockaddr_storage& address);
 
 // One listening socket. Binds at construction (startup: throws on failure).
-// The accept loop only accepts and hands each connection on: accept4 until
-// EAGAIN on each wake-up; out of fds (EMFILE/ENFILE) or memory pauses
+// The accept loop only accepts and hands each connection on: one accept4
+// per wake-up while connections come one at a time, else accept4 until
+// EAGAIN, then one yield of the CPU and one more drain before it waits
+// (docs/gateway.md, "Batches"); out of fds (EMFILE/ENFILE) or memory pauses
 // accepting with a growing delay instead of spinning, counted by reason.
 class Listener {
  public:
