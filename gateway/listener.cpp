@@ -131,11 +131,15 @@ void append_decimal(std::string& out, unsigned value) {
 }  // namespace
 
 std::string sockaddr_text(const sockaddr_storage& ss) {
-  char host[INET6_ADDRSTRLEN] = {};
   if (ss.ss_family == AF_INET6) {
     auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    char host[INET6_ADDRSTRLEN] = {};
     ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    return std::string("[") + host + "]:" + std::to_string(ntohs(a->sin6_port));
+    std::string text = "[";
+    text += host;
+    text += "]:";
+    append_decimal(text, ntohs(a->sin6_port));
+    return text;
   }
   // IPv4 by hand: glibc's inet_ntop formats it with sprintf, and this runs
   // once per connection.

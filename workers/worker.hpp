@@ -103,10 +103,10 @@ class Worker {
   // The connections of a `conns` message; next() returns them from
   // batch_next_ on. Kept (cleared) between batches: no allocation per batch.
   std::vector<Connection> batch_;
+  size_t batch_next_ = 0;
   // The last message decoded; kept so that decoding a `conns` allocates no
   // list.
   Message decoded_;
-  size_t batch_next_ = 0;
   bool control_wait_first_ = false;  // the last wake-up's message was taken: wait before reading
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::string notify_path_;
