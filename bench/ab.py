@@ -89,7 +89,7 @@ def main():
     try:
         setups = {}  # name -> (server pids, coordinator pid or None, port)
         for name, build, variables in variants:
-            occasional, hello = b.occasional, b.hello
+            occasional = b.occasional
             b.occasional = os.path.join(build, "gateway", "occasional")
             worker = os.path.join(build, "workers", "http_hello_worker")
             saved = dict(os.environ)
@@ -99,7 +99,7 @@ def main():
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
-                b.occasional, b.hello = occasional, hello
+                b.occasional = occasional
             run.wait_until(f"{name}'s 4 workers", lambda: len(children(p.pid)) >= 4)
             setups[name] = ([p.pid] + children(p.pid), p.pid, port)
         c_port = run.free_port()

@@ -21,15 +21,14 @@ import sys
 SYSCALL = re.compile(r"\s(__x64_sys_\w+|__sys_\w+)[+\s]")
 
 
-def samples(data, comm=None):
+def samples(data):
+    """(comm, call chain innermost first) for every sample in the file."""
     cmd = ["perf", "script", "-i", data, "-F", "comm,ip,sym,dso"]
-    if comm:
-        cmd += ["--comm", comm]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     for block in out.split("\n\n"):
         lines = [line for line in block.splitlines() if line.strip()]
         if lines:
-            yield lines[1:]
+            yield lines[0].strip(), lines[1:]
 
 
 def classify(frames):
@@ -49,11 +48,15 @@ def main():
     if len(sys.argv) != 5:
         sys.exit(__doc__)
     data, comm, requests, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    total = sum(1 for _ in samples(data))
+    total = 0
+    counts = collections.Counter()
+    for sample_comm, frames in samples(data):
+        total += 1
+        if sample_comm == comm:
+            counts[classify(frames)] += 1
     if total == 0 or requests <= 0:
         sys.exit(f"perf_by_syscall: no samples in {data}, or no requests")
     us_per_sample = seconds * 1e6 / total / requests
-    counts = collections.Counter(classify(frames) for frames in samples(data, comm))
     print(f"{comm}: {sum(counts.values()) * us_per_sample:.2f} us per request")
     for name, n in counts.most_common():
         print(f"  {n * us_per_sample:6.2f} us  {name}")
