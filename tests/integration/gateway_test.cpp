@@ -112,6 +112,33 @@ struct Gateway {
   int admin_port() const { return std::stoi(c.events("admin_listening").at(0)["port"]); }
 };
 
+// A sample of the coordinator's /metrics, named with its labels as exposed;
+// `absent` when there is no such sample.
+double metric(int admin_port, const std::string& sample, double absent = -1) {
+  HttpReply r = http_request(admin_port, "GET", "/metrics");
+  if (r.status != 200) return -2;
+  const std::string key = "\n" + sample + " ";
+  auto at = r.body.find(key);
+  if (at == std::string::npos) return absent;
+  return std::stod(r.body.substr(at + key.size()));
+}
+
+// Checks `holds` every 5 ms until it is true (true) or `timeout` passed (false).
+bool poll_until(const std::function<bool()>& holds, std::chrono::milliseconds timeout = 5s) {
+  const auto deadline = Clock::now() + timeout;
+  while (!holds())
+    if (Clock::now() >= deadline)
+      return false;
+    else
+      std::this_thread::sleep_for(5ms);
+  return true;
+}
+
+bool wait_metric(int admin_port, const std::string& sample, double want,
+                 std::chrono::milliseconds timeout = 5s) {
+  return poll_until([&] { return metric(admin_port, sample, 0) == want; }, timeout);
+}
+
 TEST(GatewayTest, SequentialAndConcurrentConnectionsAreSpreadEvenly) {
   Gateway g(
       {"run", "--listen", "127.0.0.1:0", "--replicas", "4", "--", kWorkers + "/http_hello_worker"},
@@ -133,6 +160,10 @@ TEST(GatewayTest, SequentialAndConcurrentConnectionsAreSpreadEvenly) {
     fds.emplace_back(connect_to(g.port));
     ASSERT_TRUE(fds.back()) << i;
   }
+  // connect() returns once the kernel has the connection, before the
+  // coordinator accepts it: wait until all are handed off, or the ones still
+  // in the backlog would go to whichever worker answered first.
+  ASSERT_TRUE(wait_metric(g.admin_port(), "occasional_connections_handed_off_total", 11000, 10s));
   const std::string req = "GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   for (auto& fd : fds) ASSERT_GT(::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL), 0);
   std::map<std::string, int> concurrent;
@@ -463,33 +494,6 @@ TEST(GatewayTest, InetdProcessSeesThePeerAddress) {
   EXPECT_EQ(talk(g.port, ""), "127.0.0.1 sh\n");
   Fields exit = g.c.wait_event("exit");
   EXPECT_EQ(exit["code"], "0");
-}
-
-// A sample of the coordinator's /metrics, named with its labels as exposed;
-// `absent` when there is no such sample.
-double metric(int admin_port, const std::string& sample, double absent = -1) {
-  HttpReply r = http_request(admin_port, "GET", "/metrics");
-  if (r.status != 200) return -2;
-  const std::string key = "\n" + sample + " ";
-  auto at = r.body.find(key);
-  if (at == std::string::npos) return absent;
-  return std::stod(r.body.substr(at + key.size()));
-}
-
-// Checks `holds` every 5 ms until it is true (true) or `timeout` passed (false).
-bool poll_until(const std::function<bool()>& holds, std::chrono::milliseconds timeout = 5s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!holds())
-    if (Clock::now() >= deadline)
-      return false;
-    else
-      std::this_thread::sleep_for(5ms);
-  return true;
-}
-
-bool wait_metric(int admin_port, const std::string& sample, double want,
-                 std::chrono::milliseconds timeout = 5s) {
-  return poll_until([&] { return metric(admin_port, sample, 0) == want; }, timeout);
 }
 
 TEST(GatewayTest, ClientsBeyondAFullQueueWaitInTheBacklogAndAreAllServed) {
