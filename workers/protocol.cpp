@@ -224,6 +224,9 @@ struct Decoder {
 
   template <class Int>
   bool integer(const char* key, Int& out, bool required = true) {
+    // Read as 64 bits and kept as 64 bits: a narrower field would take
+    // 2^32 + 1 for 1.
+    static_assert(sizeof(Int) == sizeof(int64_t));
     simdjson::dom::element e;
     if (obj[key].get(e) != simdjson::SUCCESS)
       return required ? fail("missing_field", std::string("field \"") + key + "\" is missing")

@@ -55,7 +55,7 @@ struct ConnHeader {
 // One decoded message. Fields not used by `type` stay empty.
 struct Message {
   MessageType type = MessageType::hello;
-  int version = 0;                // hello
+  int64_t version = 0;            // hello: as sent, so that no value wraps onto 1
   int64_t pid = 0;                // hello (worker)
   bool closed_counter = false;    // hello (worker): asks for a `closed_counter`
   bool conn_batches = false;      // hello (worker): takes `conns` messages

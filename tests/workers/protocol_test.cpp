@@ -161,6 +161,8 @@ TEST(ProtocolTest, BadMessagesAreRejectedWithAReason) {
            {R"({"type":"closed"})", "missing_field"},
            {R"({"type":"closed","id":"x"})", "wrong_type"},
            {R"({"type":"hello","version":2})", "bad_version"},
+           // 2^32 + 1: read into a 32-bit int it would be version 1.
+           {R"({"type":"hello","version":4294967297})", "bad_version"},
            {R"({"type":"conn","id":1})", "missing_field"},
            {R"({"type":"exit"})", "missing_field"},
        }) {
