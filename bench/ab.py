@@ -4,11 +4,13 @@
   bench/ab.py before@/tmp/old/build after             two builds, fresh connections
   bench/ab.py --quota 0.5 a                           the servers held to half a core
   bench/ab.py --smoke a                               seconds: checks it runs
+  bench/ab.py spread+--burst+spread runs+--burst+runs  two settings of one build
 
-Each variant is NAME[@BUILD_DIR][=VAR:VALUE,...]: an occasional `handoff`
-setup (4 http_hello_worker replicas, TCP_DEFER_ACCEPT unless --no-defer)
-from BUILD_DIR (default --build-dir), started with the environment
-variables given. (c), the same workers on SO_REUSEPORT, runs in every
+Each variant is NAME[@BUILD_DIR][+ARG...][=VAR:VALUE,...]: an occasional
+`handoff` setup (4 http_hello_worker replicas, TCP_DEFER_ACCEPT unless
+--no-defer) from BUILD_DIR (default --build-dir), with the extra
+`occasional run` arguments given (each after a +) and started with the
+environment variables given. (c), the same workers on SO_REUSEPORT, runs in every
 repetition too, and each variant's req/s is divided by (c)'s of the same
 repetition. Per request it also reports the CPU time of every server
 process, the coordinator's share, and the context switches, from /proc.
@@ -46,16 +48,18 @@ def cpu(pids):
 
 def parse_variant(text, default_build):
     name, _, env = text.partition("=")
+    name, *args = name.split("+")
     name, _, build = name.partition("@")
     if not name:
-        raise SystemExit(f"ab: variant '{text}' has no name: use NAME[@BUILD_DIR][=VAR:VALUE,...]")
+        raise SystemExit(f"ab: variant '{text}' has no name: "
+                         "use NAME[@BUILD_DIR][+ARG...][=VAR:VALUE,...]")
     variables = {}
     for item in filter(None, env.split(",")):
         var, sep, value = item.partition(":")
         if not var or not sep:
             raise SystemExit(f"ab: variant '{text}': '{item}' is not VAR:VALUE")
         variables[var] = value
-    return name, os.path.abspath(build or default_build), variables
+    return name, os.path.abspath(build or default_build), args, variables
 
 
 def main():
@@ -88,14 +92,14 @@ def main():
         b.quota = run.CpuQuota(a.quota)
     try:
         setups = {}  # name -> (server pids, coordinator pid or None, port)
-        for name, build, variables in variants:
+        for name, build, args, variables in variants:
             occasional = b.occasional
             b.occasional = os.path.join(build, "gateway", "occasional")
             worker = os.path.join(build, "workers", "http_hello_worker")
             saved = dict(os.environ)
             os.environ.update(variables)
             try:
-                p, port, _ = b.coordinator(name, "handoff", [worker], 4)
+                p, port, _ = b.coordinator(name, "handoff", [worker], 4, extra=args)
             finally:
                 os.environ.clear()
                 os.environ.update(saved)

@@ -8,6 +8,18 @@ namespace occasional::gateway {
 
 using supervisor::LogLevel;
 
+const char* burst_mode_name(BurstMode mode) {
+  switch (mode) {
+    case BurstMode::automatic:
+      return "auto";
+    case BurstMode::spread:
+      return "spread";
+    case BurstMode::runs:
+      return "runs";
+  }
+  return "?";
+}
+
 Balancer::Balancer(boost::asio::io_context& io, std::string service, BalancerConfig config,
                    GatewayStats& stats, const supervisor::EventLog& log)
     : service_(std::move(service)),
@@ -30,6 +42,7 @@ void Balancer::add(int replica, supervisor::WorkerLink* link) {
 void Balancer::remove(int replica) {
   for (size_t i = 0; i < backends_.size(); ++i)
     if (backends_[i].replica == replica) {
+      run_ = kNoRun;  // indices move
       // Staged for it and not sent: they go to another worker or the queue.
       std::vector<Staged> staged = std::move(backends_[i].staged);
       backends_.erase(backends_.begin() + static_cast<long>(i));
@@ -89,6 +102,7 @@ bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, i
   // At most one try per worker per connection: a worker whose socket is
   // full is skipped. Marks are generations, so nothing is reset or allocated.
   const uint64_t generation = ++attempt_;
+  if (stage && bursting_ && run_ < n && stage_in_run(fd, header)) return true;
   for (size_t tries = 0; tries < n; ++tries) {
     size_t best = n;
     uint64_t least = std::numeric_limits<uint64_t>::max();
@@ -107,10 +121,9 @@ bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, i
     Backend& b = backends_[best];
     b.tried = generation;
     if (stage && bursting_ && b.link->takes_batches()) {
-      b.staged.push_back({std::move(fd), std::move(header)});
-      ++b.outstanding;
       next_ = (best + 1) % n;
-      if (b.staged.size() >= kStageMax) flush(b);
+      run_ = config_.burst == BurstMode::runs ? best : kNoRun;
+      stage_for(b, fd, header);
       return true;
     }
     if (!encoded) workers::encode_conn(message_, header);
@@ -128,8 +141,31 @@ bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, i
   return false;
 }
 
+bool Balancer::stage_in_run(UniqueFd& fd, workers::ConnHeader& header) {
+  Backend& b = backends_[run_];
+  // A run ends when its message is full (flushed: nothing staged) or the
+  // worker reaches its cap; the next connection starts one elsewhere.
+  if (b.staged.empty() ||
+      (config_.max_connections && open_connections(b) >= config_.max_connections)) {
+    run_ = kNoRun;
+    return false;
+  }
+  stage_for(b, fd, header);
+  return true;
+}
+
+void Balancer::stage_for(Backend& b, UniqueFd& fd, workers::ConnHeader& header) {
+  b.staged.push_back({std::move(fd), std::move(header)});
+  ++b.outstanding;
+  if (b.staged.size() >= kStageMax) {
+    flush(b);
+    run_ = kNoRun;
+  }
+}
+
 void Balancer::end_burst() {
   bursting_ = false;
+  run_ = kNoRun;
   flush_staged();
 }
 

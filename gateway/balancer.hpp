@@ -16,10 +16,20 @@
 
 namespace occasional::gateway {
 
+// How a burst's connections are dealt out to the workers (docs/gateway.md,
+// "Batches").
+enum class BurstMode {
+  automatic,  // runs when the service has one CPU (CpuBudget::one_cpu), else spread
+  spread,     // each connection to the least loaded worker
+  runs,       // up to a message's worth to the least loaded worker before the next gets any
+};
+const char* burst_mode_name(BurstMode mode);
+
 struct BalancerConfig {
   uint32_t max_connections = 0;  // per worker; 0: no cap
   size_t queue_max = 1024;       // connections waiting for a ready worker
   std::chrono::milliseconds queue_timeout{5000};
+  BurstMode burst = BurstMode::automatic;  // the Balancer takes spread or runs
 };
 
 // The ready workers of one handoff service and the connections waiting for
@@ -33,7 +43,10 @@ struct BalancerConfig {
 // wake-up, between begin_burst and end_burst), a worker that takes `conns`
 // messages gets the connections picked for it in one message: one sendmsg
 // and one wake-up for up to kStageMax connections instead of one each
-// (docs/gateway.md, "Batches").
+// (docs/gateway.md, "Batches"). With BurstMode::runs the worker picked
+// first keeps taking the burst's connections until it has kStageMax of them
+// (or is at max_connections): on one CPU, spreading a burst wider buys no
+// parallelism and costs a wake-up and two context switches per worker.
 class Balancer {
  public:
   Balancer(boost::asio::io_context& io, std::string service, BalancerConfig config,
@@ -75,6 +88,12 @@ class Balancer {
   // when none took it. During a burst a worker that takes batches gets it
   // staged, to be sent by end_burst(); `stage` false sends at once.
   bool hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage = true, int exclude = -1);
+  // BurstMode::runs: stages the connection for the worker taking the
+  // current run; false when that run is over.
+  bool stage_in_run(UniqueFd& fd, workers::ConnHeader& header);
+  // Stages a connection for `b`; a full message goes out at once and ends
+  // the run.
+  void stage_for(Backend& b, UniqueFd& fd, workers::ConnHeader& header);
   // Sends what is staged for each worker, one message per worker.
   void flush_staged();
   void flush(Backend& b);
@@ -98,6 +117,9 @@ class Balancer {
   std::chrono::steady_clock::time_point last_retry_log_{};
   uint64_t unlogged_retries_ = 0;
   bool bursting_ = false;
+  // With BurstMode::runs: the index of the worker taking the current run.
+  static constexpr size_t kNoRun = static_cast<size_t>(-1);
+  size_t run_ = kNoRun;
   // The message being sent; kept so that encoding reuses its capacity.
   std::string message_;
 };

@@ -21,6 +21,9 @@ Options:
                            handoff with --listen, plain without)
   --max-processes N        inetd mode: processes alive at once (default 64)
   --max-connections N      per worker, handoff mode (default 0: no cap)
+  --burst auto|spread|runs handoff mode: how a burst of connections is dealt out;
+                           runs (up to 8 to one worker before the next) when
+                           the service has one CPU, spread otherwise (default auto)
   --queue-max N            connections waiting for a ready worker (default 1024);
                            while full, new clients wait in the kernel's backlog
   --queue-timeout SEC      how long one may wait (default 5)
@@ -129,6 +132,16 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     } else if (a == "--max-connections") {
       entry.balancer.max_connections =
           static_cast<uint32_t>(parse_count(a, need_value(args, i), 0));
+    } else if (a == "--burst") {
+      const std::string v = need_value(args, i);
+      if (v == "auto")
+        entry.balancer.burst = BurstMode::automatic;
+      else if (v == "spread")
+        entry.balancer.burst = BurstMode::spread;
+      else if (v == "runs")
+        entry.balancer.burst = BurstMode::runs;
+      else
+        throw UsageError("--burst: expected auto, spread or runs, got '" + v + "'");
     } else if (a == "--queue-max") {
       entry.balancer.queue_max = static_cast<size_t>(parse_count(a, need_value(args, i), 0));
     } else if (a == "--queue-timeout") {

@@ -373,10 +373,11 @@ class Loader {
       ServiceEntry entry;
       supervisor::ServiceConfig& s = entry.service;
       s.name = std::string(name);
-      object o = obj(value, path,
-                     {"command", "env", "cwd", "mode", "replicas", "restart", "backoff_initial",
-                      "backoff_max", "jitter", "stable_after", "max_restarts", "window", "grace",
-                      "max_connections", "max_processes", "queue", "listener", "watchdog"});
+      object o =
+          obj(value, path,
+              {"command", "env", "cwd", "mode", "replicas", "restart", "backoff_initial",
+               "backoff_max", "jitter", "stable_after", "max_restarts", "window", "grace",
+               "max_connections", "burst", "max_processes", "queue", "listener", "watchdog"});
       auto at = [&](const char* key) {
         auto p = path;
         p.emplace_back(std::string(key));
@@ -439,6 +440,12 @@ class Loader {
       if (o["max_connections"].get(v) == simdjson::SUCCESS)
         entry.balancer.max_connections =
             static_cast<uint32_t>(integer(v, at("max_connections"), 0, 10'000'000));
+      if (o["burst"].get(v) == simdjson::SUCCESS) {
+        std::string b = one_of(v, at("burst"), {"auto", "spread", "runs"});
+        entry.balancer.burst = b == "auto"     ? BurstMode::automatic
+                               : b == "spread" ? BurstMode::spread
+                                               : BurstMode::runs;
+      }
       if (o["max_processes"].get(v) == simdjson::SUCCESS)
         entry.max_processes = static_cast<int>(integer(v, at("max_processes"), 1, 100'000));
       if (o["queue"].get(v) == simdjson::SUCCESS) {

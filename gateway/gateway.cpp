@@ -2,11 +2,22 @@
 
 namespace occasional::gateway {
 
-Gateway::Gateway(boost::asio::io_context& io, const Config& config, const supervisor::EventLog& log)
+Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBudget& cpu,
+                 const supervisor::EventLog& log)
     : log_(log), dispatcher_(stats_) {
-  for (const ServiceEntry& s : config.services)
-    if (s.service.mode == supervisor::WorkerMode::handoff)
-      dispatcher_.add_service(io, s.service.name, s.balancer, log);
+  for (const ServiceEntry& s : config.services) {
+    if (s.service.mode != supervisor::WorkerMode::handoff) continue;
+    BalancerConfig balancer = s.balancer;
+    if (balancer.burst == BurstMode::automatic)
+      balancer.burst = cpu.one_cpu() ? BurstMode::runs : BurstMode::spread;
+    dispatcher_.add_service(io, s.service.name, balancer, log);
+    log.event(supervisor::LogLevel::info, "balancing")
+        .str("service", s.service.name)
+        .str("burst", burst_mode_name(balancer.burst))
+        .str("configured", burst_mode_name(s.balancer.burst))
+        .num("affinity_cpus", cpu.affinity_cpus)
+        .real("quota_cores", cpu.quota_cores);
+  }
   for (const ListenerConfig& l : config.listeners) {
     Port port;
     port.listener = std::make_unique<Listener>(io, l.name, l.address, l.defer_accept, stats_, log);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gateway/config.hpp"
+#include "gateway/cpu_budget.hpp"
 #include "gateway/dispatcher.hpp"
 #include "gateway/gateway_stats.hpp"
 #include "gateway/listener.hpp"
@@ -16,9 +17,11 @@ namespace occasional::gateway {
 
 // The data plane: the listeners, each with its Router, feeding one
 // Dispatcher. Binds every listener at construction (startup: throws).
+// `cpu` decides how a service whose `burst` is auto deals out bursts.
 class Gateway {
  public:
-  Gateway(boost::asio::io_context& io, const Config& config, const supervisor::EventLog& log);
+  Gateway(boost::asio::io_context& io, const Config& config, const CpuBudget& cpu,
+          const supervisor::EventLog& log);
 
   Dispatcher& dispatcher() { return dispatcher_; }
   GatewayStats& stats() { return stats_; }

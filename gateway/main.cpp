@@ -40,7 +40,7 @@ int run(const gw::Config& config) {
   sv::Supervisor supervisor(io, log);
   sv::ServiceLog service_log(log);
   supervisor.add_observer(service_log);
-  gw::Gateway gateway(io, config, log);
+  gw::Gateway gateway(io, config, gw::read_cpu_budget(), log);
   supervisor.add_observer(gateway.dispatcher());
   gw::Shutdown shutdown(io, supervisor, log, [&gateway] { gateway.stop(); });
   gw::CoordinatorAdmin* backend_ptr = nullptr;

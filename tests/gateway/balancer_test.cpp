@@ -19,8 +19,12 @@ class BalancerTest : public ::testing::Test {
  protected:
   static constexpr int kWorkers = 4;
 
-  void SetUp() override {
-    balancer_ = std::make_unique<Balancer>(io_, "svc", BalancerConfig{}, stats_, log_);
+  void SetUp() override { start(BalancerConfig{}); }
+
+  void start(BalancerConfig config) {
+    worker_ends_.clear();
+    links_.clear();
+    balancer_ = std::make_unique<Balancer>(io_, "svc", config, stats_, log_);
     for (int i = 0; i < kWorkers; ++i) {
       int sv[2];
       ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
@@ -89,6 +93,48 @@ TEST_F(BalancerTest, ABurstLargerThanAMessagePerWorkerGoesOutInMessagesOfAtMostE
     EXPECT_EQ(balancer_->outstanding(w), 10u);
   }
   EXPECT_EQ(stats_.handed_off, 40u);
+}
+
+TEST_F(BalancerTest, InRunsAWorkerTakesAFullMessageBeforeTheNextGetsAny) {
+  start(BalancerConfig{.burst = BurstMode::runs});
+  burst(12);
+  // The first least loaded worker takes 8, the next least loaded the rest;
+  // the other two are not woken.
+  EXPECT_EQ(received(0), std::vector<size_t>{8});
+  EXPECT_EQ(received(1), std::vector<size_t>{4});
+  EXPECT_EQ(received(2), std::vector<size_t>{});
+  EXPECT_EQ(received(3), std::vector<size_t>{});
+  // The next burst starts at the least loaded workers: runs balance out.
+  burst(12);
+  EXPECT_EQ(received(2), std::vector<size_t>{8});
+  EXPECT_EQ(received(3), std::vector<size_t>{4});
+  for (int w = 0; w < kWorkers; ++w) EXPECT_EQ(balancer_->outstanding(w), w % 2 ? 4u : 8u);
+  EXPECT_EQ(stats_.handed_off, 24u);
+  EXPECT_EQ(stats_.handoff_batches, 4u);
+}
+
+TEST_F(BalancerTest, InRunsALargeBurstStillEndsUpEvenAcrossWorkers) {
+  start(BalancerConfig{.burst = BurstMode::runs});
+  burst(64);
+  for (int w = 0; w < kWorkers; ++w) {
+    EXPECT_EQ(received(w), (std::vector<size_t>{8, 8})) << "worker " << w;
+    EXPECT_EQ(balancer_->outstanding(w), 16u);
+  }
+}
+
+TEST_F(BalancerTest, InRunsARunStopsAtTheWorkersCap) {
+  start(BalancerConfig{.max_connections = 3, .burst = BurstMode::runs});
+  burst(10);
+  EXPECT_EQ(received(0), std::vector<size_t>{3});
+  EXPECT_EQ(received(1), std::vector<size_t>{3});
+  EXPECT_EQ(received(2), std::vector<size_t>{3});
+  EXPECT_EQ(received(3), std::vector<size_t>{1});
+}
+
+TEST_F(BalancerTest, BurstModesHaveTheirConfigNames) {
+  EXPECT_STREQ(burst_mode_name(BurstMode::automatic), "auto");
+  EXPECT_STREQ(burst_mode_name(BurstMode::spread), "spread");
+  EXPECT_STREQ(burst_mode_name(BurstMode::runs), "runs");
 }
 
 }  // namespace

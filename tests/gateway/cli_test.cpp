@@ -58,6 +58,7 @@ TEST(CliTest, ErrorsNameTheOptionAndTheValue) {
             "--backoff-max must be >= --backoff-initial"},
            {{"run", "--log-format", "xml", "x"}, "--log-format: expected json or text, got 'xml'"},
            {{"run", "--defer-accept", "x"}, "--defer-accept needs --listen ADDR"},
+           {{"run", "--burst", "pack", "x"}, "--burst: expected auto, spread or runs, got 'pack'"},
        }) {
     try {
       parse(k.args);
@@ -92,6 +93,15 @@ TEST(CliTest, ListenMakesAHandoffServiceBehindADefaultRoute) {
   EXPECT_FALSE(c.config.listeners[0].defer_accept);
   EXPECT_TRUE(
       parse({"run", "--listen", ":0", "--defer-accept", "./w"}).config.listeners[0].defer_accept);
+  EXPECT_EQ(c.config.services.at(0).balancer.burst, BurstMode::automatic);
+  EXPECT_EQ(parse({"run", "--listen", ":0", "--burst", "spread", "./w"})
+                .config.services.at(0)
+                .balancer.burst,
+            BurstMode::spread);
+  EXPECT_EQ(parse({"run", "--listen", ":0", "--burst", "runs", "./w"})
+                .config.services.at(0)
+                .balancer.burst,
+            BurstMode::runs);
 }
 
 TEST(CliTest, ListenFdsSharesTheListenerWithoutRoutes) {

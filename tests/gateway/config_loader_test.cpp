@@ -27,6 +27,14 @@ TEST(ConfigLoaderTest, ValidConfigLoads) {
           "services":{"w":{"command":["w"]}}})",
       "c.json");
   EXPECT_TRUE(deferred.listeners[0].defer_accept);
+  EXPECT_EQ(c.services[0].balancer.burst, BurstMode::automatic);
+  for (auto [text, mode] :
+       {std::pair{"auto", BurstMode::automatic}, std::pair{"spread", BurstMode::spread},
+        std::pair{"runs", BurstMode::runs}}) {
+    Config b = parse_config(
+        std::string(R"({"services":{"w":{"command":["w"],"burst":")") + text + "\"}}}", "c.json");
+    EXPECT_EQ(b.services[0].balancer.burst, mode) << text;
+  }
 }
 
 TEST(ConfigLoaderTest, ErrorsNameFileLineColumnAndPath) {
@@ -34,7 +42,8 @@ TEST(ConfigLoaderTest, ErrorsNameFileLineColumnAndPath) {
       error_of("{\n  \"services\": {\"w\": {\"command\": [\"w\"], \"replica\": 2}}}"),
       "c.json:2:51: $.services.w.replica: unknown key 'replica' (expected one of: command, "
       "env, cwd, mode, replicas, restart, backoff_initial, backoff_max, jitter, stable_after, "
-      "max_restarts, window, grace, max_connections, max_processes, queue, listener, watchdog)");
+      "max_restarts, window, grace, max_connections, burst, max_processes, queue, listener, "
+      "watchdog)");
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "replicas": "2"}}})"),
             "c.json:1:51: $.services.w.replicas: expected an integer, found a string");
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": []}}})"),

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <dirent.h>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -964,6 +965,66 @@ TEST(GatewayTest, ABurstGoesOutInBatchesToWorkersThatTakeThemAndEveryClientIsSer
     }
     fds.clear();
     EXPECT_TRUE(wait_open_connections(admin, 0));
+  }
+}
+
+// Every worker's open_connections in /v1/status, sorted.
+std::vector<int> open_per_worker(int admin) {
+  const std::string status = http_request(admin, "GET", "/v1/status").body;
+  const std::string key = "\"open_connections\":";
+  std::vector<int> open;
+  for (size_t at = 0; (at = status.find(key, at)) != std::string::npos; at += key.size())
+    open.push_back(std::stoi(status.substr(at + key.size())));
+  std::sort(open.begin(), open.end());
+  return open;
+}
+
+// On one CPU (here: the coordinator, and so its workers, confined to CPU 0)
+// `burst` auto deals a burst out in runs: a worker takes a full message
+// before the next gets any, and fewer workers are woken. `--burst spread`
+// keeps least connections one by one. Every client is served either way.
+TEST(GatewayTest, OnOneCpuABurstGoesOutInRunsUnlessSpreadIsAsked) {
+  struct Case {
+    std::vector<std::string> burst;
+    std::string mode;
+    std::vector<int> open;
+    double messages;
+  };
+  for (const Case& k : std::vector<Case>{
+           {{}, "runs", {0, 4, 8, 8}, 3},
+           {{"--burst", "spread"}, "spread", {5, 5, 5, 5}, 4},
+       }) {
+    SCOPED_TRACE(k.mode);
+    std::vector<std::string> args = {"run", "--listen", "127.0.0.1:0", "--replicas", "4"};
+    args.insert(args.end(), k.burst.begin(), k.burst.end());
+    args.insert(args.end(), {"--", kWorkers + "/echo_worker"});
+    CoordinatorProcess c({"taskset", "-c", "0"}, args);
+    const Fields balancing = c.wait_event("balancing");
+    EXPECT_EQ(balancing.at("burst"), k.mode);
+    EXPECT_EQ(balancing.at("affinity_cpus"), "1");
+    const int port = std::stoi(c.wait_event("listening")["port"]);
+    for (int i = 0; i < 4; ++i) c.wait_event("ready");
+    const int admin = std::stoi(c.events("admin_listening").at(0).at("port"));
+    // The backlog builds up while the coordinator cannot run: one drain takes it all.
+    ASSERT_EQ(::kill(c.pid(), SIGSTOP), 0);
+    std::vector<UniqueFd> fds;
+    for (int i = 0; i < 20; ++i) {
+      fds.emplace_back(connect_to(port));
+      ASSERT_TRUE(fds.back()) << i;
+      send_text(fds.back().get(), "r" + std::to_string(i) + "\n");
+    }
+    ASSERT_EQ(::kill(c.pid(), SIGCONT), 0);
+    ASSERT_TRUE(wait_metric(admin, "occasional_connections_handed_off_total", 20));
+    EXPECT_EQ(open_per_worker(admin), k.open);
+    EXPECT_EQ(metric(admin, "occasional_handoff_batches_total"), k.messages);
+    for (size_t i = 0; i < fds.size(); ++i) {
+      const std::string want = "r" + std::to_string(i) + "\n";
+      ASSERT_EQ(read_n(fds[i].get(), want.size()), want) << "connection " << i;
+    }
+    fds.clear();
+    EXPECT_TRUE(wait_open_connections(admin, 0));
+    c.signal(SIGTERM);
+    EXPECT_EQ(c.wait_exit(), 0);
   }
 }
 
