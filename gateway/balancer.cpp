@@ -20,6 +20,12 @@ const char* burst_mode_name(BurstMode mode) {
   return "?";
 }
 
+std::optional<BurstMode> parse_burst_mode(std::string_view name) {
+  for (BurstMode mode : {BurstMode::automatic, BurstMode::spread, BurstMode::runs})
+    if (name == burst_mode_name(mode)) return mode;
+  return std::nullopt;
+}
+
 Balancer::Balancer(boost::asio::io_context& io, std::string service, BalancerConfig config,
                    GatewayStats& stats, const supervisor::EventLog& log)
     : service_(std::move(service)),

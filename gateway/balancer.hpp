@@ -4,7 +4,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gateway/gateway_stats.hpp"
@@ -24,6 +26,8 @@ enum class BurstMode {
   runs,       // up to a message's worth to the least loaded worker before the next gets any
 };
 const char* burst_mode_name(BurstMode mode);
+// "auto", "spread" or "runs"; nullopt for anything else.
+std::optional<BurstMode> parse_burst_mode(std::string_view name);
 
 struct BalancerConfig {
   uint32_t max_connections = 0;  // per worker; 0: no cap

@@ -134,14 +134,9 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
           static_cast<uint32_t>(parse_count(a, need_value(args, i), 0));
     } else if (a == "--burst") {
       const std::string v = need_value(args, i);
-      if (v == "auto")
-        entry.balancer.burst = BurstMode::automatic;
-      else if (v == "spread")
-        entry.balancer.burst = BurstMode::spread;
-      else if (v == "runs")
-        entry.balancer.burst = BurstMode::runs;
-      else
-        throw UsageError("--burst: expected auto, spread or runs, got '" + v + "'");
+      const std::optional<BurstMode> mode = parse_burst_mode(v);
+      if (!mode) throw UsageError("--burst: expected auto, spread or runs, got '" + v + "'");
+      entry.balancer.burst = *mode;
     } else if (a == "--queue-max") {
       entry.balancer.queue_max = static_cast<size_t>(parse_count(a, need_value(args, i), 0));
     } else if (a == "--queue-timeout") {

@@ -440,12 +440,9 @@ class Loader {
       if (o["max_connections"].get(v) == simdjson::SUCCESS)
         entry.balancer.max_connections =
             static_cast<uint32_t>(integer(v, at("max_connections"), 0, 10'000'000));
-      if (o["burst"].get(v) == simdjson::SUCCESS) {
-        std::string b = one_of(v, at("burst"), {"auto", "spread", "runs"});
-        entry.balancer.burst = b == "auto"     ? BurstMode::automatic
-                               : b == "spread" ? BurstMode::spread
-                                               : BurstMode::runs;
-      }
+      if (o["burst"].get(v) == simdjson::SUCCESS)
+        entry.balancer.burst =
+            *parse_burst_mode(one_of(v, at("burst"), {"auto", "spread", "runs"}));
       if (o["max_processes"].get(v) == simdjson::SUCCESS)
         entry.max_processes = static_cast<int>(integer(v, at("max_processes"), 1, 100'000));
       if (o["queue"].get(v) == simdjson::SUCCESS) {

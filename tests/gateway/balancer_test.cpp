@@ -135,6 +135,10 @@ TEST_F(BalancerTest, BurstModesHaveTheirConfigNames) {
   EXPECT_STREQ(burst_mode_name(BurstMode::automatic), "auto");
   EXPECT_STREQ(burst_mode_name(BurstMode::spread), "spread");
   EXPECT_STREQ(burst_mode_name(BurstMode::runs), "runs");
+  for (BurstMode mode : {BurstMode::automatic, BurstMode::spread, BurstMode::runs})
+    EXPECT_EQ(parse_burst_mode(burst_mode_name(mode)), mode);
+  EXPECT_EQ(parse_burst_mode("pack"), std::nullopt);
+  EXPECT_EQ(parse_burst_mode(""), std::nullopt);
 }
 
 }  // namespace
