@@ -53,23 +53,23 @@ double v1_cores(const std::string& dir) {
   return static_cast<double>(quota) / static_cast<double>(period);
 }
 
+// The smaller of two limits, 0 standing for none.
+double tighter(double a, double b) {
+  if (a == 0) return b;
+  if (b == 0) return a;
+  return a < b ? a : b;
+}
+
 // The tightest limit of `path` and its ancestors under `mount`.
 template <class Cores>
 double tightest(const std::string& mount, std::string path, Cores cores) {
   double least = 0;
   for (;;) {
-    const double c = cores(mount + (path == "/" ? "" : path));
-    if (c > 0 && (least == 0 || c < least)) least = c;
+    least = tighter(least, cores(mount + (path == "/" ? "" : path)));
     if (path.empty() || path == "/") return least;
     const auto slash = path.rfind('/');
     path = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
   }
-}
-
-double tighter(double a, double b) {
-  if (a == 0) return b;
-  if (b == 0) return a;
-  return a < b ? a : b;
 }
 
 }  // namespace
