@@ -697,6 +697,9 @@ def main():
         finally:
             b.procs.stop_all()
         print(json.dumps(b.results, indent=1))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(b.results, f, indent=1)
         return 0
     try:
         print("HTTP load (wrk), interleaved:", flush=True)
