@@ -228,7 +228,8 @@ void Service::spawn(int replica) {
       r.link->send(workers::encode_hello_coordinator());
       break;
     case WorkerMode::listen_fds:
-      arm_watchdog(replica);
+      // The watchdog starts with READY=1 (or a first WATCHDOG=1), as
+      // systemd's does once start-up is complete: a slow start is not a hang.
       break;
     case WorkerMode::inetd:
       break;
@@ -316,6 +317,7 @@ void Service::on_notify(int replica, std::string_view assignment) {
   Replica& r = *replicas_.at(static_cast<size_t>(replica));
   if (assignment == "READY=1") {
     set_ready(replica, true);
+    if (!r.watchdog_armed) arm_watchdog(replica);
   } else if (assignment == "WATCHDOG=1") {
     arm_watchdog(replica);
   } else if (assignment == "STOPPING=1") {
@@ -329,6 +331,7 @@ void Service::on_notify(int replica, std::string_view assignment) {
 void Service::arm_watchdog(int replica) {
   if (config_.watchdog <= Duration::zero()) return;
   Replica& r = *replicas_[static_cast<size_t>(replica)];
+  r.watchdog_armed = true;
   r.watchdog.expires_after(config_.watchdog);
   const pid_t pid = r.pid;
   r.watchdog.async_wait([this, replica, pid](const boost::system::error_code& ec) {
@@ -357,6 +360,7 @@ void Service::on_exit(int replica, const siginfo_t& info) {
   r.pid = -1;
   r.timer.cancel();
   r.watchdog.cancel();
+  r.watchdog_armed = false;
   finish_exit(replica, std::move(record));
 }
 

@@ -42,7 +42,8 @@ struct ServiceConfig {
   // listen_fds: the listening socket (borrowed) and its name for LISTEN_FDNAMES.
   int listen_fd = -1;
   std::string listener_name;
-  // listen_fds: the worker must send WATCHDOG=1 at least this often; zero: no watchdog.
+  // listen_fds: once it has sent READY=1, the worker must send WATCHDOG=1 at
+  // least this often; zero: no watchdog.
   Duration watchdog{};
 };
 
@@ -103,6 +104,7 @@ class Service {
     std::string status_text;
     boost::asio::steady_timer timer;     // backoff or grace, never both
     boost::asio::steady_timer watchdog;  // listen_fds with a watchdog
+    bool watchdog_armed = false;         // since its READY=1 or first WATCHDOG=1
   };
 
   void handle(int replica, PolicyEvent event);

@@ -630,6 +630,40 @@ TEST(GatewayTest, ListenFdsNotifyReadyStatusStoppingAndAMissedWatchdog) {
   ::unlink(config.c_str());
 }
 
+// The watchdog starts once the worker says READY=1, as systemd's does once
+// start-up is complete: a worker that takes twice the watchdog to start, and
+// pings in time after that, is not killed.
+TEST(GatewayTest, AListenFdsWatchdogStartsWithReadinessNotAtSpawn) {
+  const char* slow_starter = R"(
+import os, socket, time
+addr = os.environ["NOTIFY_SOCKET"]
+addr = "\0" + addr[1:] if addr.startswith("@") else addr
+n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+def say(m): n.sendto(m.encode(), addr)
+time.sleep(1.0)
+say("READY=1")
+for i in range(8):
+    time.sleep(0.1)
+    say("WATCHDOG=1")
+say("STATUS=pinged 8 times")
+while True:
+    time.sleep(1000)
+)";
+  const std::string config = write_config(R"({
+    "listeners": [{"name": "shared", "address": "127.0.0.1:0"}],
+    "services": {"py": {"command": ["python3", "-c", )" +
+                                          json_quote(slow_starter) + R"(],
+                        "mode": "listen_fds", "listener": "shared", "watchdog": 0.5}}})");
+  Gateway g({"run", "--config", config}, 1);
+  const int admin = g.admin_port();
+  EXPECT_EQ(g.c.wait_event("worker_status")["text"], "pinged 8 times");
+  EXPECT_TRUE(g.c.events("watchdog_timeout").empty()) << g.c.stderr_text();
+  EXPECT_EQ(g.c.events("spawn").size(), 1u);
+  EXPECT_EQ(metric(admin, "occasional_worker_watchdog_timeouts_total{service=\"py\"}", 0), 0);
+  EXPECT_EQ(http_request(admin, "GET", "/readyz").status, 200);
+  ::unlink(config.c_str());
+}
+
 TEST(GatewayTest, AWorkerThatBreaksTheProtocolIsKilledCountedAndReplaced) {
   // A handoff worker that says hello, then a message of a type that does not exist.
   const std::string script = R"(
