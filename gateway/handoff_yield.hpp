@@ -14,12 +14,16 @@ namespace occasional::gateway {
 // One such free yield proves little (a worker that has had more than its
 // share of the CPU lately is not run before us even on a shared CPU), so
 // after kFreeInARow free yields in a row the next kSkipAfterFree lone
-// handoffs do not yield, and the one after tries again.
+// handoffs do not yield, and the one after tries again. A coordinator whose
+// affinity is one CPU knows its workers share it (they inherit the mask):
+// it yields after every lone handoff.
 class HandoffYield {
  public:
+  explicit HandoffYield(bool always = false) : always_(always) {}
+
   // Called once per lone handoff: true when this one should yield.
   bool due() {
-    if (skip_ == 0) return true;
+    if (always_ || skip_ == 0) return true;
     --skip_;
     return false;
   }
@@ -37,6 +41,7 @@ class HandoffYield {
   static constexpr int kSkipAfterFree = 63;
 
  private:
+  bool always_;
   int skip_ = 0;  // lone handoffs left before the next yield
   int free_in_a_row_ = 0;
 };

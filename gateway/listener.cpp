@@ -167,8 +167,15 @@ std::string sockaddr_text(const sockaddr_storage& ss) {
 }
 
 Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
-                   bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log)
-    : io_(io), name_(std::move(name)), socket_(io), pause_timer_(io), stats_(stats), log_(log) {
+                   bool defer_accept, bool workers_share_cpu, GatewayStats& stats,
+                   const supervisor::EventLog& log)
+    : io_(io),
+      name_(std::move(name)),
+      socket_(io),
+      pause_timer_(io),
+      handoff_yield_(workers_share_cpu),
+      stats_(stats),
+      log_(log) {
   socket_.assign(bind_listener(address, defer_accept, port_));
   if (!wildcard(address))
     local_text_ =

@@ -50,8 +50,11 @@ class Listener {
   using Burst = std::function<void(bool begin)>;
 
   // defer_accept: set TCP_DEFER_ACCEPT (docs/configuration.md, `defer_accept`).
+  // workers_share_cpu: the coordinator's affinity is one CPU, which its
+  // workers inherit (handoff_yield.hpp).
   Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
-           bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log);
+           bool defer_accept, bool workers_share_cpu, GatewayStats& stats,
+           const supervisor::EventLog& log);
 
   const std::string& name() const { return name_; }
   int fd() { return socket_.native_handle(); }

@@ -30,5 +30,13 @@ TEST(HandoffYieldTest, YieldsThatFindTheCpuFreeInARowSkipTheNextOnesThenTryAgain
   EXPECT_TRUE(y.due());
 }
 
+TEST(HandoffYieldTest, OnACpuTheWorkersShareItYieldsEveryTimeHoweverTheYieldsWent) {
+  HandoffYield y(/*always=*/true);
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(y.due()) << i;
+    y.yielded(false);
+  }
+}
+
 }  // namespace
 }  // namespace occasional::gateway

@@ -1075,62 +1075,46 @@ bool idle_in_epoll_wait(pid_t pid) {
 // One connection at a time: after each lone handoff the coordinator yields
 // its CPU, so that a worker sharing that CPU takes the connection before the
 // coordinator re-arms its listener and sleeps (docs/gateway.md, "Batches").
-// Sharing CPU 0, the yields let the worker run; with the worker on CPU 1,
-// they find CPU 0 free and mostly stop.
-TEST(GatewayTest, ALoneHandoffYieldsTheCpuWhileTheWorkerSharesIt) {
-  if (::sysconf(_SC_NPROCESSORS_ONLN) < 2) GTEST_SKIP() << "needs two CPUs";
+// Confined to one CPU from the start, it yields after every lone handoff.
+// (With several CPUs it stops yielding for a while after yields that found
+// its CPU free: HandoffYieldTest. Whether a yield finds the CPU free depends
+// on everything else the machine runs, tests in parallel included.)
+TEST(GatewayTest, OnOneCpuALoneHandoffYieldsTheCpuToTheWorker) {
   constexpr int kWarmUp = 100;
   constexpr int kClients = 40;
-  struct Case {
-    std::string name;
-    std::vector<std::string> worker_prefix;
-    bool shared;
-  };
-  for (const Case& k :
-       std::vector<Case>{{"worker on the same CPU", {}, true},
-                         {"worker on another CPU", {"taskset", "-c", "1"}, false}}) {
-    SCOPED_TRACE(k.name);
-    std::vector<std::string> args = {"run", "--listen", "127.0.0.1:0", "--"};
-    args.insert(args.end(), k.worker_prefix.begin(), k.worker_prefix.end());
-    args.push_back(kWorkers + "/echo_worker");
-    CoordinatorProcess c({"taskset", "-c", "0"}, args);
-    const int port = std::stoi(c.wait_event("listening")["port"]);
-    c.wait_event("ready");
-    const int admin = std::stoi(c.events("admin_listening").at(0).at("port"));
-    const std::string shared_yields = "occasional_handoff_yields_total{cpu=\"shared\"}";
-    const std::string free_yields = "occasional_handoff_yields_total{cpu=\"free\"}";
-    double shared = 0, free = 0;
-    for (int i = 0; i < kWarmUp + kClients; ++i) {
-      if (i == kWarmUp) {
-        // Counted from here: a worker just started has had more than its
-        // share of the CPU, and is not run before us until it has caught up.
-        shared = metric(admin, shared_yields);
-        free = metric(admin, free_yields);
-      }
-      // Each client comes while the coordinator is asleep, as sequential
-      // clients do when a connection takes longer than a yield.
-      ASSERT_TRUE(poll_until([&] { return idle_in_epoll_wait(c.pid()); })) << i;
-      UniqueFd fd(connect_to(port));
-      ASSERT_TRUE(fd) << i;
-      const std::string text = "s" + std::to_string(i) + "\n";
-      send_text(fd.get(), text);
-      ASSERT_EQ(read_n(fd.get(), text.size()), text) << "connection " << i;
+  CoordinatorProcess c({"taskset", "-c", "0"},
+                       {"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/echo_worker"});
+  EXPECT_EQ(c.wait_event("balancing").at("affinity_cpus"), "1");
+  const int port = std::stoi(c.wait_event("listening")["port"]);
+  c.wait_event("ready");
+  const int admin = std::stoi(c.events("admin_listening").at(0).at("port"));
+  const std::string shared_yields = "occasional_handoff_yields_total{cpu=\"shared\"}";
+  const std::string free_yields = "occasional_handoff_yields_total{cpu=\"free\"}";
+  double shared = 0, free = 0;
+  for (int i = 0; i < kWarmUp + kClients; ++i) {
+    if (i == kWarmUp) {
+      shared = metric(admin, shared_yields);
+      free = metric(admin, free_yields);
     }
-    ASSERT_TRUE(wait_metric(admin, "occasional_connections_handed_off_total", kWarmUp + kClients));
-    shared = metric(admin, shared_yields) - shared;
-    free = metric(admin, free_yields) - free;
-    if (k.shared) {
-      // Every wake-up but the drains took one connection (workers/read_batching.hpp).
-      EXPECT_GE(shared, kClients / 2) << "free: " << free;
-    } else {
-      // Free yields in a row (3, during the warm-up): the next 63 lone
-      // handoffs skip theirs.
-      EXPECT_GE(metric(admin, free_yields), 3);
-      EXPECT_LE(shared + free, kClients / 4) << "shared: " << shared;
-    }
-    c.signal(SIGTERM);
-    EXPECT_EQ(c.wait_exit(), 0);
+    // Each client comes while the coordinator is asleep, as sequential
+    // clients do when a connection takes longer than a yield.
+    ASSERT_TRUE(poll_until([&] { return idle_in_epoll_wait(c.pid()); })) << i;
+    UniqueFd fd(connect_to(port));
+    ASSERT_TRUE(fd) << i;
+    const std::string text = "s" + std::to_string(i) + "\n";
+    send_text(fd.get(), text);
+    ASSERT_EQ(read_n(fd.get(), text.size()), text) << "connection " << i;
   }
+  ASSERT_TRUE(wait_metric(admin, "occasional_connections_handed_off_total", kWarmUp + kClients));
+  shared = metric(admin, shared_yields) - shared;
+  free = metric(admin, free_yields) - free;
+  // Every wake-up but the drains (one in 17, workers/read_batching.hpp).
+  EXPECT_GE(shared + free, kClients - 3) << "shared: " << shared << ", free: " << free;
+  // Most let the worker run first; one that has had more than its share of
+  // the CPU lately is not run first.
+  EXPECT_GE(shared, 1) << "free: " << free;
+  c.signal(SIGTERM);
+  EXPECT_EQ(c.wait_exit(), 0);
 }
 
 }  // namespace
