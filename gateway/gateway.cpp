@@ -20,8 +20,7 @@ Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBud
   }
   for (const ListenerConfig& l : config.listeners) {
     Port port;
-    port.listener = std::make_unique<Listener>(io, l.name, l.address, l.defer_accept,
-                                               cpu.affinity_cpus == 1, stats_, log);
+    port.listener = std::make_unique<Listener>(io, l.name, l.address, l.defer_accept, stats_, log);
     if (!l.routes.empty())
       port.router = std::make_unique<Router>(io, RouteTable(l.routes), l.peek, dispatcher_, stats_);
     log.event(supervisor::LogLevel::info, "listening")

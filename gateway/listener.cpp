@@ -50,17 +50,6 @@ ListenAddress parse_listen_address(const std::string& text) {
 
 namespace {
 
-// sched_yield(): true when other work ran on this CPU meanwhile. A yield
-// that runs another task costs two context switches and that task's time,
-// well over kOtherWorkRanNs; one that finds nothing else runnable returns
-// in about a microsecond.
-bool yield_cpu() {
-  constexpr int64_t kOtherWorkRanNs = 5'000;
-  const int64_t before = workers::monotonic_now_ns();
-  ::sched_yield();
-  return workers::monotonic_now_ns() - before > kOtherWorkRanNs;
-}
-
 // The `reason` label of occasional_accept_errors_total.
 const char* accept_error_reason(int err) {
   switch (err) {
@@ -167,15 +156,8 @@ std::string sockaddr_text(const sockaddr_storage& ss) {
 }
 
 Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
-                   bool defer_accept, bool workers_share_cpu, GatewayStats& stats,
-                   const supervisor::EventLog& log)
-    : io_(io),
-      name_(std::move(name)),
-      socket_(io),
-      pause_timer_(io),
-      handoff_yield_(workers_share_cpu),
-      stats_(stats),
-      log_(log) {
+                   bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log)
+    : io_(io), name_(std::move(name)), socket_(io), pause_timer_(io), stats_(stats), log_(log) {
   socket_.assign(bind_listener(address, defer_accept, port_));
   if (!wildcard(address))
     local_text_ =
@@ -277,12 +259,8 @@ void Listener::accept_ready() {
     } else {
       h.local = local_text_;
     }
-    const uint64_t handed_before = stats_.handed_off;
     on_accepted_(UniqueFd(fd), std::move(h));
-    if (batching_.wait_after_item()) {
-      if (stats_.handed_off != handed_before && handoff_yield_.due()) yield_after_handoff();
-      return wait();
-    }
+    if (batching_.wait_after_item()) return wait();
   }
   // Batch used up: yield to the loop, then go on.
   boost::asio::post(io_, [this] {
@@ -291,15 +269,16 @@ void Listener::accept_ready() {
 }
 
 void Listener::yield_between_drains() {
+  // A yield that runs another task costs two context switches and that
+  // task's time, well over this; one that finds nothing else runnable on the
+  // CPU returns in about a microsecond.
+  constexpr int64_t kOtherWorkRanNs = 5'000;
   burst_(false);
-  ++(yield_cpu() ? stats_.accept_yields_shared : stats_.accept_yields_free);
+  const int64_t before = workers::monotonic_now_ns();
+  ::sched_yield();
+  const bool shared = workers::monotonic_now_ns() - before > kOtherWorkRanNs;
+  ++(shared ? stats_.accept_yields_shared : stats_.accept_yields_free);
   burst_(true);
-}
-
-void Listener::yield_after_handoff() {
-  const bool shared = yield_cpu();
-  ++(shared ? stats_.handoff_yields_shared : stats_.handoff_yields_free);
-  handoff_yield_.yielded(shared);
 }
 
 void Listener::hold() {

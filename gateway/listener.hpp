@@ -11,7 +11,6 @@
 #include <string>
 
 #include "gateway/gateway_stats.hpp"
-#include "gateway/handoff_yield.hpp"
 #include "supervisor/event_log.hpp"
 #include "workers/protocol.hpp"
 #include "workers/read_batching.hpp"
@@ -35,10 +34,9 @@ std::string sockaddr_text(const sockaddr_storage& address);
 
 // One listening socket. Binds at construction (startup: throws on failure).
 // The accept loop only accepts and hands each connection on: one accept4
-// per wake-up while connections come one at a time (with a yield of the CPU
-// after each one handed off, while that yield lets other work run), else
-// accept4 until EAGAIN, then one yield of the CPU and one more drain before
-// it waits (docs/gateway.md, "Batches"); out of fds (EMFILE/ENFILE) or memory pauses
+// per wake-up while connections come one at a time, else accept4 until
+// EAGAIN, then one yield of the CPU and one more drain before it waits
+// (docs/gateway.md, "Batches"); out of fds (EMFILE/ENFILE) or memory pauses
 // accepting with a growing delay instead of spinning, counted by reason.
 class Listener {
  public:
@@ -50,11 +48,8 @@ class Listener {
   using Burst = std::function<void(bool begin)>;
 
   // defer_accept: set TCP_DEFER_ACCEPT (docs/configuration.md, `defer_accept`).
-  // workers_share_cpu: the coordinator's affinity is one CPU, which its
-  // workers inherit (handoff_yield.hpp).
   Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
-           bool defer_accept, bool workers_share_cpu, GatewayStats& stats,
-           const supervisor::EventLog& log);
+           bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log);
 
   const std::string& name() const { return name_; }
   int fd() { return socket_.native_handle(); }
@@ -78,10 +73,6 @@ class Listener {
   // whatever else is runnable on this CPU go first, and counts whether any
   // did (occasional_accept_yields_total).
   void yield_between_drains();
-  // After a lone handoff, before re-arming: lets the worker take the
-  // connection first when it shares this CPU (handoff_yield.hpp), and
-  // counts whether it did (occasional_handoff_yields_total).
-  void yield_after_handoff();
   void pause(int err);  // err: the errno accept4 failed with
   void hold();
   void release_hold();
@@ -92,7 +83,6 @@ class Listener {
   boost::asio::steady_timer pause_timer_;
   std::chrono::milliseconds pause_{0};
   workers::ReadBatching batching_;
-  HandoffYield handoff_yield_;
   GatewayStats& stats_;
   const supervisor::EventLog& log_;
   Accepted on_accepted_;

@@ -49,10 +49,6 @@ struct ConnectionStats {
   // work ran meanwhile (shared) or not (free): docs/gateway.md, "Batches".
   uint64_t accept_yields_shared = 0;
   uint64_t accept_yields_free = 0;
-  // Yields of the CPU right after a lone handoff, by the same split: the
-  // worker took the connection first (shared), or runs elsewhere (free).
-  uint64_t handoff_yields_shared = 0;
-  uint64_t handoff_yields_free = 0;
   // Handoffs that failed and were retried elsewhere: worker_busy, worker_gone.
   std::map<std::string, uint64_t> handoff_retries;
   // Accept to handed off (the worker's socket holds the fd), queue wait included.

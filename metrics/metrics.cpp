@@ -221,21 +221,15 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
              "Listeners not accepting now because their services' queues are full.", T::Gauge);
   held.metric.push_back(value(static_cast<double>(c.listeners_held)));
   out.push_back(std::move(held));
-  // A yield of the CPU, by whether other work ran on it meanwhile.
-  auto yields = [&](const char* name, const std::string& help, uint64_t shared, uint64_t free) {
-    auto f = family(
-        name, help + ", by whether other work ran on its CPU meanwhile (shared) or not (free).",
-        T::Counter);
-    f.metric.push_back(value(static_cast<double>(shared), {{"cpu", "shared"}}, T::Counter));
-    f.metric.push_back(value(static_cast<double>(free), {{"cpu", "free"}}, T::Counter));
-    out.push_back(std::move(f));
-  };
-  yields("occasional_accept_yields_total",
-         "Times a listener yielded the CPU between two drains of one wake-up",
-         c.accept_yields_shared, c.accept_yields_free);
-  yields("occasional_handoff_yields_total",
-         "Times a listener yielded the CPU right after handing off a lone connection",
-         c.handoff_yields_shared, c.handoff_yields_free);
+  auto yields = family("occasional_accept_yields_total",
+                       "Times a listener yielded the CPU between two drains of one wake-up, by "
+                       "whether other work ran on its CPU meanwhile (shared) or not (free).",
+                       T::Counter);
+  yields.metric.push_back(
+      value(static_cast<double>(c.accept_yields_shared), {{"cpu", "shared"}}, T::Counter));
+  yields.metric.push_back(
+      value(static_cast<double>(c.accept_yields_free), {{"cpu", "free"}}, T::Counter));
+  out.push_back(std::move(yields));
   auto retries =
       family("occasional_handoff_retries_total",
              "Handoffs a worker did not take, retried elsewhere, by reason.", T::Counter);

@@ -1065,58 +1065,6 @@ TEST(GatewayTest, OnOneCpuABurstGoesOutInRunsUnlessSpreadIsAsked) {
   }
 }
 
-// Whether the process is asleep in epoll_wait: its event loop is idle.
-bool idle_in_epoll_wait(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/wchan");
-  std::string wchan;
-  return std::getline(f, wchan) && wchan == "do_epoll_wait";
-}
-
-// One connection at a time: after each lone handoff the coordinator yields
-// its CPU, so that a worker sharing that CPU takes the connection before the
-// coordinator re-arms its listener and sleeps (docs/gateway.md, "Batches").
-// Confined to one CPU from the start, it yields after every lone handoff.
-// (With several CPUs it stops yielding for a while after yields that found
-// its CPU free: HandoffYieldTest. Whether a yield finds the CPU free depends
-// on everything else the machine runs, tests in parallel included.)
-TEST(GatewayTest, OnOneCpuALoneHandoffYieldsTheCpuToTheWorker) {
-  constexpr int kWarmUp = 100;
-  constexpr int kClients = 40;
-  CoordinatorProcess c({"taskset", "-c", "0"},
-                       {"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/echo_worker"});
-  EXPECT_EQ(c.wait_event("balancing").at("affinity_cpus"), "1");
-  const int port = std::stoi(c.wait_event("listening")["port"]);
-  c.wait_event("ready");
-  const int admin = std::stoi(c.events("admin_listening").at(0).at("port"));
-  const std::string shared_yields = "occasional_handoff_yields_total{cpu=\"shared\"}";
-  const std::string free_yields = "occasional_handoff_yields_total{cpu=\"free\"}";
-  double shared = 0, free = 0;
-  for (int i = 0; i < kWarmUp + kClients; ++i) {
-    if (i == kWarmUp) {
-      shared = metric(admin, shared_yields);
-      free = metric(admin, free_yields);
-    }
-    // Each client comes while the coordinator is asleep, as sequential
-    // clients do when a connection takes longer than a yield.
-    ASSERT_TRUE(poll_until([&] { return idle_in_epoll_wait(c.pid()); })) << i;
-    UniqueFd fd(connect_to(port));
-    ASSERT_TRUE(fd) << i;
-    const std::string text = "s" + std::to_string(i) + "\n";
-    send_text(fd.get(), text);
-    ASSERT_EQ(read_n(fd.get(), text.size()), text) << "connection " << i;
-  }
-  ASSERT_TRUE(wait_metric(admin, "occasional_connections_handed_off_total", kWarmUp + kClients));
-  shared = metric(admin, shared_yields) - shared;
-  free = metric(admin, free_yields) - free;
-  // Every wake-up but the drains (one in 17, workers/read_batching.hpp).
-  EXPECT_GE(shared + free, kClients - 3) << "shared: " << shared << ", free: " << free;
-  // Most let the worker run first; one that has had more than its share of
-  // the CPU lately is not run first.
-  EXPECT_GE(shared, 1) << "free: " << free;
-  c.signal(SIGTERM);
-  EXPECT_EQ(c.wait_exit(), 0);
-}
-
 }  // namespace
 }  // namespace occasional::testing
 
