@@ -11,7 +11,7 @@ samples in user space count as `user`, kernel samples outside any syscall
 as `kernel-other`. SECONDS is how long the recording ran, REQUESTS what was
 served meanwhile; the sampling rate comes from the samples of every process
 in the file (perf record -C CPU covers the whole CPU, idle included).
-docs/performance.md uses it for the per-request profiles.
+bench/NOTES.md uses it for the per-request profiles ("Reproducing the profiles").
 """
 import collections
 import re
