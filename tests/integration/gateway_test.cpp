@@ -276,7 +276,8 @@ TEST(GatewayTest, EachRoutingModeReachesItsService) {
   EXPECT_NE(r.find('\x16'), std::string::npos);
   // No route: closed by the gateway, nothing to a worker.
   EXPECT_EQ(talk(pre, "gamma\nping\n"), "");
-  EXPECT_EQ(talk(web, "GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n"), "");
+  // An HTTP request is answered (docs/gateway.md, "Refusals").
+  EXPECT_TRUE(talk(web, "GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n").starts_with("HTTP/1.1 404 "));
   c.signal(SIGTERM);
   EXPECT_EQ(c.wait_exit(), 0);
 }
@@ -299,6 +300,49 @@ TEST(GatewayTest, SilentClientIsClosedAtPeekTimeoutWhileOthersAreServed) {
   char b;
   EXPECT_EQ(::recv(silent.get(), &b, 1, 0), 0);  // closed by the gateway
   EXPECT_GE(Clock::now() - t0, 450ms);
+}
+
+TEST(GatewayTest, AnHttpRequestNoWorkerTakesInTimeIsAnswered503) {
+  std::string cfg = write_config(R"({
+    "listeners": [{"address": "127.0.0.1:0", "routes": [{"kind": "http", "service": "t"}]}],
+    "services": {"t": {"command": [")" +
+                                 kWorkers + R"(/test_worker", "--not-ready"],
+                       "queue": {"timeout": 0.3}}}})");
+  CoordinatorProcess c({"run", "--config", cfg});
+  const int port = std::stoi(c.wait_event("listening")["port"]);
+  const int admin = std::stoi(c.wait_event("admin_listening")["port"]);
+  c.wait_event("spawn");
+  ::unlink(cfg.c_str());
+  const std::string r = talk(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 3s);
+  EXPECT_TRUE(r.starts_with("HTTP/1.1 503 ")) << r;
+  EXPECT_NE(r.find("\r\nConnection: close\r\n"), std::string::npos) << r;
+  EXPECT_EQ(metric(admin, "occasional_connections_rejected_total{reason=\"queue_timeout\"}"), 1);
+}
+
+// A listen_fds service whose command always fails: once it is failed (or
+// every replica has been down for queue.timeout), clients are refused at
+// once instead of waiting in a backlog nobody accepts from.
+TEST(GatewayTest, AFailedListenFdsServiceRefusesClientsPromptly) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--queue-timeout", "0.5",
+             "--backoff-initial", "0.05", "--max-restarts", "2", "--", "false"});
+  const int admin = g.admin_port();
+  // A client that came while the service was still trying: refused within
+  // the queue timeout, or at once when the service is failed.
+  UniqueFd early(connect_to(g.port));
+  ASSERT_TRUE(early);
+  const auto t0 = Clock::now();
+  pollfd p{early.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "the client was left hanging";
+  char b;
+  EXPECT_LE(::recv(early.get(), &b, 1, 0), 0);
+  EXPECT_LT(Clock::now() - t0, 2s);
+  g.c.wait_event("service_failed");
+  g.c.wait_event("listener_refusing");
+  const auto t1 = Clock::now();
+  EXPECT_EQ(talk(g.port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 5s), "");
+  EXPECT_LT(Clock::now() - t1, 1s);
+  EXPECT_GE(metric(admin, "occasional_connections_rejected_total{reason=\"no_worker\"}"), 2);
+  EXPECT_TRUE(process_alive(g.c.pid()));
 }
 
 TEST(GatewayTest, WorkerThatIsNotReadyReceivesNothing) {
