@@ -1,5 +1,7 @@
 #include "gateway/pending_queue.hpp"
 
+#include <exception>
+
 #include "gateway/http_refusal.hpp"
 
 namespace occasional::gateway {
@@ -31,7 +33,16 @@ void PendingQueue::push(UniqueFd fd, workers::ConnHeader header) {
 void PendingQueue::drain(const Taker& take) {
   while (!queue_.empty()) {
     Pending& p = queue_.front();
-    if (!take(p.fd, p.header)) break;
+    bool taken = false;
+    try {
+      taken = take(p.fd, p.header);
+    } catch (const std::exception&) {
+      // Drains run from timers and worker events: what a handoff throws
+      // (out of memory) closes that connection, not the coordinator.
+      pop("internal_error");
+      continue;
+    }
+    if (!taken) break;
     pop(nullptr);
   }
 }

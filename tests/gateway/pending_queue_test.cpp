@@ -65,6 +65,23 @@ TEST(PendingQueueTest, WithoutAQueueItIsNeverFullSoListenersNeverHold) {
   EXPECT_EQ(stats.rejected["queue_full"], 1u);
 }
 
+TEST(PendingQueueTest, ATakerThatThrowsClosesThatConnectionAndTheDrainGoesOn) {
+  boost::asio::io_context io;
+  GatewayStats stats;
+  PendingQueue q(io, QueueConfig{4, std::chrono::seconds(5)}, stats);
+  q.push(some_fd(), {});
+  q.push(some_fd(), {});
+  int calls = 0;
+  EXPECT_NO_THROW(q.drain([&calls](UniqueFd& fd, workers::ConnHeader&) {
+    if (calls++ == 0) throw std::bad_alloc();
+    fd.reset();
+    return true;
+  }));
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(stats.rejected["internal_error"], 1u);
+  EXPECT_EQ(stats.pending, 0u);
+}
+
 TEST(PendingQueueTest, AnHttpRoutedConnectionThatTimesOutIsAnswered503OthersAreClosedBare) {
   boost::asio::io_context io;
   GatewayStats stats;

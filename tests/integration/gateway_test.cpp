@@ -106,7 +106,11 @@ struct Gateway {
   CoordinatorProcess c;
   int port = 0;
   int admin = 0;
-  explicit Gateway(std::vector<std::string> args, int ready = 0) : c(std::move(args)) {
+  explicit Gateway(std::vector<std::string> args, int ready = 0)
+      : Gateway({}, std::move(args), ready) {}
+  // Runs the coordinator under `wrapper` (prlimit ...), which execs it.
+  Gateway(std::vector<std::string> wrapper, std::vector<std::string> args, int ready = 0)
+      : c(std::move(wrapper), std::move(args)) {
     port = std::stoi(c.wait_event("listening")["port"]);
     // The admin endpoint binds port 0 too (CoordinatorProcess asks for it).
     admin = std::stoi(c.wait_event("admin_listening")["port"]);
@@ -343,6 +347,19 @@ TEST(GatewayTest, AFailedListenFdsServiceRefusesClientsPromptly) {
   EXPECT_LT(Clock::now() - t1, 1s);
   EXPECT_GE(metric(admin, "occasional_connections_rejected_total{reason=\"no_worker\"}"), 2);
   EXPECT_TRUE(process_alive(g.c.pid()));
+}
+
+TEST(GatewayTest, TheFdLimitIsRaisedToTheHardLimitAtStart) {
+  Gateway g({"prlimit", "--nofile=256:4096", "--"},
+            {"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/echo_worker"});
+  Fields limit = g.c.events("fd_limit").at(0);
+  EXPECT_EQ(limit["soft_before"], "256");
+  EXPECT_EQ(limit["soft"], "4096");
+  EXPECT_EQ(limit["hard"], "4096");
+  rlimit now{};
+  ASSERT_EQ(::prlimit(g.c.pid(), RLIMIT_NOFILE, nullptr, &now), 0);
+  EXPECT_EQ(now.rlim_cur, 4096u);
+  EXPECT_EQ(metric(g.admin_port(), "occasional_connections_routing_max"), 2048);
 }
 
 TEST(GatewayTest, WorkerThatIsNotReadyReceivesNothing) {
