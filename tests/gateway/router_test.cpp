@@ -173,7 +173,8 @@ TEST_F(RouterTest, BytesArrivingOneAtATimeAreRoutedOnceTheLineIsWhole) {
   UniqueFd client = connect_and_route("s");
   ASSERT_TRUE(run_until([&] { return stats_.peeking == 1; }));
   for (char c : std::string("vc\n")) {
-    // Each byte wakes the router once (SO_RCVLOWAT), not in a spin.
+    // The router sees each partial line, waits for more (SO_RCVLOWAT one
+    // byte above what it saw), and routes once the line is whole.
     ASSERT_EQ(::send(client.get(), &c, 1, 0), 1);
     io_.run_for(20ms);
   }

@@ -282,6 +282,9 @@ TEST(GatewayTest, EachRoutingModeReachesItsService) {
   EXPECT_EQ(talk(pre, "gamma\nping\n"), "");
   // An HTTP request is answered (docs/gateway.md, "Refusals").
   EXPECT_TRUE(talk(web, "GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n").starts_with("HTTP/1.1 404 "));
+  // Prefixes match the normalised path: this one is /x, outside /b/.
+  EXPECT_TRUE(
+      talk(web, "GET /b/%2e%2e/x HTTP/1.1\r\nHost: other\r\n\r\n").starts_with("HTTP/1.1 404 "));
   c.signal(SIGTERM);
   EXPECT_EQ(c.wait_exit(), 0);
 }
