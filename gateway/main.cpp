@@ -32,8 +32,9 @@ namespace {
 
 // Each connection being routed or queued holds an fd: the soft limit (1024
 // by default) would be reached long before memory runs short. The hard
-// limit is what an operator allowed; systemd and Go's runtime raise to it
-// the same way.
+// limit is what the operator allowed; Go's runtime raises to it the same
+// way, and systemd's default (1024 soft, 524288 hard) expects programs that
+// need many fds to do so.
 void raise_fd_limit(const sv::EventLog& log) {
   rlimit r{};
   if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
