@@ -1,10 +1,35 @@
 #include "gateway/gateway.hpp"
 
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
 namespace occasional::gateway {
+
+size_t max_routing_for(uint64_t fd_limit) {
+  // Half the fds for connections being routed leaves the other half for
+  // queued connections, workers' sockets and pidfds, spawns and the admin
+  // endpoint: a flood of silent clients can then not starve a spawn of fds.
+  return static_cast<size_t>(std::max<uint64_t>(64, fd_limit / 2));
+}
+
+namespace {
+
+uint64_t fd_limit() {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return 1u << 20;
+  return r.rlim_cur;
+}
+
+}  // namespace
 
 Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBudget& cpu,
                  const supervisor::EventLog& log)
     : log_(log), dispatcher_(stats_) {
+  const size_t max_routing = max_routing_for(fd_limit());
+  stats_.routing_max = max_routing;
   for (const ServiceEntry& s : config.services) {
     if (s.service.mode != supervisor::WorkerMode::handoff) continue;
     BalancerConfig balancer = s.balancer;
@@ -21,13 +46,25 @@ Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBud
   for (const ListenerConfig& l : config.listeners) {
     Port port;
     port.listener = std::make_unique<Listener>(io, l.name, l.address, l.defer_accept, stats_, log);
+    std::set<std::string> sharing;
+    std::chrono::milliseconds grace = std::chrono::milliseconds::max();
+    for (const ServiceEntry& s : config.services)
+      if (s.service.mode == supervisor::WorkerMode::listen_fds && s.listener == l.name) {
+        sharing.insert(s.service.name);
+        grace = std::min(grace, s.balancer.queue_timeout);
+      }
+    if (!sharing.empty())
+      port.guard = std::make_unique<SharedListenerGuard>(io, *port.listener, std::move(sharing),
+                                                         grace, stats_, log);
     if (!l.routes.empty())
-      port.router = std::make_unique<Router>(io, RouteTable(l.routes), l.peek, dispatcher_, stats_);
+      port.router = std::make_unique<Router>(io, RouteTable(l.routes), l.peek, dispatcher_, stats_,
+                                             log, max_routing);
     log.event(supervisor::LogLevel::info, "listening")
         .str("listener", l.name)
         .str("address", l.address.text)
         .num("port", port.listener->port())
         .flag("defer_accept", l.defer_accept)
+        .num("max_routing", static_cast<int64_t>(max_routing))
         .str("accepts", port.router ? "coordinator" : "listen_fds workers");
     ports_.push_back(std::move(port));
   }
@@ -39,8 +76,16 @@ int Gateway::listener_fd(const std::string& name) {
   return -1;
 }
 
+std::vector<supervisor::ServiceObserver*> Gateway::observers() {
+  std::vector<supervisor::ServiceObserver*> out{&dispatcher_};
+  for (Port& p : ports_)
+    if (p.guard) out.push_back(p.guard.get());
+  return out;
+}
+
 void Gateway::start() {
   for (Port& p : ports_) {
+    if (p.guard) p.guard->start();
     if (!p.router) continue;
     Router* router = p.router.get();
     // A listener accepts while at least one service it routes to has room
@@ -72,6 +117,7 @@ void Gateway::start() {
 
 void Gateway::stop() {
   for (Port& p : ports_) {
+    if (p.guard) p.guard->stop();
     if (!p.router) continue;
     p.listener->close();
     p.router->close_all();

@@ -11,9 +11,14 @@
 #include "gateway/gateway_stats.hpp"
 #include "gateway/listener.hpp"
 #include "gateway/router.hpp"
+#include "gateway/shared_listener_guard.hpp"
 #include "supervisor/event_log.hpp"
 
 namespace occasional::gateway {
+
+// The bound on connections being routed (in the peek) at once, across
+// listeners, for a process allowed `fd_limit` open fds.
+size_t max_routing_for(uint64_t fd_limit);
 
 // The data plane: the listeners, each with its Router, feeding one
 // Dispatcher. Binds every listener at construction (startup: throws).
@@ -24,6 +29,9 @@ class Gateway {
           const supervisor::EventLog& log);
 
   Dispatcher& dispatcher() { return dispatcher_; }
+  // What must hear the supervisor's reports: the dispatcher, and the guard
+  // of each listener shared with listen_fds workers.
+  std::vector<supervisor::ServiceObserver*> observers();
   GatewayStats& stats() { return stats_; }
   // The listening fd of a listener (for listen_fds services), or -1.
   int listener_fd(const std::string& name);
@@ -36,6 +44,7 @@ class Gateway {
   struct Port {
     std::unique_ptr<Listener> listener;
     std::unique_ptr<Router> router;  // null for a listener shared with listen_fds workers
+    std::unique_ptr<SharedListenerGuard> guard;  // for a listener shared with listen_fds workers
   };
 
   const supervisor::EventLog& log_;

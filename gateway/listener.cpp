@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 
 #include <boost/asio/post.hpp>
@@ -259,7 +260,13 @@ void Listener::accept_ready() {
     } else {
       h.local = local_text_;
     }
-    on_accepted_(UniqueFd(fd), std::move(h));
+    try {
+      on_accepted_(UniqueFd(fd), std::move(h));
+    } catch (const std::exception& e) {
+      // Whatever routing or dispatch could not finish (out of memory, say)
+      // has closed this connection while unwinding; the loop goes on.
+      handler_failed(e);
+    }
     if (batching_.wait_after_item()) return wait();
   }
   // Batch used up: yield to the loop, then go on.
@@ -279,6 +286,21 @@ void Listener::yield_between_drains() {
   const bool shared = workers::monotonic_now_ns() - before > kOtherWorkRanNs;
   ++(shared ? stats_.accept_yields_shared : stats_.accept_yields_free);
   burst_(true);
+}
+
+void Listener::handler_failed(const std::exception& e) {
+  stats_.reject("internal_error");
+  ++unlogged_failures_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_failure_log_ < std::chrono::seconds(1)) return;
+  log_.event(LogLevel::error, "route_failed")
+      .str("listener", name_)
+      .str("reason", "internal_error")
+      .str("error", e.what())
+      .num("failures_since_last_line", static_cast<int64_t>(unlogged_failures_))
+      .str("action", "connection closed");
+  last_failure_log_ = now;
+  unlogged_failures_ = 0;
 }
 
 void Listener::hold() {

@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <string>
 
@@ -74,6 +75,8 @@ class Listener {
   // did (occasional_accept_yields_total).
   void yield_between_drains();
   void pause(int err);  // err: the errno accept4 failed with
+  // The accepted connection's handler threw: counted, logged at most once a second.
+  void handler_failed(const std::exception& e);
   void hold();
   void release_hold();
 
@@ -89,6 +92,8 @@ class Listener {
   Admit admit_;
   Burst burst_;
   bool held_ = false;
+  std::chrono::steady_clock::time_point last_failure_log_{};
+  uint64_t unlogged_failures_ = 0;
   std::string local_text_;  // empty when bound to a wildcard address
   uint16_t port_ = 0;
   bool stopped_ = false;

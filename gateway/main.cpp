@@ -1,5 +1,6 @@
 // The occasional executable: the composition root. It wires the modules
 // together and does nothing else.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -29,6 +30,26 @@ namespace mx = occasional::metrics;
 
 namespace {
 
+// Each connection being routed or queued holds an fd: the soft limit (1024
+// by default) would be reached long before memory runs short. The hard
+// limit is what the operator allowed; Go's runtime raises to it the same
+// way, and systemd's default (1024 soft, 524288 hard) expects programs that
+// need many fds to do so.
+void raise_fd_limit(const sv::EventLog& log) {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  const rlim_t before = r.rlim_cur;
+  if (r.rlim_cur != r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &r) != 0) r.rlim_cur = before;
+  }
+  auto value = [](rlim_t v) { return v == RLIM_INFINITY ? -1 : static_cast<int64_t>(v); };
+  log.event(sv::LogLevel::info, "fd_limit")
+      .num("soft_before", value(before))
+      .num("soft", value(r.rlim_cur))
+      .num("hard", value(r.rlim_max));
+}
+
 int run(const gw::Config& config) {
   // Writes to a closed peer (guardian pipe, sockets) must fail with EPIPE, not kill us.
   std::signal(SIGPIPE, SIG_IGN);
@@ -37,11 +58,12 @@ int run(const gw::Config& config) {
   // `io` from another thread.
   boost::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
   sv::EventLog log(config.log_format);
+  raise_fd_limit(log);
   sv::Supervisor supervisor(io, log);
   sv::ServiceLog service_log(log);
   supervisor.add_observer(service_log);
   gw::Gateway gateway(io, config, gw::read_cpu_budget(), log);
-  supervisor.add_observer(gateway.dispatcher());
+  for (sv::ServiceObserver* observer : gateway.observers()) supervisor.add_observer(*observer);
   gw::Shutdown shutdown(io, supervisor, log, [&gateway] { gateway.stop(); });
   gw::CoordinatorAdmin* backend_ptr = nullptr;
   mx::Metrics metrics(gateway.stats(), [&backend_ptr] { return backend_ptr->status(); });

@@ -71,110 +71,210 @@ Preface parse_preface(std::string_view bytes) {
   return p;
 }
 
+namespace {
+
+bool unreserved(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// A Host value or an authority: reg-name, IPv4 or an IP literal, and a
+// port. A comma is what a proxy leaves when it folds two Host lines into
+// one, and whitespace inside means two values: both are conflicting Hosts.
+bool host_value_char(char c) {
+  return unreserved(c) || std::string_view("%!$&'()*+;=:[]").find(c) != std::string_view::npos;
+}
+
+void pop_segment(std::string& out) {
+  auto slash = out.rfind('/');
+  out.erase(slash == std::string::npos ? 0 : slash);
+}
+
+// RFC 3986 5.2.4, over a path whose unreserved characters are decoded.
+std::string remove_dot_segments(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  while (!in.empty()) {
+    if (in.starts_with("../")) {
+      in.remove_prefix(3);
+    } else if (in.starts_with("./")) {
+      in.remove_prefix(2);
+    } else if (in.starts_with("/./")) {
+      in.remove_prefix(2);
+    } else if (in == "/.") {
+      in = "/";
+    } else if (in.starts_with("/../")) {
+      in.remove_prefix(3);
+      pop_segment(out);
+    } else if (in == "/..") {
+      in = "/";
+      pop_segment(out);
+    } else if (in == "." || in == "..") {
+      in = {};
+    } else {
+      size_t next = in.find('/', 1);
+      if (next == std::string_view::npos) next = in.size();
+      out.append(in.substr(0, next));
+      in.remove_prefix(next);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+bool normalise_path(std::string_view raw, std::string& out) {
+  // Percent-encoded unreserved characters are those characters (RFC 3986
+  // 6.2.2.2); other escapes stay, with upper-case hex digits, so that "%2F"
+  // is never a segment boundary.
+  std::string decoded;
+  decoded.reserve(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] != '%') {
+      decoded.push_back(raw[i]);
+      continue;
+    }
+    if (i + 2 >= raw.size()) return false;
+    const int hi = hex_value(raw[i + 1]);
+    const int lo = hex_value(raw[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    const char c = static_cast<char>(hi * 16 + lo);
+    if (unreserved(c)) {
+      decoded.push_back(c);
+    } else {
+      constexpr char kHex[] = "0123456789ABCDEF";
+      decoded.push_back('%');
+      decoded.push_back(kHex[hi]);
+      decoded.push_back(kHex[lo]);
+    }
+    i += 2;
+  }
+  out = remove_dot_segments(decoded);
+  return true;
+}
+
 HttpHead parse_http_head(std::string_view bytes) {
   HttpHead h;
+  auto invalid = [&h](const char* reason) {
+    h.status = PeekStatus::invalid;
+    h.reject_reason = reason;
+    return h;
+  };
   // Request line: METHOD SP target SP HTTP/1.x CRLF. Check the prefix as it
   // grows so that non-HTTP is rejected early.
   size_t i = 0;
   while (i < bytes.size() && token_char(bytes[i])) ++i;
   if (i == bytes.size()) {
-    if (i > 32) h.status = PeekStatus::invalid;
+    if (i > 32) return invalid("malformed");
     return h;
   }
-  if (i == 0 || bytes[i] != ' ') {
-    h.status = PeekStatus::invalid;
-    return h;
-  }
+  if (i == 0 || bytes[i] != ' ') return invalid("malformed");
   size_t target_start = ++i;
   while (i < bytes.size() && bytes[i] != ' ' && bytes[i] != '\r' && bytes[i] != '\n') {
-    if (static_cast<unsigned char>(bytes[i]) <= 0x20 || bytes[i] == 0x7f) {
-      h.status = PeekStatus::invalid;
-      return h;
-    }
+    if (static_cast<unsigned char>(bytes[i]) <= 0x20 || bytes[i] == 0x7f)
+      return invalid("malformed");
     ++i;
   }
   if (i == bytes.size()) return h;
-  if (bytes[i] != ' ' || i == target_start) {
-    h.status = PeekStatus::invalid;
-    return h;
-  }
+  if (bytes[i] != ' ' || i == target_start) return invalid("malformed");
   std::string_view target = bytes.substr(target_start, i - target_start);
   ++i;
   constexpr std::string_view kVersion = "HTTP/1.";
+  bool http11 = false;
   for (size_t k = 0; k < kVersion.size() + 1; ++k, ++i) {
     if (i == bytes.size()) return h;
-    if (k < kVersion.size() ? bytes[i] != kVersion[k] : (bytes[i] != '0' && bytes[i] != '1')) {
-      h.status = PeekStatus::invalid;
-      return h;
-    }
+    if (k < kVersion.size() ? bytes[i] != kVersion[k] : (bytes[i] != '0' && bytes[i] != '1'))
+      return invalid("malformed");
+    if (k == kVersion.size()) http11 = bytes[i] == '1';
   }
   if (i + 1 >= bytes.size()) return h;
-  if (bytes[i] != '\r' || bytes[i + 1] != '\n') {
-    h.status = PeekStatus::invalid;
-    return h;
-  }
+  if (bytes[i] != '\r' || bytes[i + 1] != '\n') return invalid("malformed");
   i += 2;
 
+  // Request target forms (RFC 9112 3.2): origin "/path", absolute
+  // "scheme://authority/path", asterisk "*" and authority "host:port"
+  // (CONNECT), which have no path. A route by path prefix needs one.
+  std::string_view raw_path;
+  std::string_view authority;
+  bool absolute = false;
+  auto scheme = target.find("://");
+  if (target.front() == '/') {
+    raw_path = target;
+  } else if (scheme != std::string_view::npos && scheme > 0) {
+    std::string_view rest = target.substr(scheme + 3);
+    auto slash = rest.find_first_of("/?#");
+    authority = rest.substr(0, slash);
+    if (auto at = authority.rfind('@'); at != std::string_view::npos)
+      authority.remove_prefix(at + 1);  // userinfo is no part of the host
+    absolute = true;
+    raw_path = slash == std::string_view::npos || rest[slash] != '/' ? std::string_view("/")
+                                                                     : rest.substr(slash);
+  } else if (target.find('/') != std::string_view::npos) {
+    return invalid("malformed");  // neither a path nor an authority
+  }
+
+  // Headers, as far as they have arrived. Routing needs the request line
+  // and Host only: once both are in, the rest of the head may still be on
+  // its way (a long cookie, say) and the connection is routed anyway. Every
+  // header line that has arrived is still checked, a second Host among them.
   std::string_view host;
   bool have_host = false;
+  bool head_complete = false;
   for (;;) {
     size_t eol = bytes.find("\r\n", i);
     if (eol == std::string_view::npos) {
       // A bare LF or other control bytes in what is there make it invalid now.
       for (size_t k = i; k < bytes.size(); ++k)
-        if (bytes[k] == '\n' || bytes[k] == '\0') {
-          h.status = PeekStatus::invalid;
-          return h;
-        }
-      return h;
+        if (bytes[k] == '\n' || bytes[k] == '\0') return invalid("malformed");
+      break;
     }
     std::string_view line = bytes.substr(i, eol - i);
     i = eol + 2;
-    if (line.empty()) break;
-    auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) {
-      h.status = PeekStatus::invalid;
-      return h;
+    if (line.empty()) {
+      head_complete = true;
+      break;
     }
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return invalid("malformed");
     std::string_view name = line.substr(0, colon);
     if (!std::all_of(name.begin(), name.end(), token_char) ||
-        line.find('\n') != std::string_view::npos || line.find('\0') != std::string_view::npos) {
-      h.status = PeekStatus::invalid;
-      return h;
-    }
+        line.find('\n') != std::string_view::npos || line.find('\0') != std::string_view::npos)
+      return invalid("malformed");
     if (iequals(name, "host")) {
-      if (have_host) {  // two Host headers: RFC 9112 says reject
-        h.status = PeekStatus::invalid;
-        return h;
-      }
+      // RFC 9112 3.2: two Host lines, or an invalid value, is a 400.
+      if (have_host) return invalid("bad_host");
       have_host = true;
       host = trim(line.substr(colon + 1));
+      if (!std::all_of(host.begin(), host.end(), host_value_char)) return invalid("bad_host");
     }
   }
+  if (!head_complete && !have_host) return h;
+  // An HTTP/1.1 request without Host is a 400 (RFC 9112 3.2); 1.0 needs none.
+  if (head_complete && !have_host && http11) return invalid("bad_host");
+  h.head_complete = head_complete;
 
-  // Request target forms (RFC 9112 3.2): origin "/path", absolute
-  // "scheme://authority/path", asterisk "*" and authority "host:port"
-  // (CONNECT), which have no path. A route by path prefix needs one.
-  std::string_view path;
-  auto scheme = target.find("://");
-  if (target.front() == '/') {
-    path = target;
-  } else if (scheme != std::string_view::npos && scheme > 0) {
-    std::string_view rest = target.substr(scheme + 3);
-    auto slash = rest.find('/');
-    if (host.empty()) host = rest.substr(0, slash);
-    path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
-  } else if (target.find('/') != std::string_view::npos) {
-    h.status = PeekStatus::invalid;  // neither a path nor an authority
-    return h;
+  // An absolute-form target's authority wins over Host (RFC 9112 3.2.2).
+  if (absolute) {
+    if (authority.empty() || !std::all_of(authority.begin(), authority.end(), host_value_char))
+      return invalid("bad_host");
+    host = authority;
   }
-  auto query = path.find_first_of("?#");
-  if (query != std::string_view::npos) path = path.substr(0, query);
+  auto query = raw_path.find_first_of("?#");
+  if (query != std::string_view::npos) raw_path = raw_path.substr(0, query);
+  if (!normalise_path(raw_path, h.path)) return invalid("malformed");
 
   // Strip a port; keep an IPv6 literal's brackets.
   if (!host.empty() && host.front() == '[') {
     auto close = host.find(']');
-    if (close != std::string_view::npos) host = host.substr(0, close + 1);
+    if (close == std::string_view::npos) return invalid("bad_host");
+    host = host.substr(0, close + 1);
   } else {
     auto colon = host.rfind(':');
     if (colon != std::string_view::npos) host = host.substr(0, colon);
@@ -182,7 +282,6 @@ HttpHead parse_http_head(std::string_view bytes) {
   h.host.reserve(host.size());
   for (char c : host) h.host.push_back(lower(c));
   if (!h.host.empty() && h.host.back() == '.') h.host.pop_back();
-  h.path.assign(path);
   h.status = PeekStatus::complete;
   return h;
 }

@@ -26,14 +26,26 @@ struct Preface {
 };
 Preface parse_preface(std::string_view bytes);
 
-// The head of an HTTP/1.x request: the request line and headers up to the
-// blank line. `host` is the Host header without port, lowercased; `path` is
-// the request target's path (origin form, or the path of an absolute URI).
+// The start of an HTTP/1.x request: complete once the request line and the
+// Host header are in (the rest of the head may still be on its way), or at
+// the end of a head without Host (HTTP/1.0). `host` is the authority of an
+// absolute-form target if there is one (RFC 9112 3.2.2), else the Host
+// header, without port, lowercased. `path` is the target's path, normalised
+// (normalise_path); the worker still reads the request as sent. Invalid
+// with `reject_reason` "bad_host" for a missing (HTTP/1.1), repeated or
+// list-valued Host (RFC 9112 3.2), else "malformed".
 struct HttpHead {
   PeekStatus status = PeekStatus::need_more;
   std::string host;
   std::string path;
+  bool head_complete = false;  // the blank line that ends the head was seen
+  const char* reject_reason = "";
 };
+// Percent-decodes unreserved characters (other escapes keep upper-case hex)
+// and removes dot segments (RFC 3986 6.2.2 and 5.2.4), so that a path
+// prefix matches what a server resolves: "/static/../admin" is "/admin".
+// False for a malformed escape.
+bool normalise_path(std::string_view raw, std::string& out);
 HttpHead parse_http_head(std::string_view bytes);
 
 // The server name (SNI, host_name type) from a TLS ClientHello. `sni` is

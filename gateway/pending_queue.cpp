@@ -1,12 +1,26 @@
 #include "gateway/pending_queue.hpp"
 
+#include <exception>
+
+#include "gateway/http_refusal.hpp"
+
 namespace occasional::gateway {
+
+namespace {
+
+// A connection routed by HTTP has sent a request: it is answered (503).
+void refuse(const UniqueFd& fd, const workers::ConnHeader& header, const char* reason) {
+  if (header.route == "http") send_http_refusal(fd.get(), reason);
+}
+
+}  // namespace
 
 PendingQueue::PendingQueue(boost::asio::io_context& io, QueueConfig config, GatewayStats& stats)
     : config_(config), stats_(stats), timer_(io) {}
 
 void PendingQueue::push(UniqueFd fd, workers::ConnHeader header) {
   if (queue_.size() >= config_.max) {
+    refuse(fd, header, "queue_full");
     stats_.reject("queue_full");
     return;  // fd closes here
   }
@@ -19,13 +33,23 @@ void PendingQueue::push(UniqueFd fd, workers::ConnHeader header) {
 void PendingQueue::drain(const Taker& take) {
   while (!queue_.empty()) {
     Pending& p = queue_.front();
-    if (!take(p.fd, p.header)) break;
+    bool taken = false;
+    try {
+      taken = take(p.fd, p.header);
+    } catch (const std::exception&) {
+      // Drains run from timers and worker events: what a handoff throws
+      // (out of memory) closes that connection, not the coordinator.
+      pop("internal_error");
+      continue;
+    }
+    if (!taken) break;
     pop(nullptr);
   }
 }
 
 void PendingQueue::pop(const char* reject_reason) {
   const bool was_full = full();
+  if (reject_reason) refuse(queue_.front().fd, queue_.front().header, reject_reason);
   queue_.pop_front();
   --stats_.pending;
   if (reject_reason) stats_.reject(reject_reason);

@@ -77,6 +77,13 @@ RouteDecision RouteTable::decide(std::string_view bytes) const {
     case RouteKind::http: {
       HttpHead h = parse_http_head(bytes);
       if (h.status == PeekStatus::need_more) return d;
+      // A request with a bad Host is answered 400 whatever the routes: a
+      // default route must not hand a worker a Host it would take differently.
+      if (h.status == PeekStatus::invalid && std::string_view(h.reject_reason) == "bad_host") {
+        d.status = PeekStatus::invalid;
+        d.reject_reason = h.reject_reason;
+        return d;
+      }
       if (h.status == PeekStatus::invalid) return fallback("malformed");
       for (const Route& r : routes_)
         if (r.kind == RouteKind::http && (r.host.empty() || host_matches(r.host, h.host)) &&

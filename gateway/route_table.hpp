@@ -25,7 +25,7 @@ struct RouteDecision {
   PeekStatus status = PeekStatus::need_more;
   const Route* route = nullptr;    // complete
   size_t consume = 0;              // bytes to remove before the handoff (preface)
-  const char* reject_reason = "";  // invalid: "malformed" or "no_route"
+  const char* reject_reason = "";  // invalid: "malformed", "bad_host" or "no_route"
 };
 
 // The routes of one listener, in order. All peeking routes of a listener are

@@ -3,12 +3,24 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <exception>
+
+#include "gateway/http_refusal.hpp"
 
 namespace occasional::gateway {
 
+using supervisor::LogLevel;
+
 Router::Router(boost::asio::io_context& io, RouteTable table, PeekLimits limits,
-               Dispatcher& dispatcher, GatewayStats& stats)
-    : io_(io), table_(std::move(table)), limits_(limits), dispatcher_(dispatcher), stats_(stats) {
+               Dispatcher& dispatcher, GatewayStats& stats, const supervisor::EventLog& log,
+               size_t max_routing)
+    : io_(io),
+      table_(std::move(table)),
+      limits_(limits),
+      dispatcher_(dispatcher),
+      stats_(stats),
+      log_(log),
+      max_routing_(max_routing) {
   buffer_.resize(limits_.max_bytes);
 }
 
@@ -25,22 +37,67 @@ void Router::route(UniqueFd fd, workers::ConnHeader header) {
     return;
   }
   const uint64_t id = header.id;
-  auto peek = std::make_unique<Peek>(io_, fd.release());
-  peek->header = std::move(header);
-  peek->timer.expires_after(limits_.timeout);
-  peek->timer.async_wait([this, id](const boost::system::error_code& ec) {
-    if (!ec && peeking_.contains(id)) reject(id, "peek_timeout");
-  });
-  peeking_.emplace(id, std::move(peek));
-  stats_.peeking = peeking_.size();
+  if (stats_.peeking >= max_routing_) {
+    // The bound is shared by every listener; another's connections may
+    // hold it all, and then this one is the one closed.
+    if (peeking_.empty()) {
+      if (table_.peek_kind() == RouteKind::http) send_http_refusal(fd.get(), "routing_cap");
+      stats_.reject("routing_cap");
+      return;
+    }
+    reject(peeking_.begin()->first, "routing_cap");
+  }
+  try {
+    auto peek = std::make_unique<Peek>(io_);
+    // epoll_ctl fails with ENOMEM (or ENOSPC at fs.epoll.max_user_watches)
+    // under exhaustion; the fd is still ours then, and closes on return.
+    boost::system::error_code ec;
+    peek->socket.assign(fd.get(), ec);
+    if (ec) return loop_error("register_failed", ec.message().c_str());
+    fd.release();
+    peek->header = std::move(header);
+    peek->timer.expires_after(limits_.timeout);
+    peek->timer.async_wait([this, id](const boost::system::error_code& ec) {
+      if (!ec && peeking_.contains(id)) reject(id, "peek_timeout");
+    });
+    peeking_.emplace(id, std::move(peek));
+  } catch (const std::exception& e) {
+    return loop_error("internal_error", e.what());
+  }
+  ++stats_.peeking;
   // Clients usually send right after connecting; the bytes may not be here yet.
   wait(id);
+}
+
+template <typename Step>
+void Router::guarded(uint64_t id, Step step) {
+  try {
+    step();
+  } catch (const std::exception& e) {
+    if (peeking_.erase(id) > 0) --stats_.peeking;
+    loop_error("internal_error", e.what());
+  }
+}
+
+void Router::loop_error(const char* reason, const char* error) {
+  stats_.reject(reason);
+  ++unlogged_errors_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_error_log_ < std::chrono::seconds(1)) return;
+  log_.event(LogLevel::error, "route_failed")
+      .str("reason", reason)
+      .str("error", error)
+      .num("failures_since_last_line", static_cast<int64_t>(unlogged_errors_))
+      .str("action", "connection closed");
+  last_error_log_ = now;
+  unlogged_errors_ = 0;
 }
 
 void Router::wait(uint64_t id) {
   peeking_.at(id)->socket.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                                      [this, id](const boost::system::error_code& ec) {
-                                       if (!ec && peeking_.contains(id)) try_peek(id);
+                                       if (!ec && peeking_.contains(id))
+                                         guarded(id, [this, id] { try_peek(id); });
                                      });
 }
 
@@ -74,7 +131,7 @@ void Router::try_peek(uint64_t id) {
 
 void Router::finish(uint64_t id, const RouteDecision& d) {
   auto node = peeking_.extract(id);
-  stats_.peeking = peeking_.size();
+  --stats_.peeking;
   Peek& p = *node.mapped();
   p.timer.cancel();
   const int fd = p.socket.native_handle();
@@ -98,16 +155,19 @@ void Router::finish(uint64_t id, const RouteDecision& d) {
 }
 
 void Router::reject(uint64_t id, const char* reason) {
+  auto it = peeking_.find(id);
+  if (table_.peek_kind() == RouteKind::http)
+    send_http_refusal(it->second->socket.native_handle(), reason);
   // Destroying the Peek closes the socket and cancels its waits.
-  peeking_.erase(id);
-  stats_.peeking = peeking_.size();
+  peeking_.erase(it);
+  --stats_.peeking;
   stats_.reject(reason);
 }
 
 void Router::close_all() {
   for (size_t n = peeking_.size(); n > 0; --n) stats_.reject("shutdown");
+  stats_.peeking -= peeking_.size();
   peeking_.clear();
-  stats_.peeking = 0;
 }
 
 }  // namespace occasional::gateway

@@ -4,20 +4,24 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
 #include "gateway/dispatcher.hpp"
 #include "gateway/gateway_stats.hpp"
 #include "gateway/route_table.hpp"
+#include "supervisor/event_log.hpp"
 #include "workers/protocol.hpp"
 #include "workers/unique_fd.hpp"
 
 namespace occasional::gateway {
 
 struct PeekLimits {
-  size_t max_bytes = 4096;
+  // What nginx (large_client_header_buffers 8k) and HAProxy (tune.bufsize
+  // 16k) take as a request head: HTTP routing needs only the request line
+  // and Host within it.
+  size_t max_bytes = 16384;
   std::chrono::milliseconds timeout{3000};
 };
 
@@ -32,8 +36,10 @@ struct PeekLimits {
 class Router {
  public:
   Router(boost::asio::io_context& io, RouteTable table, PeekLimits limits, Dispatcher& dispatcher,
-         GatewayStats& stats);
+         GatewayStats& stats, const supervisor::EventLog& log, size_t max_routing);
 
+  // Never throws: a connection that cannot be routed (the reactor refuses
+  // its fd, memory runs out) is closed and counted, and the loop goes on.
   void route(UniqueFd fd, workers::ConnHeader header);
   size_t peeking() const { return peeking_.size(); }
   const RouteTable& table() const { return table_; }
@@ -42,7 +48,7 @@ class Router {
 
  private:
   struct Peek {
-    Peek(boost::asio::io_context& io, int fd) : socket(io, fd), timer(io) {}
+    explicit Peek(boost::asio::io_context& io) : socket(io), timer(io) {}
     boost::asio::posix::stream_descriptor socket;
     boost::asio::steady_timer timer;
     workers::ConnHeader header;
@@ -53,14 +59,26 @@ class Router {
   void wait(uint64_t id);
   void finish(uint64_t id, const RouteDecision& decision);
   void reject(uint64_t id, const char* reason);
+  // Runs `step` for connection `id` from an Asio handler: whatever it throws
+  // closes that connection (counted as `internal_error`), not the coordinator.
+  template <typename Step>
+  void guarded(uint64_t id, Step step);
+  // A failure on the loop that closes a connection: counted by reason,
+  // logged at most once a second.
+  void loop_error(const char* reason, const char* error);
 
   boost::asio::io_context& io_;
   RouteTable table_;
   PeekLimits limits_;
   Dispatcher& dispatcher_;
   GatewayStats& stats_;
+  const supervisor::EventLog& log_;
+  std::chrono::steady_clock::time_point last_error_log_{};
+  uint64_t unlogged_errors_ = 0;
   std::string buffer_;
-  std::unordered_map<uint64_t, std::unique_ptr<Peek>> peeking_;
+  size_t max_routing_;
+  // By connection id, which grows with each accept: the first is the oldest.
+  std::map<uint64_t, std::unique_ptr<Peek>> peeking_;
 };
 
 }  // namespace occasional::gateway

@@ -35,9 +35,11 @@ struct ConnectionStats {
   uint64_t handoff_batches = 0;  // `conns` messages: several connections in one
   uint64_t pending = 0;          // gauge: waiting in service queues now
   uint64_t peeking = 0;          // gauge: being routed now
+  uint64_t routing_max = 0;      // the bound on `peeking`, from the fd limit
   // Connections the gateway closed itself: peek_timeout, too_large, malformed,
-  // no_route, closed_before_route, queue_full, queue_timeout, no_service,
-  // spawn_failed, shutdown.
+  // bad_host, no_route, closed_before_route, peek_error, routing_cap,
+  // register_failed, internal_error, queue_full, queue_timeout, no_service,
+  // no_worker, spawn_failed, shutdown.
   std::map<std::string, uint64_t> rejected;
   // accept4() failures: emfile, enfile, enobufs, enomem, other.
   std::map<std::string, uint64_t> accept_errors;

@@ -206,6 +206,13 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
                         "Connections being peeked at for routing now.", T::Gauge);
   peeking.metric.push_back(value(static_cast<double>(c.peeking)));
   out.push_back(std::move(peeking));
+  auto routing_max =
+      family("occasional_connections_routing_max",
+             "The most connections being routed at once (half the fd limit); at it, a new "
+             "connection closes the oldest being routed (reason routing_cap).",
+             T::Gauge);
+  routing_max.metric.push_back(value(static_cast<double>(c.routing_max)));
+  out.push_back(std::move(routing_max));
   auto accept_errors =
       family("occasional_accept_errors_total", "accept4() failures, by reason.", T::Counter);
   add_by_reason(accept_errors, c.accept_errors);

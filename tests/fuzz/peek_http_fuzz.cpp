@@ -15,6 +15,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (char c : h.host)
       if (c >= 'A' && c <= 'Z') std::abort();
     if (!h.path.empty() && h.path[0] != '/') std::abort();
+    // The path is normalised: no dot segment is left for a server to resolve.
+    const std::string_view p = h.path;
+    if (p.find("/../") != p.npos || p.find("/./") != p.npos || p.ends_with("/..") ||
+        p.ends_with("/."))
+      std::abort();
   }
   // More bytes never turn a complete head into an incomplete one.
   if (h.status == PeekStatus::complete) {

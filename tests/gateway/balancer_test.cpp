@@ -48,6 +48,22 @@ class BalancerTest : public ::testing::Test {
     balancer_->end_burst();
   }
 
+  // `count` connections one at a time, outside any burst.
+  void one_by_one(size_t count) {
+    for (size_t i = 0; i < count; ++i) {
+      workers::ConnHeader h;
+      h.id = next_id_++;
+      h.peer = "127.0.0.1:1";
+      balancer_->dispatch(UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC)), std::move(h));
+    }
+  }
+
+  size_t total(int worker) {
+    size_t n = 0;
+    for (size_t m : received(worker)) n += m;
+    return n;
+  }
+
   // The number of connections in each message a worker has received since
   // the last call; each connection's fd is checked to have arrived.
   std::vector<size_t> received(int worker) {
@@ -139,6 +155,79 @@ TEST_F(BalancerTest, BurstModesHaveTheirConfigNames) {
     EXPECT_EQ(parse_burst_mode(burst_mode_name(mode)), mode);
   EXPECT_EQ(parse_burst_mode("pack"), std::nullopt);
   EXPECT_EQ(parse_burst_mode(""), std::nullopt);
+}
+
+TEST_F(BalancerTest, AWorkerWhoseEndIsGoneIsRetriedElsewhereAndCounted) {
+  worker_ends_[0].reset();
+  one_by_one(8);
+  EXPECT_EQ(total(1) + total(2) + total(3), 8u);
+  EXPECT_GE(stats_.handoff_retries["worker_gone"], 1u);
+  EXPECT_EQ(stats_.handoff_retries["worker_busy"], 0u);
+  EXPECT_EQ(stats_.handed_off, 8u);
+  EXPECT_EQ(balancer_->queued(), 0u);
+}
+
+TEST_F(BalancerTest, ABusyWorkerIsSkippedAndTheQueueIsRetriedOnceItCatchesUp) {
+  for (int w = 1; w < kWorkers; ++w) balancer_->remove(w);
+  // Until its socket buffer is full: the rest wait in the queue.
+  size_t sent = 0;
+  while (balancer_->queued() == 0 && sent < 10000) {
+    one_by_one(1);
+    ++sent;
+  }
+  ASSERT_EQ(balancer_->queued(), 1u);
+  EXPECT_EQ(stats_.handoff_retries["worker_busy"], 1u);
+  one_by_one(2);  // behind the first: no retry of their own
+  EXPECT_EQ(balancer_->queued(), 3u);
+  EXPECT_EQ(stats_.handoff_retries["worker_busy"], 1u);
+  // The worker reads; nothing tells the balancer, its retry timer does.
+  EXPECT_EQ(total(0), sent - 1);
+  io_.run_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(balancer_->queued(), 0u);
+  EXPECT_EQ(total(0), 3u);
+  EXPECT_EQ(stats_.handed_off, sent + 2);
+}
+
+TEST_F(BalancerTest, ConnectionsStagedForAWorkerThatLeavesGoToAnother) {
+  balancer_->begin_burst();
+  one_by_one(8);  // two staged for each worker
+  balancer_->remove(0);
+  // Its two went out at once, one by one, to the least loaded others.
+  EXPECT_EQ(total(1) + total(2) + total(3), 2u);
+  balancer_->end_burst();
+  EXPECT_EQ(total(1) + total(2) + total(3), 6u);
+  EXPECT_EQ(stats_.handed_off, 8u);
+}
+
+TEST_F(BalancerTest, ABatchAWorkerRefusesIsRedispatchedElsewhereOneByOne) {
+  worker_ends_[0].reset();
+  burst(8);
+  EXPECT_EQ(stats_.handoff_retries["worker_gone"], 2u);  // the batch of two, counted each
+  EXPECT_EQ(total(1) + total(2) + total(3), 8u);
+  EXPECT_EQ(balancer_->outstanding(0), 0u);
+  EXPECT_EQ(stats_.handed_off, 8u);
+}
+
+TEST_F(BalancerTest, WithEveryWorkerGoneConnectionsQueueUntilOneIsAdded) {
+  for (int w = 0; w < kWorkers; ++w) worker_ends_[w].reset();
+  one_by_one(2);
+  EXPECT_EQ(balancer_->queued(), 2u);
+  EXPECT_EQ(stats_.handoff_retries["worker_gone"], 4u);  // every worker once, for the first
+  for (int w = 0; w < kWorkers; ++w) balancer_->remove(w);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd end(sv[1]);
+  supervisor::WorkerLink link(io_, UniqueFd(sv[0]), supervisor::WorkerLink::Handlers{});
+  balancer_->add(7, &link);
+  EXPECT_EQ(balancer_->queued(), 0u);
+  size_t got = 0;
+  for (;;) {
+    workers::Received r = workers::receive_datagram(end.get(), 8);
+    if (r.status != workers::ReceiveStatus::message) break;
+    got += r.fds.size();
+  }
+  EXPECT_EQ(got, 2u);
+  balancer_->remove(7);
 }
 
 }  // namespace

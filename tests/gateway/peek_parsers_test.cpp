@@ -22,13 +22,13 @@ TEST(PeekParsersTest, HttpHostAndPath) {
   ASSERT_EQ(h.status, PeekStatus::complete);
   EXPECT_EQ(h.host, "example.com");
   EXPECT_EQ(h.path, "/a/b");
-  EXPECT_EQ(parse_http_head("GET / HTTP/1.1\r\nHost: x\r\n").status, PeekStatus::need_more);
+  EXPECT_EQ(parse_http_head("GET / HTTP/1.1\r\nAccept: x\r\n").status, PeekStatus::need_more);
   EXPECT_EQ(parse_http_head("GE").status, PeekStatus::need_more);
   EXPECT_EQ(parse_http_head("\x16\x03\x01").status, PeekStatus::invalid);
   EXPECT_EQ(parse_http_head("GET / HTTP/2.0\r\n\r\n").status, PeekStatus::invalid);
   EXPECT_EQ(parse_http_head("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status,
             PeekStatus::invalid);
-  HttpHead abs = parse_http_head("GET http://proxy.example/x HTTP/1.1\r\n\r\n");
+  HttpHead abs = parse_http_head("GET http://proxy.example/x HTTP/1.0\r\n\r\n");
   EXPECT_EQ(abs.host, "proxy.example");
   EXPECT_EQ(abs.path, "/x");
   // Found by the fuzzer: a target that is neither a path nor an absolute URI.
@@ -39,6 +39,65 @@ TEST(PeekParsersTest, HttpHostAndPath) {
   HttpHead connect = parse_http_head("CONNECT h.example:443 HTTP/1.1\r\nHost: h\r\n\r\n");
   EXPECT_EQ(connect.status, PeekStatus::complete);
   EXPECT_EQ(connect.path, "");
+}
+
+TEST(PeekParsersTest, HttpRoutesOnceTheRequestLineAndHostAreIn) {
+  // A long cookie after Host need not arrive before routing.
+  HttpHead h = parse_http_head("GET /a HTTP/1.1\r\nHost: h\r\nCookie: " + std::string(5000, 'c'));
+  ASSERT_EQ(h.status, PeekStatus::complete);
+  EXPECT_EQ(h.host, "h");
+  EXPECT_FALSE(h.head_complete);
+  // Before Host, the head must go on.
+  EXPECT_EQ(parse_http_head("GET /a HTTP/1.1\r\nCookie: " + std::string(5000, 'c') + "\r\n").status,
+            PeekStatus::need_more);
+  // A second Host among the lines that did arrive is still seen.
+  HttpHead twice = parse_http_head("GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nHost: b\r\nY");
+  EXPECT_EQ(twice.status, PeekStatus::invalid);
+  EXPECT_STREQ(twice.reject_reason, "bad_host");
+  EXPECT_TRUE(parse_http_head("GET / HTTP/1.1\r\nHost: a\r\n\r\n").head_complete);
+}
+
+TEST(PeekParsersTest, HttpHostRulesOfRfc9112) {
+  auto reason = [](const std::string& head) -> std::string {
+    HttpHead h = parse_http_head(head);
+    return h.status == PeekStatus::invalid ? h.reject_reason
+                                           : (h.status == PeekStatus::complete ? h.host : "?");
+  };
+  EXPECT_EQ(reason("GET / HTTP/1.1\r\n\r\n"), "bad_host");
+  EXPECT_EQ(reason("GET / HTTP/1.0\r\n\r\n"), "");
+  EXPECT_EQ(reason("GET / HTTP/1.1\r\nHost: a,b\r\n\r\n"), "bad_host");
+  EXPECT_EQ(reason("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), "bad_host");
+  EXPECT_EQ(reason("GET / HTTP/1.1\r\nhost: a\r\nHOST: a\r\n\r\n"), "bad_host");
+  EXPECT_EQ(reason("GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n"), "[::1]");
+  EXPECT_EQ(reason("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n"), "bad_host");
+  // The absolute form's authority wins over Host; userinfo is dropped.
+  EXPECT_EQ(reason("GET http://A.example:81/x HTTP/1.1\r\nHost: b.example\r\n\r\n"), "a.example");
+  EXPECT_EQ(reason("GET http://u@a.example/x HTTP/1.1\r\nHost: b\r\n\r\n"), "a.example");
+  EXPECT_EQ(reason("GET http:///x HTTP/1.1\r\nHost: b\r\n\r\n"), "bad_host");
+  EXPECT_EQ(reason("GET http://a.example HTTP/1.1\r\n\r\n"), "bad_host");  // 1.1 needs Host
+}
+
+TEST(PeekParsersTest, PathsAreNormalisedBeforeMatching) {
+  auto norm = [](const std::string& raw) {
+    std::string out;
+    return normalise_path(raw, out) ? out : std::string("<malformed>");
+  };
+  EXPECT_EQ(norm("/static/../admin"), "/admin");
+  EXPECT_EQ(norm("/a/./b/../../c/"), "/c/");
+  EXPECT_EQ(norm("/../../x"), "/x");
+  EXPECT_EQ(norm("/a/.."), "/");
+  EXPECT_EQ(norm("/a/."), "/a/");
+  EXPECT_EQ(norm("/a..b/.c"), "/a..b/.c");
+  EXPECT_EQ(norm("/%7Euser/%2e%2E/%61"), "/a");
+  EXPECT_EQ(norm("/a%2fb/%2e%2e"), "/");  // %2F stays an escape: one segment
+  EXPECT_EQ(norm("/a%2f..%2fb"), "/a%2F..%2Fb");
+  EXPECT_EQ(norm("/%zz"), "<malformed>");
+  EXPECT_EQ(norm("/%4"), "<malformed>");
+  EXPECT_EQ(norm("/%"), "<malformed>");
+  EXPECT_EQ(norm(""), "");
+  HttpHead h = parse_http_head("GET /static/%2E%2E/admin?x=/static/ HTTP/1.1\r\nHost: h\r\n\r\n");
+  EXPECT_EQ(h.path, "/admin");
+  EXPECT_EQ(parse_http_head("GET /%G0 HTTP/1.1\r\nHost: h\r\n\r\n").status, PeekStatus::invalid);
 }
 
 std::string u16(size_t v) {

@@ -65,5 +65,44 @@ TEST(PendingQueueTest, WithoutAQueueItIsNeverFullSoListenersNeverHold) {
   EXPECT_EQ(stats.rejected["queue_full"], 1u);
 }
 
+TEST(PendingQueueTest, ATakerThatThrowsClosesThatConnectionAndTheDrainGoesOn) {
+  boost::asio::io_context io;
+  GatewayStats stats;
+  PendingQueue q(io, QueueConfig{4, std::chrono::seconds(5)}, stats);
+  q.push(some_fd(), {});
+  q.push(some_fd(), {});
+  int calls = 0;
+  EXPECT_NO_THROW(q.drain([&calls](UniqueFd& fd, workers::ConnHeader&) {
+    if (calls++ == 0) throw std::bad_alloc();
+    fd.reset();
+    return true;
+  }));
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(stats.rejected["internal_error"], 1u);
+  EXPECT_EQ(stats.pending, 0u);
+}
+
+TEST(PendingQueueTest, AnHttpRoutedConnectionThatTimesOutIsAnswered503OthersAreClosedBare) {
+  boost::asio::io_context io;
+  GatewayStats stats;
+  PendingQueue q(io, QueueConfig{4, std::chrono::milliseconds(1)}, stats);
+  int http[2], other[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, http), 0);
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, other), 0);
+  UniqueFd http_client(http[0]), other_client(other[0]);
+  workers::ConnHeader h;
+  h.route = "http";
+  q.push(UniqueFd(http[1]), h);
+  h.route = "default";
+  q.push(UniqueFd(other[1]), h);
+  io.run_for(std::chrono::seconds(5));
+  EXPECT_EQ(stats.rejected["queue_timeout"], 2u);
+  char buf[512];
+  ssize_t n = ::recv(http_client.get(), buf, sizeof buf, 0);
+  ASSERT_GT(n, 0);
+  EXPECT_TRUE(std::string(buf, static_cast<size_t>(n)).starts_with("HTTP/1.1 503 "));
+  EXPECT_EQ(::recv(other_client.get(), buf, sizeof buf, 0), 0);
+}
+
 }  // namespace
 }  // namespace occasional::gateway

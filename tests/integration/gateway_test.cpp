@@ -105,12 +105,18 @@ std::string json_quote(const std::string& text) {
 struct Gateway {
   CoordinatorProcess c;
   int port = 0;
-  explicit Gateway(std::vector<std::string> args, int ready = 0) : c(std::move(args)) {
+  int admin = 0;
+  explicit Gateway(std::vector<std::string> args, int ready = 0)
+      : Gateway({}, std::move(args), ready) {}
+  // Runs the coordinator under `wrapper` (prlimit ...), which execs it.
+  Gateway(std::vector<std::string> wrapper, std::vector<std::string> args, int ready = 0)
+      : c(std::move(wrapper), std::move(args)) {
     port = std::stoi(c.wait_event("listening")["port"]);
+    // The admin endpoint binds port 0 too (CoordinatorProcess asks for it).
+    admin = std::stoi(c.wait_event("admin_listening")["port"]);
     for (int i = 0; i < ready; ++i) c.wait_event("ready");
   }
-  // The admin endpoint's port (CoordinatorProcess gives each a free one).
-  int admin_port() const { return std::stoi(c.events("admin_listening").at(0)["port"]); }
+  int admin_port() const { return admin; }
 };
 
 // A sample of the coordinator's /metrics, named with its labels as exposed;
@@ -274,7 +280,11 @@ TEST(GatewayTest, EachRoutingModeReachesItsService) {
   EXPECT_NE(r.find('\x16'), std::string::npos);
   // No route: closed by the gateway, nothing to a worker.
   EXPECT_EQ(talk(pre, "gamma\nping\n"), "");
-  EXPECT_EQ(talk(web, "GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n"), "");
+  // An HTTP request is answered (docs/gateway.md, "Refusals").
+  EXPECT_TRUE(talk(web, "GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n").starts_with("HTTP/1.1 404 "));
+  // Prefixes match the normalised path: this one is /x, outside /b/.
+  EXPECT_TRUE(
+      talk(web, "GET /b/%2e%2e/x HTTP/1.1\r\nHost: other\r\n\r\n").starts_with("HTTP/1.1 404 "));
   c.signal(SIGTERM);
   EXPECT_EQ(c.wait_exit(), 0);
 }
@@ -297,6 +307,62 @@ TEST(GatewayTest, SilentClientIsClosedAtPeekTimeoutWhileOthersAreServed) {
   char b;
   EXPECT_EQ(::recv(silent.get(), &b, 1, 0), 0);  // closed by the gateway
   EXPECT_GE(Clock::now() - t0, 450ms);
+}
+
+TEST(GatewayTest, AnHttpRequestNoWorkerTakesInTimeIsAnswered503) {
+  std::string cfg = write_config(R"({
+    "listeners": [{"address": "127.0.0.1:0", "routes": [{"kind": "http", "service": "t"}]}],
+    "services": {"t": {"command": [")" +
+                                 kWorkers + R"(/test_worker", "--not-ready"],
+                       "queue": {"timeout": 0.3}}}})");
+  CoordinatorProcess c({"run", "--config", cfg});
+  const int port = std::stoi(c.wait_event("listening")["port"]);
+  const int admin = std::stoi(c.wait_event("admin_listening")["port"]);
+  c.wait_event("spawn");
+  ::unlink(cfg.c_str());
+  const std::string r = talk(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 3s);
+  EXPECT_TRUE(r.starts_with("HTTP/1.1 503 ")) << r;
+  EXPECT_NE(r.find("\r\nConnection: close\r\n"), std::string::npos) << r;
+  EXPECT_EQ(metric(admin, "occasional_connections_rejected_total{reason=\"queue_timeout\"}"), 1);
+}
+
+// A listen_fds service whose command always fails: once it is failed (or
+// every replica has been down for queue.timeout), clients are refused at
+// once instead of waiting in a backlog nobody accepts from.
+TEST(GatewayTest, AFailedListenFdsServiceRefusesClientsPromptly) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--queue-timeout", "0.5",
+             "--backoff-initial", "0.05", "--max-restarts", "2", "--", "false"});
+  const int admin = g.admin_port();
+  // A client that came while the service was still trying: refused within
+  // the queue timeout, or at once when the service is failed.
+  UniqueFd early(connect_to(g.port));
+  ASSERT_TRUE(early);
+  const auto t0 = Clock::now();
+  pollfd p{early.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "the client was left hanging";
+  char b;
+  EXPECT_LE(::recv(early.get(), &b, 1, 0), 0);
+  EXPECT_LT(Clock::now() - t0, 2s);
+  g.c.wait_event("service_failed");
+  g.c.wait_event("listener_refusing");
+  const auto t1 = Clock::now();
+  EXPECT_EQ(talk(g.port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n", 5s), "");
+  EXPECT_LT(Clock::now() - t1, 1s);
+  EXPECT_GE(metric(admin, "occasional_connections_rejected_total{reason=\"no_worker\"}"), 2);
+  EXPECT_TRUE(process_alive(g.c.pid()));
+}
+
+TEST(GatewayTest, TheFdLimitIsRaisedToTheHardLimitAtStart) {
+  Gateway g({"prlimit", "--nofile=256:4096", "--"},
+            {"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/echo_worker"});
+  Fields limit = g.c.events("fd_limit").at(0);
+  EXPECT_EQ(limit["soft_before"], "256");
+  EXPECT_EQ(limit["soft"], "4096");
+  EXPECT_EQ(limit["hard"], "4096");
+  rlimit now{};
+  ASSERT_EQ(::prlimit(g.c.pid(), RLIMIT_NOFILE, nullptr, &now), 0);
+  EXPECT_EQ(now.rlim_cur, 4096u);
+  EXPECT_EQ(metric(g.admin_port(), "occasional_connections_routing_max"), 2048);
 }
 
 TEST(GatewayTest, WorkerThatIsNotReadyReceivesNothing) {
@@ -504,11 +570,10 @@ TEST(GatewayTest, ClientsBeyondAFullQueueWaitInTheBacklogAndAreAllServed) {
   // One echo worker that may hold one connection, and a queue of two: from
   // the fourth client on there is nowhere to put a connection. The gateway
   // must leave them in the kernel's backlog, not accept and close them.
-  const int admin = free_port();
-  Gateway g({"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:" + std::to_string(admin),
-             "--replicas", "1", "--max-connections", "1", "--queue-max", "2", "--",
-             kWorkers + "/echo_worker"},
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "1", "--max-connections", "1",
+             "--queue-max", "2", "--", kWorkers + "/echo_worker"},
             1);
+  const int admin = g.admin_port();
   constexpr int kClients = 8;
   std::vector<UniqueFd> clients;
   for (int i = 0; i < kClients; ++i) {
@@ -673,9 +738,9 @@ s.send(b'{"type":"hello","version":1}')
 s.send(b'{"type":"launch_missiles"}')
 time.sleep(1000)
 )";
-  const int admin = free_port();
-  Gateway g({"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:" + std::to_string(admin),
-             "--name", "rogue", "--backoff-initial", "0.05", "--", "python3", "-c", script});
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--name", "rogue", "--backoff-initial", "0.05", "--",
+             "python3", "-c", script});
+  const int admin = g.admin_port();
   Fields error = g.c.wait_event("protocol_error");
   EXPECT_EQ(error["service"], "rogue");
   EXPECT_EQ(error["reason"], "unknown_type");
@@ -714,17 +779,22 @@ TEST(GatewayTest, OutOfFdsPausesAcceptingWithBackoffAndLosesNoClient) {
     clients.emplace_back(connect_to(g.port));
     ASSERT_TRUE(clients.back()) << i;
   }
+  const auto t0 = Clock::now();
   Fields failed = g.c.wait_event("accept_failed");
   EXPECT_EQ(failed["error"], std::strerror(EMFILE));
   // While out of fds the listener retries on a doubling pause (10 ms up to
-  // 1 s), so a second holds a handful of attempts; a spinning loop would
-  // make thousands.
-  std::this_thread::sleep_for(1s);
+  // 1 s): the pause announced by the fifth failure (160 ms) comes after at
+  // least 10 + 20 + 40 + 80 ms of pauses; a spinning loop would reach it at once.
+  Fields fifth =
+      g.c.wait_event("accept_failed", [](const Fields& f) { return f.at("pause_ms") == "160"; });
+  EXPECT_EQ(fifth["error"], std::strerror(EMFILE));
+  EXPECT_GE(Clock::now() - t0, 150ms);
   ASSERT_EQ(::prlimit(g.c.pid(), RLIMIT_NOFILE, &old, nullptr), 0);
+  // Each failure is counted once (a sixth may have come before the limit went back up).
   const int admin = g.admin_port();
   const double attempts = metric(admin, "occasional_accept_errors_total{reason=\"emfile\"}");
-  EXPECT_GE(attempts, 2);
-  EXPECT_LE(attempts, 12);
+  EXPECT_GE(attempts, 5);
+  EXPECT_LE(attempts, 7);
 
   // Room again: every client that waited in the backlog is served in turn.
   first.reset();

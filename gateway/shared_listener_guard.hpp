@@ -1,0 +1,56 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "gateway/gateway_stats.hpp"
+#include "gateway/listener.hpp"
+#include "supervisor/event_log.hpp"
+#include "supervisor/service_observer.hpp"
+
+namespace occasional::gateway {
+
+// A listener shared with `listen_fds` workers, who accept on it themselves.
+// With no worker process running (the service failed or stopped, or every
+// replica is in backoff), clients would wait in the kernel's backlog for
+// ever. Once that has lasted `grace` (the services' queue.timeout: the
+// promise handoff mode's queue makes), or at once when the service has
+// nothing left to start, the guard accepts and closes each client itself
+// (`no_worker`), until a worker process runs again.
+class SharedListenerGuard : public supervisor::ServiceObserver {
+ public:
+  SharedListenerGuard(boost::asio::io_context& io, Listener& listener,
+                      std::set<std::string> services, std::chrono::milliseconds grace,
+                      GatewayStats& stats, const supervisor::EventLog& log);
+
+  // Before the first worker is spawned: refuses after `grace` unless one runs.
+  void start();
+  // Leaves the socket to the workers for good (shutdown).
+  void stop();
+  bool refusing() const { return refusing_; }
+
+  void on_spawned(const std::string& service, int replica, pid_t pid) override;
+  void on_exited(const supervisor::ExitRecord& record) override;
+  void on_idle(const std::string& service) override;
+
+ private:
+  void nobody_running();
+  void refuse();
+  void stop_refusing();
+
+  Listener& listener_;
+  std::set<std::string> services_;
+  std::chrono::milliseconds grace_;
+  GatewayStats& stats_;
+  const supervisor::EventLog& log_;
+  boost::asio::steady_timer timer_;
+  std::set<std::pair<std::string, int>> running_;  // (service, replica)
+  bool refusing_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace occasional::gateway

@@ -1,0 +1,131 @@
+#include "gateway/shared_listener_guard.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <gtest/gtest.h>
+#include <chrono>
+#include <functional>
+
+namespace occasional::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A real listener (the guard accepts on it while it refuses) and a guard for
+// service "svc" with a 20 ms grace; supervisor reports are made by hand.
+class SharedListenerGuardTest : public ::testing::Test {
+ protected:
+  UniqueFd connect_client() {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(listener_.port());
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    return fd;
+  }
+
+  // Runs the loop until `done` holds or `timeout` passed.
+  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 2s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      io_.restart();  // it stops whenever it runs out of work
+      io_.run_one_for(5ms);
+    }
+    return true;
+  }
+
+  // Runs the loop for `d`: what is due in it (a grace timer) runs.
+  void run_for(std::chrono::milliseconds d) {
+    io_.restart();
+    io_.run_for(d);
+  }
+
+  // Whether the coordinator's side closed `fd`, running the loop meanwhile.
+  bool closed_by_peer(int fd) {
+    return run_until([fd] {
+      pollfd p{fd, POLLIN, 0};
+      char b;
+      return ::poll(&p, 1, 0) == 1 && ::recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
+    });
+  }
+
+  supervisor::ExitRecord exit_of(int replica) {
+    supervisor::ExitRecord r;
+    r.service = "svc";
+    r.replica = replica;
+    return r;
+  }
+
+  boost::asio::io_context io_;
+  GatewayStats stats_;
+  supervisor::EventLog log_{supervisor::LogFormat::json, -1};
+  Listener listener_{io_, "shared", parse_listen_address("127.0.0.1:0"), false, stats_, log_};
+  SharedListenerGuard guard_{io_, listener_, {"svc"}, 20ms, stats_, log_};
+};
+
+TEST_F(SharedListenerGuardTest, WithNoWorkerForTheGraceClientsAreRefusedUntilOneIsSpawned) {
+  guard_.start();
+  ASSERT_TRUE(run_until([&] { return guard_.refusing(); }));
+  UniqueFd refused = connect_client();
+  EXPECT_TRUE(closed_by_peer(refused.get()));
+  EXPECT_TRUE(run_until([&] { return stats_.rejected["no_worker"] == 1; }));
+
+  // A worker runs again: the socket is the workers'; the coordinator takes nothing.
+  guard_.on_spawned("svc", 0, 1234);
+  EXPECT_FALSE(guard_.refusing());
+  UniqueFd waiting = connect_client();
+  run_for(50ms);
+  EXPECT_EQ(stats_.accepted, 1u);
+
+  // Another service's reports change nothing.
+  guard_.on_exited([] {
+    supervisor::ExitRecord r;
+    r.service = "other";
+    return r;
+  }());
+  run_for(50ms);
+  EXPECT_FALSE(guard_.refusing());
+
+  // Its last worker exits: after the grace, the one waiting is refused too.
+  guard_.on_exited(exit_of(0));
+  EXPECT_FALSE(guard_.refusing());
+  ASSERT_TRUE(run_until([&] { return guard_.refusing(); }));
+  EXPECT_TRUE(closed_by_peer(waiting.get()));
+}
+
+TEST_F(SharedListenerGuardTest, AWorkerBackWithinTheGraceRefusesNobody) {
+  guard_.start();
+  guard_.on_spawned("svc", 0, 1);
+  guard_.on_spawned("svc", 1, 2);
+  guard_.on_exited(exit_of(0));
+  run_for(60ms);  // past the grace: one replica still runs
+  EXPECT_FALSE(guard_.refusing());
+  guard_.on_exited(exit_of(1));
+  guard_.on_spawned("svc", 1, 3);  // restarted within the grace
+  run_for(60ms);
+  EXPECT_FALSE(guard_.refusing());
+  EXPECT_EQ(stats_.accepted, 0u);
+}
+
+TEST_F(SharedListenerGuardTest, AnIdleServiceIsRefusedAtOnceAndStopEndsItForGood) {
+  guard_.start();
+  guard_.on_spawned("svc", 0, 1);
+  guard_.on_exited(exit_of(0));
+  guard_.on_idle("svc");  // failed or stopped: nothing is coming
+  EXPECT_TRUE(guard_.refusing());
+  guard_.stop();
+  EXPECT_FALSE(guard_.refusing());
+  guard_.on_spawned("svc", 0, 2);
+  guard_.on_exited(exit_of(0));
+  guard_.on_idle("svc");
+  run_for(60ms);
+  EXPECT_FALSE(guard_.refusing());
+}
+
+}  // namespace
+}  // namespace occasional::gateway
