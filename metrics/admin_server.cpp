@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 
@@ -154,6 +155,19 @@ std::string error_json(const std::string& message) {
 }
 
 }  // namespace
+
+std::optional<std::string_view> bearer_credentials(std::string_view authorization) {
+  constexpr std::string_view kScheme = "bearer";
+  if (authorization.size() <= kScheme.size() || authorization[kScheme.size()] != ' ')
+    return std::nullopt;
+  for (size_t i = 0; i < kScheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kScheme[i])
+      return std::nullopt;
+  const std::string_view rest = authorization.substr(kScheme.size());
+  const auto start = rest.find_first_not_of(' ');
+  if (start == std::string_view::npos) return std::nullopt;
+  return rest.substr(start);
+}
 
 bool token_matches(const std::string& presented, const std::string& expected) {
   // Time depends only on the expected token's length, not on where they differ.
@@ -314,10 +328,8 @@ Response AdminServer::Impl::handle(const Request& req) {
 Response AdminServer::Impl::post(const Request& req, std::string_view path,
                                  std::string_view query) {
   if (!config.token.empty()) {
-    const auto auth = req[http::field::authorization];
-    constexpr std::string_view kBearer = "Bearer ";
-    if (!auth.starts_with(kBearer) ||
-        !token_matches(std::string(auth.substr(kBearer.size())), config.token)) {
+    const auto presented = bearer_credentials(req[http::field::authorization]);
+    if (!presented || !token_matches(std::string(*presented), config.token)) {
       Response res = respond(req, http::status::unauthorized,
                              error_json("missing or wrong bearer token (Authorization: Bearer "
                                         "TOKEN; see --token or admin.token)"));

@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "metrics/metrics.hpp"
 #include "metrics/status.hpp"
@@ -57,6 +59,10 @@ class AdminServer {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+// The token of an `Authorization: Bearer TOKEN` header value; nullopt for
+// another scheme or no token. The scheme is case-insensitive (RFC 9110 §11.1).
+std::optional<std::string_view> bearer_credentials(std::string_view authorization);
 
 // Constant-time comparison of a presented token with the configured one.
 bool token_matches(const std::string& presented, const std::string& expected);

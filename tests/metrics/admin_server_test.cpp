@@ -2,8 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/io_context.hpp>
+#include <thread>
+
+#include "tests/integration/http_client.hpp"
+
 namespace occasional::metrics {
 namespace {
+
+using testing::http_request;
+using testing::HttpReply;
+using testing::raw_exchange;
 
 TEST(AdminServerTest, TokenComparisonNeedsTheWholeToken) {
   EXPECT_TRUE(token_matches("s3cret", "s3cret"));
@@ -39,6 +48,79 @@ TEST(AdminServerTest, MetricsExpositionHasTheCatalogue) {
         "occasional_workers{service=\"web\",state=\"ready\"} 1",
         "occasional_service_ready{service=\"web\"} 1", "process_open_fds "})
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+}
+
+// Records the operations it is asked for.
+struct FakeBackend : AdminBackend {
+  std::vector<std::string> acted;
+  Status status() override { return {}; }
+  ActionResult act(const std::string& service, const std::string& action, int) override {
+    acted.push_back(service + "/" + action);
+    return {200, "done"};
+  }
+};
+
+// A real AdminServer on 127.0.0.1:0 (or `config`), run on its own thread;
+// the test talks to it over real sockets.
+struct Served {
+  ConnectionStats stats;
+  Metrics metrics{stats, [] { return Status{}; }};
+  FakeBackend backend;
+  boost::asio::io_context io;
+  std::unique_ptr<AdminServer> server;
+  std::thread thread;
+  int port = 0;
+
+  explicit Served(AdminConfig config = {}) {
+    config.endpoint.port(0);
+    server = std::make_unique<AdminServer>(io, config, backend, metrics);
+    port = server->port();
+    server->start();
+    thread = std::thread([this] { io.run(); });
+  }
+  ~Served() {
+    io.stop();
+    if (thread.joinable()) thread.join();
+  }
+  // Only once the loop has stopped (the thread owns everything before).
+  std::vector<std::string> acted() {
+    io.stop();
+    if (thread.joinable()) thread.join();
+    return backend.acted;
+  }
+};
+
+AdminConfig with_token(std::string token) {
+  AdminConfig c;
+  c.token = std::move(token);
+  return c;
+}
+
+TEST(AdminServerTest, BearerSchemeIsCaseInsensitive) {
+  Served s(with_token("s3cret"));
+  for (const char* scheme : {"Bearer", "bearer", "BEARER", "bEaReR"})
+    EXPECT_EQ(http_request(s.port, "POST", "/v1/services/web/stop",
+                           std::string("Authorization: ") + scheme + " s3cret\r\n")
+                  .status,
+              200)
+        << scheme;
+  EXPECT_EQ(http_request(s.port, "POST", "/v1/services/web/stop", "Authorization: Basic s3cret\r\n")
+                .status,
+            401);
+  EXPECT_EQ(http_request(s.port, "POST", "/v1/services/web/stop", "Authorization: Bearers3cret\r\n")
+                .status,
+            401);
+  EXPECT_EQ(s.acted().size(), 4u);
+}
+
+TEST(AdminServerTest, BearerCredentialsParsesTheScheme) {
+  EXPECT_EQ(bearer_credentials("Bearer abc"), "abc");
+  EXPECT_EQ(bearer_credentials("bearer abc"), "abc");
+  EXPECT_EQ(bearer_credentials("BEARER   abc"), "abc");
+  EXPECT_EQ(bearer_credentials("Bearer"), std::nullopt);
+  EXPECT_EQ(bearer_credentials("Bearerabc"), std::nullopt);
+  EXPECT_EQ(bearer_credentials("Basic abc"), std::nullopt);
+  EXPECT_EQ(bearer_credentials(""), std::nullopt);
 }
 
 }  // namespace
