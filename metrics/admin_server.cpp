@@ -147,6 +147,8 @@ Response make_response(const Request& req, http::status code, std::string body,
   res.keep_alive(req.keep_alive());
   res.body() = std::move(body);
   res.prepare_payload();
+  // HEAD: the GET's Content-Length, no body (RFC 9110 §9.3.2).
+  if (req.method() == http::verb::head) res.body().clear();
   return res;
 }
 

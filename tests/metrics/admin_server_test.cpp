@@ -123,5 +123,17 @@ TEST(AdminServerTest, BearerCredentialsParsesTheScheme) {
   EXPECT_EQ(bearer_credentials(""), std::nullopt);
 }
 
+TEST(AdminServerTest, HeadGetsTheHeadersButNoBody) {
+  Served s;
+  const std::string out =
+      raw_exchange(s.port, "HEAD /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  ASSERT_TRUE(out.starts_with("HTTP/1.1 200")) << out;
+  const auto end = out.find("\r\n\r\n");
+  ASSERT_NE(end, std::string::npos) << out;
+  EXPECT_EQ(out.substr(end + 4), "") << out;
+  // The length the GET would have, as RFC 9110 §9.3.2 asks.
+  EXPECT_NE(out.find("Content-Length: 3\r\n"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace occasional::metrics
