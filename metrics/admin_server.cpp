@@ -23,6 +23,7 @@ using Response = http::response<http::string_body>;
 namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::string_view kCsrfHeader = "X-Occasional-Admin";
 
 std::string json_string(std::string_view s) {
   std::string out = "\"";
@@ -198,6 +199,7 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<void> session(tcp::socket socket);
   Response handle(const Request& req);
   Response post(const Request& req, std::string_view path, std::string_view query);
+  std::optional<Response> refuse_post(const Request& req);
   Response respond(const Request& req, http::status code, std::string body,
                    const char* type = "application/json") {
     metrics.admin_request(static_cast<int>(code));
@@ -242,6 +244,7 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
       break;
     if (ec == beast::error::timeout) {
       metrics.admin_request(408);
+      metrics.admin_refused("timeout");
       break;
     }
     if (ec) {
@@ -251,13 +254,17 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
       bare.keep_alive(false);
       http::status code = http::status::bad_request;
       std::string why = "malformed request: " + ec.message();
+      const char* reason = "malformed";
       if (ec == http::error::body_limit) {
         code = http::status::payload_too_large;
         why = "request body over " + std::to_string(config.body_limit) + " bytes";
+        reason = "body_too_large";
       } else if (ec == http::error::header_limit) {
         code = http::status::request_header_fields_too_large;
         why = "request header over " + std::to_string(config.header_limit) + " bytes";
+        reason = "header_too_large";
       }
+      metrics.admin_refused(reason);
       Response res = respond(bare, code, error_json(why));
       res.keep_alive(false);
       stream.expires_after(std::chrono::seconds(2));
@@ -327,18 +334,45 @@ Response AdminServer::Impl::handle(const Request& req) {
                  error_json("no such endpoint: try /healthz, /readyz, /metrics, /v1/status"));
 }
 
-Response AdminServer::Impl::post(const Request& req, std::string_view path,
-                                 std::string_view query) {
+// A browser sends Origin with every cross-origin POST (and with same-origin
+// ones, but this endpoint serves no page, so there are none; after DNS
+// rebinding the attacker's page is "same-origin" and still sends it). Our
+// own clients never send it. A page cannot add X-Occasional-Admin or
+// Authorization to a cross-origin request without a CORS preflight, which
+// this endpoint never approves.
+std::optional<Response> AdminServer::Impl::refuse_post(const Request& req) {
+  if (req.find(http::field::origin) != req.end()) {
+    metrics.admin_refused("cross_origin");
+    return respond(req, http::status::forbidden,
+                   error_json("cross-origin request refused: the admin API takes no POSTs from "
+                              "web pages (the request has an Origin header)"));
+  }
   if (!config.token.empty()) {
-    const auto presented = bearer_credentials(req[http::field::authorization]);
+    const auto auth = req.find(http::field::authorization);
+    const auto presented = auth == req.end() ? std::nullopt : bearer_credentials(auth->value());
     if (!presented || !token_matches(std::string(*presented), config.token)) {
+      metrics.admin_refused(auth == req.end() ? "no_token" : "wrong_token");
       Response res = respond(req, http::status::unauthorized,
                              error_json("missing or wrong bearer token (Authorization: Bearer "
                                         "TOKEN; see --token or admin.token)"));
       res.set(http::field::www_authenticate, "Bearer");
       return res;
     }
+    return std::nullopt;
   }
+  if (req.find(kCsrfHeader) == req.end()) {
+    metrics.admin_refused("no_csrf_header");
+    return respond(
+        req, http::status::forbidden,
+        error_json(std::string("without a token, a POST needs the header ") +
+                   std::string(kCsrfHeader) + ": 1 (occasional ctl sends it; a web page cannot)"));
+  }
+  return std::nullopt;
+}
+
+Response AdminServer::Impl::post(const Request& req, std::string_view path,
+                                 std::string_view query) {
+  if (auto refused = refuse_post(req)) return std::move(*refused);
   // /v1/services/NAME/ACTION
   std::string_view rest = path.substr(std::string_view("/v1/services/").size());
   const auto slash = rest.find('/');

@@ -83,7 +83,13 @@ struct Metrics::Impl {
                            .Name("occasional_admin_requests_total")
                            .Help("Admin endpoint responses by HTTP status code (0: accept "
                                  "failed, 408: timed out reading a request).")
-                           .Register(registry)) {}
+                           .Register(registry)),
+        admin_refused(BuildCounter()
+                          .Name("occasional_admin_refused_total")
+                          .Help("Admin requests or connections refused, by reason.")
+                          .Register(registry)) {
+    for (const char* reason : kAdminRefusals) admin_refused.Add({{"reason", reason}});
+  }
 
   prometheus::Registry registry;
   const ConnectionStats& connections;
@@ -102,6 +108,7 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& closed_counter_unavailable;
   prometheus::Family<prometheus::Counter>& killed_at_grace;
   prometheus::Family<prometheus::Counter>& admin_requests;
+  prometheus::Family<prometheus::Counter>& admin_refused;
 
   static const prometheus::Histogram::BucketBoundaries& uptime_buckets() {
     static const prometheus::Histogram::BucketBoundaries b{0.01, 0.1, 1, 10, 60, 600, 3600, 86400};
@@ -315,6 +322,10 @@ void Metrics::killed_at_grace(const std::string& service) {
 
 void Metrics::admin_request(int code) {
   impl_->admin_requests.Add({{"code", std::to_string(code)}}).Increment();
+}
+
+void Metrics::admin_refused(const std::string& reason) {
+  impl_->admin_refused.Add({{"reason", reason}}).Increment();
 }
 
 std::string Metrics::exposition() const {

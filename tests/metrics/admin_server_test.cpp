@@ -135,5 +135,44 @@ TEST(AdminServerTest, HeadGetsTheHeadersButNoBody) {
   EXPECT_NE(out.find("Content-Length: 3\r\n"), std::string::npos) << out;
 }
 
+// With no token on loopback, a POST needs the custom header and no Origin:
+// a page in a browser cannot send either without the browser asking first
+// (a CORS preflight this server never approves).
+TEST(AdminServerTest, WithoutATokenAPostNeedsTheCsrfHeaderAndNoOrigin) {
+  Served s;
+  const std::string kPath = "/v1/services/web/stop";
+  HttpReply bare = http_request(s.port, "POST", kPath);
+  EXPECT_EQ(bare.status, 403) << bare.body;
+  EXPECT_NE(bare.body.find("X-Occasional-Admin"), std::string::npos) << bare.body;
+  HttpReply cross = http_request(s.port, "POST", kPath,
+                                 "X-Occasional-Admin: 1\r\nOrigin: https://evil.example\r\n");
+  EXPECT_EQ(cross.status, 403) << cross.body;
+  // A form post from a page: the simple content type, an Origin.
+  EXPECT_EQ(
+      http_request(s.port, "POST", kPath,
+                   "Origin: null\r\nContent-Type: application/x-www-form-urlencoded\r\n", "a=b")
+          .status,
+      403);
+  EXPECT_EQ(http_request(s.port, "POST", kPath, "X-Occasional-Admin: 1\r\n").status, 200);
+  EXPECT_NE(http_request(s.port, "GET", "/metrics")
+                .body.find("occasional_admin_refused_total{reason=\"cross_origin\"} 2"),
+            std::string::npos);
+  EXPECT_EQ(s.acted(), std::vector<std::string>{"web/stop"});
+}
+
+TEST(AdminServerTest, WithATokenTheTokenIsWhatCounts) {
+  Served s(with_token("s3cret"));
+  const std::string kPath = "/v1/services/web/stop";
+  EXPECT_EQ(http_request(s.port, "POST", kPath, "X-Occasional-Admin: 1\r\n").status, 401);
+  EXPECT_EQ(http_request(s.port, "POST", kPath, "Authorization: Bearer s3cret\r\n").status, 200);
+  // A browser cannot send the Authorization header cross-origin unprompted,
+  // but a page that holds the token is refused anyway.
+  EXPECT_EQ(http_request(s.port, "POST", kPath,
+                         "Authorization: Bearer s3cret\r\nOrigin: https://evil.example\r\n")
+                .status,
+            403);
+  EXPECT_EQ(s.acted().size(), 1u);
+}
+
 }  // namespace
 }  // namespace occasional::metrics
