@@ -57,11 +57,13 @@ int run(const gw::Config& config) {
     ac.endpoint = {boost::asio::ip::make_address(config.admin.address.host),
                    config.admin.address.port};
     ac.token = config.admin.token;
+    ac.insecure = config.admin.insecure;
     admin = std::make_unique<mx::AdminServer>(io, ac, backend, metrics);
     log.event(sv::LogLevel::info, "admin_listening")
         .str("address", config.admin.address.text)
         .num("port", admin->port())
-        .flag("token", !ac.token.empty());
+        .flag("token", !ac.token.empty())
+        .flag("insecure", ac.insecure);
     admin->start();
     shutdown.hold_when_failed(true);
   }
@@ -113,6 +115,7 @@ int main(int argc, char** argv) {
         cmd.config.admin.address = flags.admin.address;
       }
       if (given("--token") || given("--token-file")) cmd.config.admin.token = flags.admin.token;
+      if (given("--admin-insecure")) cmd.config.admin.insecure = true;
     }
   } catch (const gw::UsageError& e) {
     std::fprintf(stderr, "occasional: %s\n", e.what());

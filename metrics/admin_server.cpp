@@ -408,14 +408,21 @@ AdminServer::AdminServer(asio::io_context& io, AdminConfig config, AdminBackend&
     : impl_(std::make_shared<Impl>(io, std::move(config), backend, metrics)) {
   tcp::acceptor& a = impl_->acceptor;
   const tcp::endpoint& ep = impl_->config.endpoint;
+  const std::string where = ep.address().to_string() + ":" + std::to_string(ep.port());
+  if (!ep.address().is_loopback() && impl_->config.token.empty() && !impl_->config.insecure)
+    throw std::runtime_error(
+        "admin endpoint " + where +
+        " is not on loopback and has no token: anyone who reaches it could stop, scale or "
+        "restart services. Give a token (--token-file FILE, or admin.token_file in the "
+        "configuration), keep the endpoint on loopback (--admin 127.0.0.1:9090), or, on a "
+        "network only trusted clients reach, say so with --admin-insecure (admin.insecure: true)");
   boost::system::error_code ec;
   a.open(ep.protocol(), ec);
   if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) a.bind(ep, ec);
   if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
-    throw std::runtime_error("admin endpoint " + ep.address().to_string() + ":" +
-                             std::to_string(ep.port()) + ": " + ec.message() +
+    throw std::runtime_error("admin endpoint " + where + ": " + ec.message() +
                              " (choose another with --admin ADDR or admin.address)");
 }
 

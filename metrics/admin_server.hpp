@@ -31,7 +31,9 @@ class AdminBackend {
 
 struct AdminConfig {
   boost::asio::ip::tcp::endpoint endpoint{boost::asio::ip::make_address("127.0.0.1"), 9090};
-  std::string token;  // empty: POSTs are not guarded (only sensible on loopback)
+  std::string token;  // empty: POSTs pass the CSRF guard only (docs/admin.md)
+  // Allows a non-loopback endpoint without a token (--admin-insecure).
+  bool insecure = false;
   size_t header_limit = 8 * 1024;
   size_t body_limit = 64 * 1024;
   std::chrono::milliseconds timeout{10000};  // to read one request

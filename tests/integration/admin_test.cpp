@@ -346,6 +346,30 @@ TEST(AdminTest, GuardsAndLimitsAnswerAndTheServerKeepsServing) {
 namespace occasional::testing {
 namespace {
 
+TEST(AdminTest, ANonLoopbackAdminWithoutATokenRefusesToStartUnlessSaidInsecure) {
+  CoordinatorProcess refused({"run", "--admin", "0.0.0.0:0", "--", "sleep", "1000"});
+  EXPECT_EQ(refused.wait_exit(), 3);
+  EXPECT_NE(refused.stderr_text().find("admin endpoint 0.0.0.0:0 is not on loopback and has no "
+                                       "token"),
+            std::string::npos)
+      << refused.stderr_text();
+  EXPECT_TRUE(refused.events("spawn").empty()) << "a worker ran before the refusal";
+
+  CoordinatorProcess flag(
+      {"run", "--admin", "0.0.0.0:0", "--admin-insecure", "--", "sleep", "1000"});
+  EXPECT_EQ(flag.wait_event("admin_listening")["insecure"], "true");
+  flag.signal(SIGTERM);
+  EXPECT_EQ(flag.wait_exit(), 0);
+
+  const std::string file = make_temp_dir() + "/occasional.json";
+  std::ofstream(file) << R"({"services": {"s": {"command": ["sleep", "1000"], "mode": "plain"}},
+                            "admin": {"address": "0.0.0.0:0", "insecure": true}})";
+  CoordinatorProcess key({"run", "--config", file});
+  EXPECT_EQ(key.wait_event("admin_listening")["insecure"], "true");
+  key.signal(SIGTERM);
+  EXPECT_EQ(key.wait_exit(), 0);
+}
+
 TEST(AdminTest, CtlPrintsStatusAndSaysWhatWentWrong) {
   Coordinator g({"run", "--listen", "127.0.0.1:0", "--name", "web", "--replicas", "2", "--token",
                  "t0ken", "--", kWorkers + "/http_hello_worker"},

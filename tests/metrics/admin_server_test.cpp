@@ -174,5 +174,28 @@ TEST(AdminServerTest, WithATokenTheTokenIsWhatCounts) {
   EXPECT_EQ(s.acted().size(), 1u);
 }
 
+TEST(AdminServerTest, ANonLoopbackAddressWithoutATokenRefusesToStart) {
+  ConnectionStats stats;
+  Metrics metrics(stats, [] { return Status{}; });
+  FakeBackend backend;
+  boost::asio::io_context io;
+  AdminConfig c;
+  c.endpoint = {boost::asio::ip::make_address("0.0.0.0"), 0};
+  try {
+    AdminServer server(io, c, backend, metrics);
+    ADD_FAILURE() << "started on 0.0.0.0 without a token";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("0.0.0.0"), std::string::npos) << what;
+    EXPECT_NE(what.find("--token-file"), std::string::npos) << what;
+    EXPECT_NE(what.find("--admin-insecure"), std::string::npos) << what;
+  }
+  c.token = "s3cret";
+  EXPECT_NO_THROW(AdminServer(io, c, backend, metrics));
+  c.token.clear();
+  c.insecure = true;
+  EXPECT_NO_THROW(AdminServer(io, c, backend, metrics));
+}
+
 }  // namespace
 }  // namespace occasional::metrics
