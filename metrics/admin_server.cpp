@@ -10,6 +10,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <list>
 
 namespace occasional::metrics {
 
@@ -192,11 +193,19 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   AdminBackend& backend;
   Metrics& metrics;
   tcp::acceptor acceptor;
-  size_t active = 0;
+  size_t active = 0;  // connections within max_connections
+  // A connection beyond max_connections: probes only.
+  struct ProbeSlot {
+    beast::tcp_stream* stream;
+    bool reading = true;  // no request yet: may be closed to make room
+  };
+  std::list<std::shared_ptr<ProbeSlot>> probe_slots;  // oldest first
   bool stopped = false;
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> session(tcp::socket socket);
+  asio::awaitable<void> probe_session(tcp::socket socket);
+  bool make_probe_room();
   Response handle(const Request& req);
   Response post(const Request& req, std::string_view path, std::string_view query);
   std::optional<Response> refuse_post(const Request& req);
@@ -220,12 +229,62 @@ asio::awaitable<void> AdminServer::Impl::accept_loop() {
       co_await pause.async_wait(kUseTuple);
       continue;
     }
-    if (active >= config.max_connections) {
-      metrics.admin_request(503);
-      continue;  // closes it
+    if (active < config.max_connections) {
+      asio::co_spawn(io, session(std::move(socket)), asio::detached);
+    } else if (make_probe_room()) {
+      asio::co_spawn(io, probe_session(std::move(socket)), asio::detached);
+    } else {
+      metrics.admin_refused("connection_cap");  // closes it
     }
-    asio::co_spawn(io, session(std::move(socket)), asio::detached);
   }
+}
+
+// A kubelet's probe sends its request as soon as it connects; a connection
+// that has sent nothing for longer than a newer one is the likelier idler.
+bool AdminServer::Impl::make_probe_room() {
+  if (probe_slots.size() < config.probe_connections) return true;
+  for (auto it = probe_slots.begin(); it != probe_slots.end(); ++it) {
+    if (!(*it)->reading) continue;
+    beast::error_code ignored;
+    (*it)->stream->socket().close(ignored);  // its read ends with operation_aborted
+    probe_slots.erase(it);
+    metrics.admin_refused("connection_cap");
+    return true;
+  }
+  return false;
+}
+
+asio::awaitable<void> AdminServer::Impl::probe_session(tcp::socket socket) {
+  auto self = shared_from_this();
+  beast::tcp_stream stream(std::move(socket));
+  auto slot = std::make_shared<ProbeSlot>(ProbeSlot{&stream});
+  probe_slots.push_back(slot);
+  beast::flat_buffer buffer;
+  http::request_parser<http::string_body> parser;
+  parser.header_limit(static_cast<uint32_t>(config.header_limit));
+  parser.body_limit(0);
+  stream.expires_after(config.probe_timeout);
+  auto [ec, n] = co_await http::async_read(stream, buffer, parser, kUseTuple);
+  slot->reading = false;
+  if (!ec) {
+    const Request& req = parser.get();
+    const std::string_view path = req.target().substr(0, req.target().find('?'));
+    Response res = path == "/healthz" || path == "/readyz"
+                       ? handle(req)
+                       : (metrics.admin_refused("probes_only"),
+                          respond(req, http::status::service_unavailable,
+                                  error_json("the admin endpoint has " +
+                                             std::to_string(config.max_connections) +
+                                             " connections open: only /healthz and /readyz "
+                                             "are answered until some close")));
+    res.keep_alive(false);
+    co_await http::async_write(stream, res, kUseTuple);
+  } else if (ec == beast::error::timeout) {
+    metrics.admin_refused("timeout");
+  }
+  probe_slots.remove(slot);
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
 asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
@@ -284,6 +343,9 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
     Response res = handle(parser.get());
     const bool keep = res.keep_alive() && !stopped;
     res.keep_alive(keep);
+    // A client that does not read its answer holds the connection no longer
+    // than one that does not send its request.
+    stream.expires_after(config.timeout);
     auto [wec, written] = co_await http::async_write(stream, res, kUseTuple);
     if (wec || !keep) break;
   }

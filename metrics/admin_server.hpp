@@ -36,8 +36,13 @@ struct AdminConfig {
   bool insecure = false;
   size_t header_limit = 8 * 1024;
   size_t body_limit = 64 * 1024;
-  std::chrono::milliseconds timeout{10000};  // to read one request
+  std::chrono::milliseconds timeout{10000};  // to read one request, and to write its answer
   size_t max_connections = 64;
+  // Beyond max_connections, connections that may only ask /healthz or
+  // /readyz, each for one request read within probe_timeout; when these are
+  // taken too, the one waiting longest for its request is closed to make room.
+  size_t probe_connections = 16;
+  std::chrono::milliseconds probe_timeout{2000};
 };
 
 // The admin HTTP endpoint (Boost.Beast, coroutines): /healthz, /readyz,

@@ -197,5 +197,38 @@ TEST(AdminServerTest, ANonLoopbackAddressWithoutATokenRefusesToStart) {
   EXPECT_NO_THROW(AdminServer(io, c, backend, metrics));
 }
 
+// Connections that send nothing fill the general cap; probes still answer
+// from their own reserve, and the oldest silent reserve connection makes
+// room for a new one.
+TEST(AdminServerTest, ProbesAnswerWhenTheConnectionCapIsFull) {
+  AdminConfig c;
+  c.max_connections = 4;
+  Served s(c);
+  std::vector<UniqueFd> silent;
+  for (int i = 0; i < 40; ++i) silent.push_back(testing::connect_loopback(s.port));
+  for (int i = 0; i < 5; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    HttpReply h = http_request(s.port, "GET", "/healthz");
+    EXPECT_EQ(h.status, 200) << i;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+    EXPECT_EQ(http_request(s.port, "GET", "/readyz").status, 200);
+  }
+  // The reserve is for probes only.
+  EXPECT_EQ(http_request(s.port, "GET", "/v1/status").status, 503);
+  silent.clear();
+}
+
+TEST(AdminServerTest, ASilentConnectionIsClosedAtTheTimeout) {
+  AdminConfig c;
+  c.timeout = std::chrono::milliseconds(200);
+  Served s(c);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string out = raw_exchange(s.port, "", std::chrono::seconds(5), false);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(out, "");
+  EXPECT_GE(took, std::chrono::milliseconds(150));
+  EXPECT_LT(took, std::chrono::seconds(2));
+}
+
 }  // namespace
 }  // namespace occasional::metrics
