@@ -81,6 +81,7 @@ int run(const gw::Config& config) {
       }
       supervisor.add_service(std::move(service));
     }
+    metrics.declare_service(entry.service.name);
     log.event(sv::LogLevel::info, "service")
         .str("service", entry.service.name)
         .str("mode", sv::worker_mode_name(entry.service.mode))

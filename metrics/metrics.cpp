@@ -11,6 +11,26 @@
 
 namespace occasional::metrics {
 
+namespace {
+
+// Label values known in advance, exported at 0 before their first event
+// (docs/metrics.md). A value not listed still appears at its first event.
+// Signals: those the coordinator sends and those a crash raises.
+constexpr const char* kKilledBy[] = {"SIGKILL", "SIGTERM", "SIGINT", "SIGSEGV",
+                                     "SIGABRT", "SIGBUS",  "SIGFPE", "SIGILL"};
+constexpr const char* kProtocolErrors[] = {
+    "recvmsg",     "ctrunc",       "too_large",      "foreign_cmsg",    "too_many_fds",
+    "empty",       "not_json",     "type_not_first", "missing_field",   "wrong_type",
+    "bad_version", "unknown_type", "unexpected_fd",  "wrong_direction", "channel_closed"};
+constexpr const char* kRejectReasons[] = {
+    "peek_timeout",        "too_large",    "malformed",  "no_route",
+    "closed_before_route", "peek_error",   "queue_full", "queue_timeout",
+    "no_service",          "spawn_failed", "shutdown"};
+constexpr const char* kAcceptErrors[] = {"emfile", "enfile", "enobufs", "enomem", "other"};
+constexpr const char* kHandoffRetries[] = {"worker_busy", "worker_gone"};
+
+}  // namespace
+
 using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
@@ -140,8 +160,13 @@ ClientMetric value(double v, std::vector<ClientMetric::Label> labels = {},
   return m;
 }
 
-void add_by_reason(MetricFamily& f, const std::map<std::string, uint64_t>& counts) {
-  for (const auto& [reason, n] : counts)
+// Every known reason (0 until it happens), then any other that happened.
+template <size_t N>
+void add_by_reason(MetricFamily& f, const char* const (&known)[N],
+                   const std::map<std::string, uint64_t>& counts) {
+  std::map<std::string, uint64_t> all(counts);
+  for (const char* reason : known) all.try_emplace(reason, 0);
+  for (const auto& [reason, n] : all)
     f.metric.push_back(value(static_cast<double>(n), {{"reason", reason}}, MetricType::Counter));
 }
 
@@ -203,7 +228,7 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   out.push_back(std::move(batches));
   auto rejected = family("occasional_connections_rejected_total",
                          "Connections the gateway closed itself, by reason.", T::Counter);
-  add_by_reason(rejected, c.rejected);
+  add_by_reason(rejected, kRejectReasons, c.rejected);
   out.push_back(std::move(rejected));
   auto pending = family("occasional_connections_pending",
                         "Connections waiting in service queues now.", T::Gauge);
@@ -215,7 +240,7 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   out.push_back(std::move(peeking));
   auto accept_errors =
       family("occasional_accept_errors_total", "accept4() failures, by reason.", T::Counter);
-  add_by_reason(accept_errors, c.accept_errors);
+  add_by_reason(accept_errors, kAcceptErrors, c.accept_errors);
   out.push_back(std::move(accept_errors));
   auto holds = family("occasional_accept_holds_total",
                       "Times a listener stopped accepting because every service it feeds had a "
@@ -240,7 +265,7 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   auto retries =
       family("occasional_handoff_retries_total",
              "Handoffs a worker did not take, retried elsewhere, by reason.", T::Counter);
-  add_by_reason(retries, c.handoff_retries);
+  add_by_reason(retries, kHandoffRetries, c.handoff_retries);
   out.push_back(std::move(retries));
 
   auto duration =
@@ -280,6 +305,23 @@ Metrics::Metrics(const ConnectionStats& connections, std::function<Status()> sta
     : impl_(std::make_unique<Impl>(connections, std::move(status))) {}
 
 Metrics::~Metrics() = default;
+
+void Metrics::declare_service(const std::string& service) {
+  Impl& m = *impl_;
+  const prometheus::Labels s{{"service", service}};
+  // Not occasional_worker_closed_counter_unavailable_total: promtool's lint
+  // objects to "counter" in its name, which only shows once it exists.
+  for (auto* family : {&m.starts, &m.restarts, &m.core_dumps, &m.service_failures,
+                       &m.watchdog_timeouts, &m.killed_at_grace})
+    family->Add(s);
+  m.exits.Add({{"service", service}, {"reason", "exited"}, {"signal", "none"}});
+  m.exits.Add({{"service", service}, {"reason", "start_failed"}, {"signal", "none"}});
+  for (const char* signal : kKilledBy)
+    m.exits.Add({{"service", service}, {"reason", "killed"}, {"signal", signal}});
+  for (const char* reason : kProtocolErrors)
+    m.protocol_errors.Add({{"service", service}, {"reason", reason}});
+  m.uptime.Add(s, Impl::uptime_buckets());
+}
 
 void Metrics::worker_started(const std::string& service, bool restart) {
   impl_->starts.Add({{"service", service}}).Increment();

@@ -28,6 +28,10 @@ class Metrics {
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
+  // Creates every series of `service` whose labels are known now, at 0, so
+  // that Prometheus' increase() and rate() see its first event (a series
+  // that appears at 1 has no increase). Call once per service at start.
+  void declare_service(const std::string& service);
   // `restart`: the replica had exited and this start replaces that process.
   void worker_started(const std::string& service, bool restart);
   // `reason` is exited, killed or start_failed; `signal` a signal name or

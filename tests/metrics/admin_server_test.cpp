@@ -50,6 +50,34 @@ TEST(AdminServerTest, MetricsExpositionHasTheCatalogue) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
 }
 
+TEST(AdminServerTest, EverySeriesWithKnownLabelsStartsAtZero) {
+  ConnectionStats stats;
+  Metrics m(stats, [] { return Status{}; });
+  m.declare_service("web");
+  const std::string text = m.exposition();
+  for (const char* line :
+       {"occasional_worker_starts_total{service=\"web\"} 0",
+        "occasional_worker_restarts_total{service=\"web\"} 0",
+        "occasional_worker_core_dumps_total{service=\"web\"} 0",
+        "occasional_service_failures_total{service=\"web\"} 0",
+        "occasional_worker_killed_at_grace_total{service=\"web\"} 0",
+        "occasional_worker_watchdog_timeouts_total{service=\"web\"} 0",
+        "occasional_worker_exits_total{reason=\"exited\",service=\"web\",signal=\"none\"} 0",
+        "occasional_worker_exits_total{reason=\"killed\",service=\"web\",signal=\"SIGKILL\"} 0",
+        "occasional_worker_exits_total{reason=\"killed\",service=\"web\",signal=\"SIGSEGV\"} 0",
+        "occasional_worker_protocol_errors_total{reason=\"not_json\",service=\"web\"} 0",
+        "occasional_worker_uptime_seconds_count{service=\"web\"} 0",
+        "occasional_connections_rejected_total{reason=\"no_route\"} 0",
+        "occasional_connections_rejected_total{reason=\"queue_timeout\"} 0",
+        "occasional_accept_errors_total{reason=\"emfile\"} 0",
+        "occasional_handoff_retries_total{reason=\"worker_gone\"} 0",
+        "occasional_admin_refused_total{reason=\"cross_origin\"} 0"})
+    EXPECT_NE(text.find(std::string(line) + "\n"), std::string::npos) << line << "\n" << text;
+  m.worker_started("web", true);
+  EXPECT_NE(m.exposition().find("occasional_worker_restarts_total{service=\"web\"} 1\n"),
+            std::string::npos);
+}
+
 // Records the operations it is asked for.
 struct FakeBackend : AdminBackend {
   std::vector<std::string> acted;
