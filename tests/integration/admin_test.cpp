@@ -413,6 +413,20 @@ TEST(AdminTest, ANonLoopbackAdminWithoutATokenRefusesToStartUnlessSaidInsecure) 
   EXPECT_EQ(key.wait_exit(), 0);
 }
 
+// Without a token, on loopback: ctl's POSTs pass the CSRF guard, a bare POST does not.
+TEST(AdminTest, CtlWorksWithoutATokenOnLoopbackAndABarePostIsRefused) {
+  Coordinator g(
+      {"run", "--listen", "127.0.0.1:0", "--name", "web", "--", kWorkers + "/http_hello_worker"},
+      1);
+  const std::string admin = "127.0.0.1:" + std::to_string(g.admin);
+  EXPECT_EQ(http_request(g.admin, "POST", "/v1/services/web/scale?replicas=2").status, 403);
+  EXPECT_TRUE(g.c.events("admin_action").empty());
+  CoordinatorProcess scale({"ctl", "--admin", admin, "scale", "web", "2"});
+  EXPECT_EQ(scale.wait_exit(), 0) << scale.stderr_text();
+  EXPECT_EQ(g.c.wait_event("admin_action")["replicas"], "2");
+  g.c.wait_event("ready");
+}
+
 TEST(AdminTest, CtlPrintsStatusAndSaysWhatWentWrong) {
   Coordinator g({"run", "--listen", "127.0.0.1:0", "--name", "web", "--replicas", "2", "--token",
                  "t0ken", "--", kWorkers + "/http_hello_worker"},
