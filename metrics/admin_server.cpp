@@ -269,14 +269,16 @@ asio::awaitable<void> AdminServer::Impl::probe_session(tcp::socket socket) {
   if (!ec) {
     const Request& req = parser.get();
     const std::string_view path = req.target().substr(0, req.target().find('?'));
-    Response res = path == "/healthz" || path == "/readyz"
-                       ? handle(req)
-                       : (metrics.admin_refused("probes_only"),
-                          respond(req, http::status::service_unavailable,
-                                  error_json("the admin endpoint has " +
-                                             std::to_string(config.max_connections) +
-                                             " connections open: only /healthz and /readyz "
-                                             "are answered until some close")));
+    Response res;
+    if (path == "/healthz" || path == "/readyz") {
+      res = handle(req);
+    } else {
+      metrics.admin_refused("probes_only");
+      res = respond(req, http::status::service_unavailable,
+                    error_json("the admin endpoint has " + std::to_string(config.max_connections) +
+                               " connections open: only /healthz and /readyz are answered "
+                               "until some close"));
+    }
     res.keep_alive(false);
     co_await http::async_write(stream, res, kUseTuple);
   } else if (ec == beast::error::timeout) {
