@@ -29,6 +29,14 @@ namespace mx = occasional::metrics;
 
 namespace {
 
+mx::AdminConfig admin_config(const gw::AdminSettings& admin) {
+  mx::AdminConfig ac;
+  ac.endpoint = {boost::asio::ip::make_address(admin.address.host), admin.address.port};
+  ac.token = admin.token;
+  ac.insecure = admin.insecure;
+  return ac;
+}
+
 int run(const gw::Config& config) {
   // Writes to a closed peer (guardian pipe, sockets) must fail with EPIPE, not kill us.
   std::signal(SIGPIPE, SIG_IGN);
@@ -53,11 +61,7 @@ int run(const gw::Config& config) {
   backend_ptr = &backend;
   std::unique_ptr<mx::AdminServer> admin;
   if (config.admin.enabled) {
-    mx::AdminConfig ac;
-    ac.endpoint = {boost::asio::ip::make_address(config.admin.address.host),
-                   config.admin.address.port};
-    ac.token = config.admin.token;
-    ac.insecure = config.admin.insecure;
+    const mx::AdminConfig ac = admin_config(config.admin);
     admin = std::make_unique<mx::AdminServer>(io, ac, backend, metrics);
     log.event(sv::LogLevel::info, "admin_listening")
         .str("address", config.admin.address.text)
@@ -133,6 +137,14 @@ int main(int argc, char** argv) {
       std::puts("occasional 0.1.0");
       return 0;
     case gw::Command::Kind::check:
+      // `run` refuses this at start unless its command line adds a token
+      // (the shipped manifests do: --token-file from a Secret).
+      if (cmd.config.admin.enabled)
+        if (auto problem = mx::exposure_problem(admin_config(cmd.config.admin)))
+          std::fprintf(stderr,
+                       "occasional: %s: warning: %s (run refuses to start unless its command line "
+                       "adds one of these)\n",
+                       cmd.config_path.c_str(), problem->c_str());
       std::printf("%s: ok (%zu listeners, %zu services)\n", cmd.config_path.c_str(),
                   cmd.config.listeners.size(), cmd.config.services.size());
       return 0;

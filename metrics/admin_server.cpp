@@ -160,6 +160,16 @@ std::string error_json(const std::string& message) {
 
 }  // namespace
 
+std::optional<std::string> exposure_problem(const AdminConfig& config) {
+  const tcp::endpoint& ep = config.endpoint;
+  if (ep.address().is_loopback() || !config.token.empty() || config.insecure) return std::nullopt;
+  return "admin endpoint " + ep.address().to_string() + ":" + std::to_string(ep.port()) +
+         " is not on loopback and has no token: anyone who reaches it could stop, scale or "
+         "restart services. Give a token (--token-file FILE, or admin.token_file in the "
+         "configuration), keep the endpoint on loopback (--admin 127.0.0.1:9090), or, on a "
+         "network only trusted clients reach, say so with --admin-insecure (admin.insecure: true)";
+}
+
 std::optional<std::string_view> bearer_credentials(std::string_view authorization) {
   constexpr std::string_view kScheme = "bearer";
   if (authorization.size() <= kScheme.size() || authorization[kScheme.size()] != ' ')
@@ -473,13 +483,7 @@ AdminServer::AdminServer(asio::io_context& io, AdminConfig config, AdminBackend&
   tcp::acceptor& a = impl_->acceptor;
   const tcp::endpoint& ep = impl_->config.endpoint;
   const std::string where = ep.address().to_string() + ":" + std::to_string(ep.port());
-  if (!ep.address().is_loopback() && impl_->config.token.empty() && !impl_->config.insecure)
-    throw std::runtime_error(
-        "admin endpoint " + where +
-        " is not on loopback and has no token: anyone who reaches it could stop, scale or "
-        "restart services. Give a token (--token-file FILE, or admin.token_file in the "
-        "configuration), keep the endpoint on loopback (--admin 127.0.0.1:9090), or, on a "
-        "network only trusted clients reach, say so with --admin-insecure (admin.insecure: true)");
+  if (auto problem = exposure_problem(impl_->config)) throw std::runtime_error(*problem);
   boost::system::error_code ec;
   a.open(ep.protocol(), ec);
   if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);

@@ -67,6 +67,10 @@ class AdminServer {
   std::shared_ptr<Impl> impl_;
 };
 
+// Why `config` must not start: a non-loopback endpoint without a token or
+// `insecure`. AdminServer throws it; `occasional check` reports it.
+std::optional<std::string> exposure_problem(const AdminConfig& config);
+
 // The token of an `Authorization: Bearer TOKEN` header value; nullopt for
 // another scheme or no token. The scheme is case-insensitive (RFC 9110 §11.1).
 std::optional<std::string_view> bearer_credentials(std::string_view authorization);

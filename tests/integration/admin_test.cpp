@@ -397,6 +397,16 @@ TEST(AdminTest, ANonLoopbackAdminWithoutATokenRefusesToStartUnlessSaidInsecure) 
             std::string::npos)
       << refused.stderr_text();
   EXPECT_TRUE(refused.events("spawn").empty()) << "a worker ran before the refusal";
+  // `check` warns (the token may come from run's command line).
+  const std::string open_file = make_temp_dir() + "/open.json";
+  std::ofstream(open_file) << R"({"services": {"s": {"command": ["sleep", "1000"]}},
+                                 "admin": {"address": "0.0.0.0:9090"}})";
+  CoordinatorProcess check_open({"check", open_file});
+  EXPECT_EQ(check_open.wait_exit(), 0);
+  EXPECT_NE(
+      check_open.stderr_text().find("warning: admin endpoint 0.0.0.0:9090 is not on loopback"),
+      std::string::npos)
+      << check_open.stderr_text();
 
   CoordinatorProcess flag(
       {"run", "--admin", "0.0.0.0:0", "--admin-insecure", "--", "sleep", "1000"});
@@ -407,6 +417,8 @@ TEST(AdminTest, ANonLoopbackAdminWithoutATokenRefusesToStartUnlessSaidInsecure) 
   const std::string file = make_temp_dir() + "/occasional.json";
   std::ofstream(file) << R"({"services": {"s": {"command": ["sleep", "1000"], "mode": "plain"}},
                             "admin": {"address": "0.0.0.0:0", "insecure": true}})";
+  CoordinatorProcess checked({"check", file});
+  EXPECT_EQ(checked.wait_exit(), 0) << checked.stderr_text();
   CoordinatorProcess key({"run", "--config", file});
   EXPECT_EQ(key.wait_event("admin_listening")["insecure"], "true");
   key.signal(SIGTERM);
