@@ -43,8 +43,12 @@ Options:
   --admin ADDR|off         the admin endpoint: /healthz, /readyz, /metrics,
                            /v1/status, POST /v1/services/... (default 127.0.0.1:9090;
                            overrides the file's admin.address)
-  --token TOKEN            bearer token that guards the admin POSTs
+  --token TOKEN            bearer token that guards the admin POSTs; without
+                           one, POSTs need X-Occasional-Admin and no Origin
+                           (a CSRF guard; docs/admin.md)
   --token-file FILE        the same, read from the first line of FILE
+  --admin-insecure         allow an admin address that is not loopback without
+                           a token (refused at start otherwise)
   --log-format FORMAT      json | text (default: text on a terminal, json otherwise)
   -h, --help               this text
   --version                the version
@@ -181,6 +185,8 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
         }
       }
       cmd.config.admin.enabled = admin != "off";
+    } else if (a == "--admin-insecure") {
+      cmd.config.admin.insecure = true;
     } else if (a == "--token") {
       cmd.config.admin.token = need_value(args, i);
       if (cmd.config.admin.token.empty()) throw UsageError("--token: must not be empty");

@@ -35,7 +35,8 @@ struct ServiceEntry {
 struct AdminSettings {
   bool enabled = true;
   ListenAddress address{"127.0.0.1:9090", false, "127.0.0.1", 9090};
-  std::string token;  // empty: POSTs unguarded
+  std::string token;      // empty: POSTs pass a CSRF guard only (loopback)
+  bool insecure = false;  // a non-loopback address without a token is allowed
 };
 
 // Everything `occasional run` needs, from a file or from quick-mode flags.

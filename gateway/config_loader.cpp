@@ -333,7 +333,7 @@ class Loader {
 
  private:
   void admin(element e, AdminSettings& admin) {
-    object o = obj(e, {"admin"}, {"address", "token", "token_file"});
+    object o = obj(e, {"admin"}, {"address", "token", "token_file", "insecure"});
     element v;
     if (o["address"].get(v) == simdjson::SUCCESS) {
       const std::string text = str(v, {"admin", "address"});
@@ -347,6 +347,7 @@ class Loader {
         }
       }
     }
+    if (o["insecure"].get(v) == simdjson::SUCCESS) admin.insecure = boolean(v, {"admin", "insecure"});
     const bool has_token = o["token"].get(v) == simdjson::SUCCESS;
     if (has_token) {
       admin.token = str(v, {"admin", "token"});

@@ -71,6 +71,9 @@ Reply http_call(const ListenAddress& to, const std::string& method, const std::s
                       " (is the coordinator running? --admin ADDR)");
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + where +
                     "\r\nConnection: close\r\nContent-Length: 0\r\n";
+  // Without a token, a loopback coordinator takes POSTs only with this
+  // header, which a web page cannot send (docs/admin.md).
+  req += "X-Occasional-Admin: 1\r\n";
   if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
   req += "\r\n";
   if (::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
@@ -161,10 +164,10 @@ int run_ctl(const std::vector<std::string>& args) {
     else if (verb == "status")
       r = http_call(to, "GET", "/v1/status?format=text", token);
     else
-      r = http_call(to, "POST",
-                    "/v1/services/" + rest[1] + "/" + verb +
-                        (verb == "scale" ? "?replicas=" + rest[2] : ""),
-                    token);
+      r = http_call(
+          to, "POST",
+          "/v1/services/" + rest[1] + "/" + verb + (verb == "scale" ? "?replicas=" + rest[2] : ""),
+          token);
     std::fputs(r.body.c_str(), r.status < 300 ? stdout : stderr);
     if (r.status >= 300) {
       std::fprintf(stderr, "occasional ctl: %s: HTTP %d\n", verb.c_str(), r.status);

@@ -50,6 +50,14 @@ void raise_fd_limit(const sv::EventLog& log) {
       .num("hard", value(r.rlim_max));
 }
 
+mx::AdminConfig admin_config(const gw::AdminSettings& admin) {
+  mx::AdminConfig ac;
+  ac.endpoint = {boost::asio::ip::make_address(admin.address.host), admin.address.port};
+  ac.token = admin.token;
+  ac.insecure = admin.insecure;
+  return ac;
+}
+
 int run(const gw::Config& config) {
   // Writes to a closed peer (guardian pipe, sockets) must fail with EPIPE, not kill us.
   std::signal(SIGPIPE, SIG_IGN);
@@ -75,15 +83,13 @@ int run(const gw::Config& config) {
   backend_ptr = &backend;
   std::unique_ptr<mx::AdminServer> admin;
   if (config.admin.enabled) {
-    mx::AdminConfig ac;
-    ac.endpoint = {boost::asio::ip::make_address(config.admin.address.host),
-                   config.admin.address.port};
-    ac.token = config.admin.token;
+    const mx::AdminConfig ac = admin_config(config.admin);
     admin = std::make_unique<mx::AdminServer>(io, ac, backend, metrics);
     log.event(sv::LogLevel::info, "admin_listening")
         .str("address", config.admin.address.text)
         .num("port", admin->port())
-        .flag("token", !ac.token.empty());
+        .flag("token", !ac.token.empty())
+        .flag("insecure", ac.insecure);
     admin->start();
     shutdown.hold_when_failed(true);
   }
@@ -101,6 +107,7 @@ int run(const gw::Config& config) {
       }
       supervisor.add_service(std::move(service));
     }
+    metrics.declare_service(entry.service.name);
     log.event(sv::LogLevel::info, "service")
         .str("service", entry.service.name)
         .str("mode", sv::worker_mode_name(entry.service.mode))
@@ -135,6 +142,7 @@ int main(int argc, char** argv) {
         cmd.config.admin.address = flags.admin.address;
       }
       if (given("--token") || given("--token-file")) cmd.config.admin.token = flags.admin.token;
+      if (given("--admin-insecure")) cmd.config.admin.insecure = true;
     }
   } catch (const gw::UsageError& e) {
     std::fprintf(stderr, "occasional: %s\n", e.what());
@@ -151,6 +159,14 @@ int main(int argc, char** argv) {
       std::puts("occasional 0.1.0");
       return 0;
     case gw::Command::Kind::check:
+      // `run` refuses this at start unless its command line adds a token
+      // (the shipped manifests do: --token-file from a Secret).
+      if (cmd.config.admin.enabled)
+        if (auto problem = mx::exposure_problem(admin_config(cmd.config.admin)))
+          std::fprintf(stderr,
+                       "occasional: %s: warning: %s (run refuses to start unless its command line "
+                       "adds one of these)\n",
+                       cmd.config_path.c_str(), problem->c_str());
       std::printf("%s: ok (%zu listeners, %zu services)\n", cmd.config_path.c_str(),
                   cmd.config.listeners.size(), cmd.config.services.size());
       return 0;

@@ -7,8 +7,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <list>
 
 namespace occasional::metrics {
 
@@ -22,6 +24,7 @@ using Response = http::response<http::string_body>;
 namespace {
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::string_view kCsrfHeader = "X-Occasional-Admin";
 
 std::string json_string(std::string_view s) {
   std::string out = "\"";
@@ -146,6 +149,8 @@ Response make_response(const Request& req, http::status code, std::string body,
   res.keep_alive(req.keep_alive());
   res.body() = std::move(body);
   res.prepare_payload();
+  // HEAD: the GET's Content-Length, no body (RFC 9110 §9.3.2).
+  if (req.method() == http::verb::head) res.body().clear();
   return res;
 }
 
@@ -154,6 +159,29 @@ std::string error_json(const std::string& message) {
 }
 
 }  // namespace
+
+std::optional<std::string> exposure_problem(const AdminConfig& config) {
+  const tcp::endpoint& ep = config.endpoint;
+  if (ep.address().is_loopback() || !config.token.empty() || config.insecure) return std::nullopt;
+  return "admin endpoint " + ep.address().to_string() + ":" + std::to_string(ep.port()) +
+         " is not on loopback and has no token: anyone who reaches it could stop, scale or "
+         "restart services. Give a token (--token-file FILE, or admin.token_file in the "
+         "configuration), keep the endpoint on loopback (--admin 127.0.0.1:9090), or, on a "
+         "network only trusted clients reach, say so with --admin-insecure (admin.insecure: true)";
+}
+
+std::optional<std::string_view> bearer_credentials(std::string_view authorization) {
+  constexpr std::string_view kScheme = "bearer";
+  if (authorization.size() <= kScheme.size() || authorization[kScheme.size()] != ' ')
+    return std::nullopt;
+  for (size_t i = 0; i < kScheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kScheme[i])
+      return std::nullopt;
+  const std::string_view rest = authorization.substr(kScheme.size());
+  const auto start = rest.find_first_not_of(' ');
+  if (start == std::string_view::npos) return std::nullopt;
+  return rest.substr(start);
+}
 
 bool token_matches(const std::string& presented, const std::string& expected) {
   // Time depends only on the expected token's length, not on where they differ.
@@ -175,13 +203,22 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   AdminBackend& backend;
   Metrics& metrics;
   tcp::acceptor acceptor;
-  size_t active = 0;
+  size_t active = 0;  // connections within max_connections
+  // A connection beyond max_connections: probes only.
+  struct ProbeSlot {
+    beast::tcp_stream* stream;
+    bool reading = true;  // no request yet: may be closed to make room
+  };
+  std::list<std::shared_ptr<ProbeSlot>> probe_slots;  // oldest first
   bool stopped = false;
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> session(tcp::socket socket);
+  asio::awaitable<void> probe_session(tcp::socket socket);
+  bool make_probe_room();
   Response handle(const Request& req);
   Response post(const Request& req, std::string_view path, std::string_view query);
+  std::optional<Response> refuse_post(const Request& req);
   Response respond(const Request& req, http::status code, std::string body,
                    const char* type = "application/json") {
     metrics.admin_request(static_cast<int>(code));
@@ -202,12 +239,64 @@ asio::awaitable<void> AdminServer::Impl::accept_loop() {
       co_await pause.async_wait(kUseTuple);
       continue;
     }
-    if (active >= config.max_connections) {
-      metrics.admin_request(503);
-      continue;  // closes it
+    if (active < config.max_connections) {
+      asio::co_spawn(io, session(std::move(socket)), asio::detached);
+    } else if (make_probe_room()) {
+      asio::co_spawn(io, probe_session(std::move(socket)), asio::detached);
+    } else {
+      metrics.admin_refused("connection_cap");  // closes it
     }
-    asio::co_spawn(io, session(std::move(socket)), asio::detached);
   }
+}
+
+// A kubelet's probe sends its request as soon as it connects; a connection
+// that has sent nothing for longer than a newer one is the likelier idler.
+bool AdminServer::Impl::make_probe_room() {
+  if (probe_slots.size() < config.probe_connections) return true;
+  for (auto it = probe_slots.begin(); it != probe_slots.end(); ++it) {
+    if (!(*it)->reading) continue;
+    beast::error_code ignored;
+    (*it)->stream->socket().close(ignored);  // its read ends with operation_aborted
+    probe_slots.erase(it);
+    metrics.admin_refused("connection_cap");
+    return true;
+  }
+  return false;
+}
+
+asio::awaitable<void> AdminServer::Impl::probe_session(tcp::socket socket) {
+  auto self = shared_from_this();
+  beast::tcp_stream stream(std::move(socket));
+  auto slot = std::make_shared<ProbeSlot>(ProbeSlot{&stream});
+  probe_slots.push_back(slot);
+  beast::flat_buffer buffer;
+  http::request_parser<http::string_body> parser;
+  parser.header_limit(static_cast<uint32_t>(config.header_limit));
+  parser.body_limit(0);
+  stream.expires_after(config.probe_timeout);
+  auto [ec, n] = co_await http::async_read(stream, buffer, parser, kUseTuple);
+  slot->reading = false;
+  if (!ec) {
+    const Request& req = parser.get();
+    const std::string_view path = req.target().substr(0, req.target().find('?'));
+    Response res;
+    if (path == "/healthz" || path == "/readyz") {
+      res = handle(req);
+    } else {
+      metrics.admin_refused("probes_only");
+      res = respond(req, http::status::service_unavailable,
+                    error_json("the admin endpoint has " + std::to_string(config.max_connections) +
+                               " connections open: only /healthz and /readyz are answered "
+                               "until some close"));
+    }
+    res.keep_alive(false);
+    co_await http::async_write(stream, res, kUseTuple);
+  } else if (ec == beast::error::timeout) {
+    metrics.admin_refused("timeout");
+  }
+  probe_slots.remove(slot);
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
 }
 
 asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
@@ -226,6 +315,7 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
       break;
     if (ec == beast::error::timeout) {
       metrics.admin_request(408);
+      metrics.admin_refused("timeout");
       break;
     }
     if (ec) {
@@ -235,13 +325,17 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
       bare.keep_alive(false);
       http::status code = http::status::bad_request;
       std::string why = "malformed request: " + ec.message();
+      const char* reason = "malformed";
       if (ec == http::error::body_limit) {
         code = http::status::payload_too_large;
         why = "request body over " + std::to_string(config.body_limit) + " bytes";
+        reason = "body_too_large";
       } else if (ec == http::error::header_limit) {
         code = http::status::request_header_fields_too_large;
         why = "request header over " + std::to_string(config.header_limit) + " bytes";
+        reason = "header_too_large";
       }
+      metrics.admin_refused(reason);
       Response res = respond(bare, code, error_json(why));
       res.keep_alive(false);
       stream.expires_after(std::chrono::seconds(2));
@@ -261,6 +355,9 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
     Response res = handle(parser.get());
     const bool keep = res.keep_alive() && !stopped;
     res.keep_alive(keep);
+    // A client that does not read its answer holds the connection no longer
+    // than one that does not send its request.
+    stream.expires_after(config.timeout);
     auto [wec, written] = co_await http::async_write(stream, res, kUseTuple);
     if (wec || !keep) break;
   }
@@ -311,20 +408,45 @@ Response AdminServer::Impl::handle(const Request& req) {
                  error_json("no such endpoint: try /healthz, /readyz, /metrics, /v1/status"));
 }
 
-Response AdminServer::Impl::post(const Request& req, std::string_view path,
-                                 std::string_view query) {
+// A browser sends Origin with every cross-origin POST (and with same-origin
+// ones, but this endpoint serves no page, so there are none; after DNS
+// rebinding the attacker's page is "same-origin" and still sends it). Our
+// own clients never send it. A page cannot add X-Occasional-Admin or
+// Authorization to a cross-origin request without a CORS preflight, which
+// this endpoint never approves.
+std::optional<Response> AdminServer::Impl::refuse_post(const Request& req) {
+  if (req.find(http::field::origin) != req.end()) {
+    metrics.admin_refused("cross_origin");
+    return respond(req, http::status::forbidden,
+                   error_json("cross-origin request refused: the admin API takes no POSTs from "
+                              "web pages (the request has an Origin header)"));
+  }
   if (!config.token.empty()) {
-    const auto auth = req[http::field::authorization];
-    constexpr std::string_view kBearer = "Bearer ";
-    if (!auth.starts_with(kBearer) ||
-        !token_matches(std::string(auth.substr(kBearer.size())), config.token)) {
+    const auto auth = req.find(http::field::authorization);
+    const auto presented = auth == req.end() ? std::nullopt : bearer_credentials(auth->value());
+    if (!presented || !token_matches(std::string(*presented), config.token)) {
+      metrics.admin_refused(auth == req.end() ? "no_token" : "wrong_token");
       Response res = respond(req, http::status::unauthorized,
                              error_json("missing or wrong bearer token (Authorization: Bearer "
                                         "TOKEN; see --token or admin.token)"));
       res.set(http::field::www_authenticate, "Bearer");
       return res;
     }
+    return std::nullopt;
   }
+  if (req.find(kCsrfHeader) == req.end()) {
+    metrics.admin_refused("no_csrf_header");
+    return respond(
+        req, http::status::forbidden,
+        error_json(std::string("without a token, a POST needs the header ") +
+                   std::string(kCsrfHeader) + ": 1 (occasional ctl sends it; a web page cannot)"));
+  }
+  return std::nullopt;
+}
+
+Response AdminServer::Impl::post(const Request& req, std::string_view path,
+                                 std::string_view query) {
+  if (auto refused = refuse_post(req)) return std::move(*refused);
   // /v1/services/NAME/ACTION
   std::string_view rest = path.substr(std::string_view("/v1/services/").size());
   const auto slash = rest.find('/');
@@ -360,14 +482,15 @@ AdminServer::AdminServer(asio::io_context& io, AdminConfig config, AdminBackend&
     : impl_(std::make_shared<Impl>(io, std::move(config), backend, metrics)) {
   tcp::acceptor& a = impl_->acceptor;
   const tcp::endpoint& ep = impl_->config.endpoint;
+  const std::string where = ep.address().to_string() + ":" + std::to_string(ep.port());
+  if (auto problem = exposure_problem(impl_->config)) throw std::runtime_error(*problem);
   boost::system::error_code ec;
   a.open(ep.protocol(), ec);
   if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) a.bind(ep, ec);
   if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
-    throw std::runtime_error("admin endpoint " + ep.address().to_string() + ":" +
-                             std::to_string(ep.port()) + ": " + ec.message() +
+    throw std::runtime_error("admin endpoint " + where + ": " + ec.message() +
                              " (choose another with --admin ADDR or admin.address)");
 }
 

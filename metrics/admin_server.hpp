@@ -5,7 +5,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "metrics/metrics.hpp"
 #include "metrics/status.hpp"
@@ -29,11 +31,18 @@ class AdminBackend {
 
 struct AdminConfig {
   boost::asio::ip::tcp::endpoint endpoint{boost::asio::ip::make_address("127.0.0.1"), 9090};
-  std::string token;  // empty: POSTs are not guarded (only sensible on loopback)
+  std::string token;  // empty: POSTs pass the CSRF guard only (docs/admin.md)
+  // Allows a non-loopback endpoint without a token (--admin-insecure).
+  bool insecure = false;
   size_t header_limit = 8 * 1024;
   size_t body_limit = 64 * 1024;
-  std::chrono::milliseconds timeout{10000};  // to read one request
+  std::chrono::milliseconds timeout{10000};  // to read one request, and to write its answer
   size_t max_connections = 64;
+  // Beyond max_connections, connections that may only ask /healthz or
+  // /readyz, each for one request read within probe_timeout; when these are
+  // taken too, the one waiting longest for its request is closed to make room.
+  size_t probe_connections = 16;
+  std::chrono::milliseconds probe_timeout{2000};
 };
 
 // The admin HTTP endpoint (Boost.Beast, coroutines): /healthz, /readyz,
@@ -57,6 +66,14 @@ class AdminServer {
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+// Why `config` must not start: a non-loopback endpoint without a token or
+// `insecure`. AdminServer throws it; `occasional check` reports it.
+std::optional<std::string> exposure_problem(const AdminConfig& config);
+
+// The token of an `Authorization: Bearer TOKEN` header value; nullopt for
+// another scheme or no token. The scheme is case-insensitive (RFC 9110 §11.1).
+std::optional<std::string_view> bearer_credentials(std::string_view authorization);
 
 // Constant-time comparison of a presented token with the configured one.
 bool token_matches(const std::string& presented, const std::string& expected);

@@ -11,6 +11,27 @@
 
 namespace occasional::metrics {
 
+namespace {
+
+// Label values known in advance, exported at 0 before their first event
+// (docs/metrics.md). A value not listed still appears at its first event.
+// Signals: those the coordinator sends and those a crash raises.
+constexpr const char* kKilledBy[] = {"SIGKILL", "SIGTERM", "SIGINT", "SIGSEGV",
+                                     "SIGABRT", "SIGBUS",  "SIGFPE", "SIGILL"};
+constexpr const char* kProtocolErrors[] = {
+    "recvmsg",     "ctrunc",       "too_large",      "foreign_cmsg",    "too_many_fds",
+    "empty",       "not_json",     "type_not_first", "missing_field",   "wrong_type",
+    "bad_version", "unknown_type", "unexpected_fd",  "wrong_direction", "channel_closed"};
+constexpr const char* kRejectReasons[] = {
+    "peek_timeout",    "too_large",           "malformed",    "bad_host",
+    "no_route",        "closed_before_route", "peek_error",   "routing_cap",
+    "register_failed", "internal_error",      "queue_full",   "queue_timeout",
+    "no_service",      "no_worker",           "spawn_failed", "shutdown"};
+constexpr const char* kAcceptErrors[] = {"emfile", "enfile", "enobufs", "enomem", "other"};
+constexpr const char* kHandoffRetries[] = {"worker_busy", "worker_gone"};
+
+}  // namespace
+
 using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
@@ -83,7 +104,13 @@ struct Metrics::Impl {
                            .Name("occasional_admin_requests_total")
                            .Help("Admin endpoint responses by HTTP status code (0: accept "
                                  "failed, 408: timed out reading a request).")
-                           .Register(registry)) {}
+                           .Register(registry)),
+        admin_refused(BuildCounter()
+                          .Name("occasional_admin_refused_total")
+                          .Help("Admin requests or connections refused, by reason.")
+                          .Register(registry)) {
+    for (const char* reason : kAdminRefusals) admin_refused.Add({{"reason", reason}});
+  }
 
   prometheus::Registry registry;
   const ConnectionStats& connections;
@@ -102,6 +129,7 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& closed_counter_unavailable;
   prometheus::Family<prometheus::Counter>& killed_at_grace;
   prometheus::Family<prometheus::Counter>& admin_requests;
+  prometheus::Family<prometheus::Counter>& admin_refused;
 
   static const prometheus::Histogram::BucketBoundaries& uptime_buckets() {
     static const prometheus::Histogram::BucketBoundaries b{0.01, 0.1, 1, 10, 60, 600, 3600, 86400};
@@ -133,8 +161,13 @@ ClientMetric value(double v, std::vector<ClientMetric::Label> labels = {},
   return m;
 }
 
-void add_by_reason(MetricFamily& f, const std::map<std::string, uint64_t>& counts) {
-  for (const auto& [reason, n] : counts)
+// Every known reason (0 until it happens), then any other that happened.
+template <size_t N>
+void add_by_reason(MetricFamily& f, const char* const (&known)[N],
+                   const std::map<std::string, uint64_t>& counts) {
+  std::map<std::string, uint64_t> all(counts);
+  for (const char* reason : known) all.try_emplace(reason, 0);
+  for (const auto& [reason, n] : all)
     f.metric.push_back(value(static_cast<double>(n), {{"reason", reason}}, MetricType::Counter));
 }
 
@@ -196,7 +229,7 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   out.push_back(std::move(batches));
   auto rejected = family("occasional_connections_rejected_total",
                          "Connections the gateway closed itself, by reason.", T::Counter);
-  add_by_reason(rejected, c.rejected);
+  add_by_reason(rejected, kRejectReasons, c.rejected);
   out.push_back(std::move(rejected));
   auto pending = family("occasional_connections_pending",
                         "Connections waiting in service queues now.", T::Gauge);
@@ -215,7 +248,7 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   out.push_back(std::move(routing_max));
   auto accept_errors =
       family("occasional_accept_errors_total", "accept4() failures, by reason.", T::Counter);
-  add_by_reason(accept_errors, c.accept_errors);
+  add_by_reason(accept_errors, kAcceptErrors, c.accept_errors);
   out.push_back(std::move(accept_errors));
   auto holds = family("occasional_accept_holds_total",
                       "Times a listener stopped accepting because every service it feeds had a "
@@ -240,7 +273,7 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   auto retries =
       family("occasional_handoff_retries_total",
              "Handoffs a worker did not take, retried elsewhere, by reason.", T::Counter);
-  add_by_reason(retries, c.handoff_retries);
+  add_by_reason(retries, kHandoffRetries, c.handoff_retries);
   out.push_back(std::move(retries));
 
   auto duration =
@@ -280,6 +313,23 @@ Metrics::Metrics(const ConnectionStats& connections, std::function<Status()> sta
     : impl_(std::make_unique<Impl>(connections, std::move(status))) {}
 
 Metrics::~Metrics() = default;
+
+void Metrics::declare_service(const std::string& service) {
+  Impl& m = *impl_;
+  const prometheus::Labels s{{"service", service}};
+  // Not occasional_worker_closed_counter_unavailable_total: promtool's lint
+  // objects to "counter" in its name, which only shows once it exists.
+  for (auto* family : {&m.starts, &m.restarts, &m.core_dumps, &m.service_failures,
+                       &m.watchdog_timeouts, &m.killed_at_grace})
+    family->Add(s);
+  m.exits.Add({{"service", service}, {"reason", "exited"}, {"signal", "none"}});
+  m.exits.Add({{"service", service}, {"reason", "start_failed"}, {"signal", "none"}});
+  for (const char* signal : kKilledBy)
+    m.exits.Add({{"service", service}, {"reason", "killed"}, {"signal", signal}});
+  for (const char* reason : kProtocolErrors)
+    m.protocol_errors.Add({{"service", service}, {"reason", reason}});
+  m.uptime.Add(s, Impl::uptime_buckets());
+}
 
 void Metrics::worker_started(const std::string& service, bool restart) {
   impl_->starts.Add({{"service", service}}).Increment();
@@ -322,6 +372,10 @@ void Metrics::killed_at_grace(const std::string& service) {
 
 void Metrics::admin_request(int code) {
   impl_->admin_requests.Add({{"code", std::to_string(code)}}).Increment();
+}
+
+void Metrics::admin_refused(const std::string& reason) {
+  impl_->admin_refused.Add({{"reason", reason}}).Increment();
 }
 
 std::string Metrics::exposition() const {

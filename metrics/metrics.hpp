@@ -14,6 +14,13 @@ namespace occasional::metrics {
 // readiness, connections pending) and the gateway's counters are read at
 // scrape time from `status` and `connections`. prometheus-cpp stays in the
 // .cpp file.
+// Why the admin endpoint refused a request or a connection
+// (occasional_admin_refused_total{reason}; docs/metrics.md).
+inline constexpr const char* kAdminRefusals[] = {
+    "no_token",         "wrong_token", "cross_origin", "no_csrf_header", "body_too_large",
+    "header_too_large", "malformed",   "timeout",      "connection_cap", "probes_only",
+};
+
 class Metrics {
  public:
   Metrics(const ConnectionStats& connections, std::function<Status()> status);
@@ -21,6 +28,10 @@ class Metrics {
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
+  // Creates every series of `service` whose labels are known now, at 0, so
+  // that Prometheus' increase() and rate() see its first event (a series
+  // that appears at 1 has no increase). Call once per service at start.
+  void declare_service(const std::string& service);
   // `restart`: the replica had exited and this start replaces that process.
   void worker_started(const std::string& service, bool restart);
   // `reason` is exited, killed or start_failed; `signal` a signal name or
@@ -36,6 +47,8 @@ class Metrics {
   void killed_at_grace(const std::string& service);
   // One admin response by HTTP status code (0: the admin accept failed).
   void admin_request(int code);
+  // One admin request or connection refused, by a reason of kAdminRefusals.
+  void admin_refused(const std::string& reason);
 
   // The text exposition format (version 0.0.4).
   std::string exposition() const;

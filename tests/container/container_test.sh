@@ -22,10 +22,12 @@ containers/base-images.sh
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
 admin="$(free_port)"
-# The admin endpoint is published only because it is configured so (--admin 0.0.0.0:9090).
+# The admin endpoint is published only because it is configured so (--admin
+# 0.0.0.0:9090), which needs a token (docs/admin.md).
+token="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 "${podman[@]}" run -d --name "$name" "${limits[@]}" -p "127.0.0.1:$port:8080" \
   -p "127.0.0.1:$admin:9090" "$image" \
-  run --config /etc/occasional/occasional.json --admin 0.0.0.0:9090 >/dev/null
+  run --config /etc/occasional/occasional.json --admin 0.0.0.0:9090 --token "$token" >/dev/null
 
 deadline=$((SECONDS + 30))
 until curl -sf -m 2 "http://127.0.0.1:$admin/readyz" >/dev/null; do

@@ -7,6 +7,9 @@ Kubernetes manifests parse as YAML and have the required fields; the
 probes, ports and scrape settings point where the configuration says the
 coordinator listens; the grace period outlasts the drain grace; the
 configurations pass `occasional check`; compose and the dashboard parse.
+An admin endpoint reachable from outside the pod or container has a token
+read from a Secret (Kubernetes) or a secret file (compose), never inline,
+and never --admin-insecure (docs/admin.md, "Security model").
 """
 import json
 import os
@@ -36,6 +39,16 @@ def occasional_check(binary, text, label):
     r = subprocess.run([binary, "check", f.name], capture_output=True, text=True)
     os.unlink(f.name)
     check(r.returncode == 0, f"{label}: occasional check failed: {r.stderr.strip()}")
+
+
+def token_file_arg(args, label):
+    """The --token-file path in a command line; None (and a failure) without one."""
+    check("--admin-insecure" not in args, f"{label}: --admin-insecure in a shipped file")
+    check("--token" not in args, f"{label}: a token inline on the command line (use --token-file)")
+    if "--token-file" not in args or args.index("--token-file") + 1 >= len(args):
+        failures.append(f"{label}: the admin endpoint is not on loopback and has no --token-file")
+        return None
+    return args[args.index("--token-file") + 1]
 
 
 def main():
@@ -72,6 +85,26 @@ def main():
     check(spec.get("terminationGracePeriodSeconds", 30) > max_grace,
           f"terminationGracePeriodSeconds must exceed the drain grace {max_grace}")
     check("requests" in c.get("resources", {}), "no resource requests")
+    # The admin endpoint listens beyond loopback (for the kubelet): its token
+    # comes from a Secret mounted as a file, not from the ConfigMap.
+    check("token" not in config["admin"] and not config["admin"].get("insecure"),
+          "the ConfigMap's admin has an inline token or insecure: true")
+    token_path = token_file_arg(c.get("args", []), "Deployment")
+    if token_path:
+        secret_volumes = {v["name"]: v["secret"] for v in spec.get("volumes", []) if "secret" in v}
+        mounts = [m for m in c.get("volumeMounts", []) if m["name"] in secret_volumes]
+        check(any(token_path.startswith(m["mountPath"].rstrip("/") + "/") for m in mounts),
+              f"--token-file {token_path} is not in a volume mounted from a Secret")
+        for m in mounts:
+            check(m.get("readOnly") is True, f"the Secret volume {m['name']} is not read-only")
+            secret = secret_volumes[m["name"]]
+            check(secret.get("optional") is not True,
+                  "the token Secret is optional: a pod would start without it")
+            keys = [i["path"] for i in secret.get("items", [])]
+            check(token_path[len(m["mountPath"].rstrip("/")) + 1:] in keys or not keys,
+                  f"the Secret volume does not hold {token_path}")
+    check(not any(d["kind"] == "Secret" and ("data" in d or "stringData" in d) for d in docs),
+          "the manifest ships a Secret's value: every installation would share the token")
     ann = dep["spec"]["template"]["metadata"].get("annotations", {})
     check(ann.get("prometheus.io/scrape") == "true", "no prometheus.io/scrape annotation")
     check(ann.get("prometheus.io/port") == str(admin_port), "prometheus.io/port != admin port")
@@ -98,6 +131,19 @@ def main():
     compose = yaml.safe_load(open(os.path.join(C, "compose.yaml")))
     check({"occasional", "prometheus", "grafana"} <= set(compose["services"]),
           "compose needs occasional, prometheus and grafana")
+    occ = compose["services"]["occasional"]
+    cmd = occ.get("command", [])
+    admin_arg = cmd[cmd.index("--admin") + 1] if "--admin" in cmd else image_admin
+    if not admin_arg.startswith("127.") and admin_arg != "off":
+        token_path = token_file_arg(cmd, "compose")
+        if token_path:
+            names = [x if isinstance(x, str) else x.get("source") for x in occ.get("secrets", [])]
+            check(any(token_path == f"/run/secrets/{n}" for n in names),
+                  f"compose: --token-file {token_path} is not one of the service's secrets")
+            for n in names:
+                top = compose.get("secrets", {}).get(n, {})
+                check("file" in top or "environment" in top,
+                      f"compose: secret {n} has no file or environment source")
     prom = yaml.safe_load(open(os.path.join(C, "prometheus", "prometheus.yml")))
     target = prom["scrape_configs"][0]["static_configs"][0]["targets"][0]
     check(target == "occasional:9090", f"Prometheus scrapes {target}")

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <string>
 
+#include "workers/unique_fd.hpp"
+
 namespace occasional::testing {
 
 struct HttpReply {
@@ -25,6 +27,19 @@ std::string raw_exchange(int port, const std::string& bytes,
                          bool half_close = true);
 
 // A port nothing listens on right now (bound, read back, released).
+// Racy under `ctest -j`: another test may take it before it is used.
 int free_port();
+
+// A connection to 127.0.0.1:port (invalid if refused) that sends nothing
+// until the caller does.
+UniqueFd connect_loopback(int port);
+
+// A loopback port bound (so no one else can take it) but not listening, for
+// as long as this object lives: connections to it are refused.
+struct ClosedPort {
+  ClosedPort();
+  UniqueFd fd;
+  int port = 0;
+};
 
 }  // namespace occasional::testing

@@ -2,8 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/io_context.hpp>
+#include <thread>
+
+#include "tests/integration/http_client.hpp"
+
 namespace occasional::metrics {
 namespace {
+
+using testing::http_request;
+using testing::HttpReply;
+using testing::raw_exchange;
 
 TEST(AdminServerTest, TokenComparisonNeedsTheWholeToken) {
   EXPECT_TRUE(token_matches("s3cret", "s3cret"));
@@ -39,6 +48,214 @@ TEST(AdminServerTest, MetricsExpositionHasTheCatalogue) {
         "occasional_workers{service=\"web\",state=\"ready\"} 1",
         "occasional_service_ready{service=\"web\"} 1", "process_open_fds "})
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+}
+
+TEST(AdminServerTest, EverySeriesWithKnownLabelsStartsAtZero) {
+  ConnectionStats stats;
+  Metrics m(stats, [] { return Status{}; });
+  m.declare_service("web");
+  const std::string text = m.exposition();
+  for (const char* line :
+       {"occasional_worker_starts_total{service=\"web\"} 0",
+        "occasional_worker_restarts_total{service=\"web\"} 0",
+        "occasional_worker_core_dumps_total{service=\"web\"} 0",
+        "occasional_service_failures_total{service=\"web\"} 0",
+        "occasional_worker_killed_at_grace_total{service=\"web\"} 0",
+        "occasional_worker_watchdog_timeouts_total{service=\"web\"} 0",
+        "occasional_worker_exits_total{reason=\"exited\",service=\"web\",signal=\"none\"} 0",
+        "occasional_worker_exits_total{reason=\"killed\",service=\"web\",signal=\"SIGKILL\"} 0",
+        "occasional_worker_exits_total{reason=\"killed\",service=\"web\",signal=\"SIGSEGV\"} 0",
+        "occasional_worker_protocol_errors_total{reason=\"not_json\",service=\"web\"} 0",
+        "occasional_worker_uptime_seconds_count{service=\"web\"} 0",
+        "occasional_connections_rejected_total{reason=\"no_route\"} 0",
+        "occasional_connections_rejected_total{reason=\"queue_timeout\"} 0",
+        "occasional_accept_errors_total{reason=\"emfile\"} 0",
+        "occasional_handoff_retries_total{reason=\"worker_gone\"} 0",
+        "occasional_admin_refused_total{reason=\"cross_origin\"} 0"})
+    EXPECT_NE(text.find(std::string(line) + "\n"), std::string::npos) << line << "\n" << text;
+  m.worker_started("web", true);
+  EXPECT_NE(m.exposition().find("occasional_worker_restarts_total{service=\"web\"} 1\n"),
+            std::string::npos);
+}
+
+// Records the operations it is asked for.
+struct FakeBackend : AdminBackend {
+  std::vector<std::string> acted;
+  Status status() override { return {}; }
+  ActionResult act(const std::string& service, const std::string& action, int) override {
+    acted.push_back(service + "/" + action);
+    return {200, "done"};
+  }
+};
+
+// A real AdminServer on 127.0.0.1:0 (or `config`), run on its own thread;
+// the test talks to it over real sockets.
+struct Served {
+  ConnectionStats stats;
+  Metrics metrics{stats, [] { return Status{}; }};
+  FakeBackend backend;
+  boost::asio::io_context io;
+  std::unique_ptr<AdminServer> server;
+  std::thread thread;
+  int port = 0;
+
+  explicit Served(AdminConfig config = {}) {
+    config.endpoint.port(0);
+    server = std::make_unique<AdminServer>(io, config, backend, metrics);
+    port = server->port();
+    server->start();
+    thread = std::thread([this] { io.run(); });
+  }
+  ~Served() {
+    io.stop();
+    if (thread.joinable()) thread.join();
+  }
+  // Only once the loop has stopped (the thread owns everything before).
+  std::vector<std::string> acted() {
+    io.stop();
+    if (thread.joinable()) thread.join();
+    return backend.acted;
+  }
+};
+
+AdminConfig with_token(std::string token) {
+  AdminConfig c;
+  c.token = std::move(token);
+  return c;
+}
+
+TEST(AdminServerTest, BearerSchemeIsCaseInsensitive) {
+  Served s(with_token("s3cret"));
+  for (const char* scheme : {"Bearer", "bearer", "BEARER", "bEaReR"})
+    EXPECT_EQ(http_request(s.port, "POST", "/v1/services/web/stop",
+                           std::string("Authorization: ") + scheme + " s3cret\r\n")
+                  .status,
+              200)
+        << scheme;
+  EXPECT_EQ(http_request(s.port, "POST", "/v1/services/web/stop", "Authorization: Basic s3cret\r\n")
+                .status,
+            401);
+  EXPECT_EQ(http_request(s.port, "POST", "/v1/services/web/stop", "Authorization: Bearers3cret\r\n")
+                .status,
+            401);
+  EXPECT_EQ(s.acted().size(), 4u);
+}
+
+TEST(AdminServerTest, BearerCredentialsParsesTheScheme) {
+  EXPECT_EQ(bearer_credentials("Bearer abc"), "abc");
+  EXPECT_EQ(bearer_credentials("bearer abc"), "abc");
+  EXPECT_EQ(bearer_credentials("BEARER   abc"), "abc");
+  EXPECT_EQ(bearer_credentials("Bearer"), std::nullopt);
+  EXPECT_EQ(bearer_credentials("Bearerabc"), std::nullopt);
+  EXPECT_EQ(bearer_credentials("Basic abc"), std::nullopt);
+  EXPECT_EQ(bearer_credentials(""), std::nullopt);
+}
+
+TEST(AdminServerTest, HeadGetsTheHeadersButNoBody) {
+  Served s;
+  const std::string out =
+      raw_exchange(s.port, "HEAD /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  ASSERT_TRUE(out.starts_with("HTTP/1.1 200")) << out;
+  const auto end = out.find("\r\n\r\n");
+  ASSERT_NE(end, std::string::npos) << out;
+  EXPECT_EQ(out.substr(end + 4), "") << out;
+  // The length the GET would have, as RFC 9110 §9.3.2 asks.
+  EXPECT_NE(out.find("Content-Length: 3\r\n"), std::string::npos) << out;
+}
+
+// With no token on loopback, a POST needs the custom header and no Origin:
+// a page in a browser cannot send either without the browser asking first
+// (a CORS preflight this server never approves).
+TEST(AdminServerTest, WithoutATokenAPostNeedsTheCsrfHeaderAndNoOrigin) {
+  Served s;
+  const std::string kPath = "/v1/services/web/stop";
+  HttpReply bare = http_request(s.port, "POST", kPath);
+  EXPECT_EQ(bare.status, 403) << bare.body;
+  EXPECT_NE(bare.body.find("X-Occasional-Admin"), std::string::npos) << bare.body;
+  HttpReply cross = http_request(s.port, "POST", kPath,
+                                 "X-Occasional-Admin: 1\r\nOrigin: https://evil.example\r\n");
+  EXPECT_EQ(cross.status, 403) << cross.body;
+  // A form post from a page: the simple content type, an Origin.
+  EXPECT_EQ(
+      http_request(s.port, "POST", kPath,
+                   "Origin: null\r\nContent-Type: application/x-www-form-urlencoded\r\n", "a=b")
+          .status,
+      403);
+  EXPECT_EQ(http_request(s.port, "POST", kPath, "X-Occasional-Admin: 1\r\n").status, 200);
+  EXPECT_NE(http_request(s.port, "GET", "/metrics")
+                .body.find("occasional_admin_refused_total{reason=\"cross_origin\"} 2"),
+            std::string::npos);
+  EXPECT_EQ(s.acted(), std::vector<std::string>{"web/stop"});
+}
+
+TEST(AdminServerTest, WithATokenTheTokenIsWhatCounts) {
+  Served s(with_token("s3cret"));
+  const std::string kPath = "/v1/services/web/stop";
+  EXPECT_EQ(http_request(s.port, "POST", kPath, "X-Occasional-Admin: 1\r\n").status, 401);
+  EXPECT_EQ(http_request(s.port, "POST", kPath, "Authorization: Bearer s3cret\r\n").status, 200);
+  // A browser cannot send the Authorization header cross-origin unprompted,
+  // but a page that holds the token is refused anyway.
+  EXPECT_EQ(http_request(s.port, "POST", kPath,
+                         "Authorization: Bearer s3cret\r\nOrigin: https://evil.example\r\n")
+                .status,
+            403);
+  EXPECT_EQ(s.acted().size(), 1u);
+}
+
+TEST(AdminServerTest, ANonLoopbackAddressWithoutATokenRefusesToStart) {
+  ConnectionStats stats;
+  Metrics metrics(stats, [] { return Status{}; });
+  FakeBackend backend;
+  boost::asio::io_context io;
+  AdminConfig c;
+  c.endpoint = {boost::asio::ip::make_address("0.0.0.0"), 0};
+  try {
+    AdminServer server(io, c, backend, metrics);
+    ADD_FAILURE() << "started on 0.0.0.0 without a token";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("0.0.0.0"), std::string::npos) << what;
+    EXPECT_NE(what.find("--token-file"), std::string::npos) << what;
+    EXPECT_NE(what.find("--admin-insecure"), std::string::npos) << what;
+  }
+  c.token = "s3cret";
+  EXPECT_NO_THROW(AdminServer(io, c, backend, metrics));
+  c.token.clear();
+  c.insecure = true;
+  EXPECT_NO_THROW(AdminServer(io, c, backend, metrics));
+}
+
+// Connections that send nothing fill the general cap; probes still answer
+// from their own reserve, and the oldest silent reserve connection makes
+// room for a new one.
+TEST(AdminServerTest, ProbesAnswerWhenTheConnectionCapIsFull) {
+  AdminConfig c;
+  c.max_connections = 4;
+  Served s(c);
+  std::vector<UniqueFd> silent;
+  for (int i = 0; i < 40; ++i) silent.push_back(testing::connect_loopback(s.port));
+  for (int i = 0; i < 5; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    HttpReply h = http_request(s.port, "GET", "/healthz");
+    EXPECT_EQ(h.status, 200) << i;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+    EXPECT_EQ(http_request(s.port, "GET", "/readyz").status, 200);
+  }
+  // The reserve is for probes only.
+  EXPECT_EQ(http_request(s.port, "GET", "/v1/status").status, 503);
+  silent.clear();
+}
+
+TEST(AdminServerTest, ASilentConnectionIsClosedAtTheTimeout) {
+  AdminConfig c;
+  c.timeout = std::chrono::milliseconds(200);
+  Served s(c);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string out = raw_exchange(s.port, "", std::chrono::seconds(5), false);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(out, "");
+  EXPECT_GE(took, std::chrono::milliseconds(150));
+  EXPECT_LT(took, std::chrono::seconds(2));
 }
 
 }  // namespace
