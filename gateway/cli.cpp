@@ -247,6 +247,11 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     cmd.config.listeners.push_back(std::move(l));
   }
   cmd.config.services.push_back(std::move(entry));
+  try {
+    validate(cmd.config);
+  } catch (const ConfigError& e) {
+    throw UsageError(std::string("--listen: ") + e.what());
+  }
   return cmd;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <variant>
@@ -26,24 +27,32 @@ class Locator {
  public:
   explicit Locator(std::string_view text) : t_(text) {}
 
-  size_t find(const std::vector<Step>& path) {
+  // With `at_key`, where the last step's key starts rather than its value;
+  // `skip_same` passes over that many earlier occurrences of the last key
+  // (a duplicate key is reported where it is repeated).
+  size_t find(const std::vector<Step>& path, bool at_key = false, int skip_same = 0) {
     pos_ = 0;
     ws();
-    for (const Step& step : path) {
+    for (size_t depth = 0; depth < path.size(); ++depth) {
+      const Step& step = path[depth];
+      const bool last = depth + 1 == path.size();
       if (pos_ >= t_.size()) return pos_;
       if (const auto* key = std::get_if<std::string>(&step)) {
         if (t_[pos_] != '{') return pos_;
         ++pos_;
         bool found = false;
+        int passed = 0;
         while (!found) {
           ws();
           if (pos_ >= t_.size() || t_[pos_] == '}') return pos_;
+          const size_t key_at = pos_;
           std::string k = string();
           ws();
           ++pos_;  // ':'
           ws();
-          if (k == *key) {
+          if (k == *key && (!last || passed++ == skip_same)) {
             found = true;
+            if (last && at_key) return key_at;
           } else {
             skip();
             ws();
@@ -219,7 +228,9 @@ class Loader {
  public:
   Loader(std::string_view text, std::string origin) : text_(text), origin_(std::move(origin)) {}
 
-  [[noreturn]] void fail(const std::vector<Step>& path, const std::string& message) {
+  // `at_key`, `skip_same`: as Locator::find, for errors about a key itself.
+  [[noreturn]] void fail(const std::vector<Step>& path, const std::string& message,
+                         bool at_key = false, int skip_same = 0) {
     Locator loc(text_);
     std::string p = "$";
     for (const Step& s : path) {
@@ -228,14 +239,29 @@ class Loader {
       else
         p += "[" + std::to_string(std::get<size_t>(s)) + "]";
     }
-    throw ConfigError(
-        one_line(origin_ + ":" + line_col(text_, loc.find(path)) + ": " + p + ": " + message));
+    throw ConfigError(one_line(origin_ + ":" + line_col(text_, loc.find(path, at_key, skip_same)) +
+                               ": " + p + ": " + message));
+  }
+
+  // simdjson keeps every copy of a repeated key and a lookup finds the first,
+  // so `"replicas": 2, "replicas": 3` would quietly mean 2.
+  void no_duplicate_keys(object o, const std::vector<Step>& path) {
+    std::set<std::string_view> seen;
+    std::map<std::string_view, int> repeats;
+    for (auto [key, value] : o) {
+      if (seen.insert(key).second) continue;
+      auto p = path;
+      p.emplace_back(std::string(key));
+      fail(p, "duplicate key '" + std::string(key) + "' (each key may appear once)", true,
+           ++repeats[key]);
+    }
   }
 
   object obj(element e, const std::vector<Step>& path, std::initializer_list<const char*> allowed) {
     object o;
     if (e.get(o) != simdjson::SUCCESS)
       fail(path, std::string("expected an object, found ") + type_name(e.type()));
+    no_duplicate_keys(o, path);
     for (auto [key, value] : o) {
       bool ok = false;
       for (const char* a : allowed) ok = ok || key == a;
@@ -244,7 +270,7 @@ class Loader {
         for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
         auto p = path;
         p.emplace_back(std::string(key));
-        fail(p, "unknown key '" + std::string(key) + "' (expected one of: " + list + ")");
+        fail(p, "unknown key '" + std::string(key) + "' (expected one of: " + list + ")", true);
       }
     }
     return o;
@@ -368,6 +394,7 @@ class Loader {
       fail({"services"},
            std::string("expected an object of services by name, found ") + type_name(e.type()));
     if (all.size() == 0) fail({"services"}, "no services: define at least one");
+    no_duplicate_keys(all, {"services"});
     for (auto [name, value] : all) {
       std::vector<Step> path{"services", std::string(name)};
       ServiceEntry entry;
@@ -397,6 +424,7 @@ class Loader {
       if (o["env"].get(v) == simdjson::SUCCESS) {
         object env;
         if (v.get(env) != simdjson::SUCCESS) fail(at("env"), "expected an object of strings");
+        no_duplicate_keys(env, at("env"));
         for (auto [k, val] : env) {
           auto p = at("env");
           p.emplace_back(std::string(k));

@@ -59,6 +59,10 @@ TEST(CliTest, ErrorsNameTheOptionAndTheValue) {
            {{"run", "--log-format", "xml", "x"}, "--log-format: expected json or text, got 'xml'"},
            {{"run", "--defer-accept", "x"}, "--defer-accept needs --listen ADDR"},
            {{"run", "--burst", "pack", "x"}, "--burst: expected auto, spread or runs, got 'pack'"},
+           {{"run", "--listen", "127.0.0.1:9090", "x"},
+            "--listen: listener 'main' (127.0.0.1:9090) and the admin endpoint (127.0.0.1:9090) "
+            "cannot both listen: the same port on the same address, or on a wildcard address "
+            "beside it"},
        }) {
     try {
       parse(k.args);
