@@ -37,8 +37,12 @@ Options:
   --backoff-initial SEC    delay before the 2nd restart in a row (default 0.1)
   --backoff-max SEC        longest restart delay (default 30)
   --stable-after SEC       uptime that resets the backoff (default 10)
-  --max-restarts N         more restarts than this within the window fail the service (default 10)
+  --max-restarts N         a replica restarting more often than this within the
+                           window fails the service (default 10)
   --restart-window SEC     the window for --max-restarts (default 60)
+  --cooloff SEC            a failed service is started again after SEC, doubled for
+                           each failure in a row, at most 300 (default 10); 0: it
+                           stays failed until `occasional ctl start`
   --grace SEC              SIGTERM to SIGKILL when stopping (default 10)
   --admin ADDR|off         the admin endpoint: /healthz, /readyz, /metrics,
                            /v1/status, POST /v1/services/... (default 127.0.0.1:9090;
@@ -169,6 +173,8 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
       restart.max_restarts = parse_count(a, need_value(args, i), 0);
     } else if (a == "--restart-window") {
       restart.window = to_duration(parse_seconds(a, need_value(args, i)));
+    } else if (a == "--cooloff") {
+      restart.cooloff = to_duration(parse_seconds(a, need_value(args, i)));
     } else if (a == "--grace") {
       service.grace = to_duration(parse_seconds(a, need_value(args, i)));
     } else if (a == "--admin") {

@@ -400,11 +400,15 @@ class Loader {
       ServiceEntry entry;
       supervisor::ServiceConfig& s = entry.service;
       s.name = std::string(name);
+      // Beyond 20 items clang-format would put one per line.
+      // clang-format off
       object o =
           obj(value, path,
               {"command", "env", "cwd", "mode", "replicas", "restart", "backoff_initial",
-               "backoff_max", "jitter", "stable_after", "max_restarts", "window", "grace",
-               "max_connections", "burst", "max_processes", "queue", "listener", "watchdog"});
+               "backoff_max", "jitter", "stable_after", "max_restarts", "window", "cooloff",
+               "grace", "max_connections", "burst", "max_processes", "queue", "listener",
+               "watchdog"});
+      // clang-format on
       auto at = [&](const char* key) {
         auto p = path;
         p.emplace_back(std::string(key));
@@ -463,6 +467,7 @@ class Loader {
       if (o["max_restarts"].get(v) == simdjson::SUCCESS)
         s.restart.max_restarts = static_cast<int>(integer(v, at("max_restarts"), 0, 1'000'000));
       if (o["window"].get(v) == simdjson::SUCCESS) s.restart.window = seconds(v, at("window"));
+      if (o["cooloff"].get(v) == simdjson::SUCCESS) s.restart.cooloff = seconds(v, at("cooloff"));
       if (o["grace"].get(v) == simdjson::SUCCESS) s.grace = seconds(v, at("grace"));
       if (o["watchdog"].get(v) == simdjson::SUCCESS) s.watchdog = seconds(v, at("watchdog"));
       if (o["max_connections"].get(v) == simdjson::SUCCESS)

@@ -43,7 +43,8 @@ Service::Service(boost::asio::io_context& io, ServiceConfig config, ChildReaper&
       guardian_(guardian),
       observer_(observer),
       notify_socket_(std::move(notify_socket)),
-      policy_(config_.restart, config_.replicas, jitter_source()) {
+      policy_(config_.restart, config_.replicas, jitter_source()),
+      retry_timer_(io) {
   grow_to(config_.replicas);
 }
 
@@ -53,12 +54,15 @@ void Service::grow_to(int size) {
 }
 
 void Service::start() {
+  retry_timer_.cancel();
   apply(policy_.start_service());
   report_idle();
 }
 
 void Service::stop() {
   abort_rolling_restart();
+  policy_.cancel_retry();
+  retry_timer_.cancel();
   for (int i = 0; i < policy_.table_size(); ++i) handle(i, {PolicyEventKind::stop});
 }
 
@@ -103,6 +107,7 @@ void Service::abort_rolling_restart() {
 }
 
 bool Service::idle() const {
+  if (policy_.retry_pending()) return false;
   for (int i = 0; i < policy_.table_size(); ++i)
     if (policy_.state(i) != ReplicaState::stopped) return false;
   return true;
@@ -146,6 +151,15 @@ void Service::apply(const std::vector<Action>& actions) {
         abort_rolling_restart();
         observer_.on_service_failed(config_.name, policy_.config().max_restarts,
                                     policy_.config().window);
+        break;
+      case ActionKind::schedule_retry:
+        observer_.on_service_retry_scheduled(config_.name, a.delay);
+        retry_timer_.expires_after(a.delay);
+        retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+          if (ec) return;
+          apply(policy_.retry_service(std::chrono::steady_clock::now()));
+          report_idle();
+        });
         break;
     }
   }

@@ -138,6 +138,7 @@ class Service {
   // being waited for (-1: none under way).
   std::deque<int> to_replace_;
   int surge_ = -1;
+  boost::asio::steady_timer retry_timer_;  // a failed service's cool-off
 };
 
 }  // namespace occasional::supervisor

@@ -63,6 +63,8 @@ TEST(CliTest, ErrorsNameTheOptionAndTheValue) {
             "--listen: listener 'main' (127.0.0.1:9090) and the admin endpoint (127.0.0.1:9090) "
             "cannot both listen: the same port on the same address, or on a wildcard address "
             "beside it"},
+           {{"run", "--cooloff", "-1", "x"},
+            "--cooloff: expected a number of seconds >= 0, got '-1'"},
        }) {
     try {
       parse(k.args);

@@ -42,8 +42,8 @@ TEST(ConfigLoaderTest, ErrorsNameFileLineColumnAndPath) {
       error_of("{\n  \"services\": {\"w\": {\"command\": [\"w\"], \"replica\": 2}}}"),
       "c.json:2:40: $.services.w.replica: unknown key 'replica' (expected one of: command, "
       "env, cwd, mode, replicas, restart, backoff_initial, backoff_max, jitter, stable_after, "
-      "max_restarts, window, grace, max_connections, burst, max_processes, queue, listener, "
-      "watchdog)");
+      "max_restarts, window, cooloff, grace, max_connections, burst, max_processes, queue, "
+      "listener, watchdog)");
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "replicas": "2"}}})"),
             "c.json:1:51: $.services.w.replicas: expected an integer, found a string");
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": []}}})"),
