@@ -1,5 +1,7 @@
 #include "gateway/coordinator_admin.hpp"
 
+#include <algorithm>
+
 namespace occasional::gateway {
 
 using supervisor::LogLevel;
@@ -37,6 +39,8 @@ metrics::ServiceStatus CoordinatorAdmin::service_status(const supervisor::Servic
     if (state == supervisor::ReplicaState::running || state == supervisor::ReplicaState::stopping) {
       w.pid = s.replica_pid(i);
       w.uptime_seconds = w.pid > 0 ? seconds_since(s.replica_started(i)) : 0;
+    } else if (state == supervisor::ReplicaState::backoff) {
+      w.restart_in_seconds = std::max(0.0, -seconds_since(s.replica_restart_at(i)));
     }
     w.ready = s.replica_ready(i);
     w.status_text = s.replica_status_text(i);

@@ -18,6 +18,7 @@ struct WorkerStatus {
   double uptime_seconds = 0;
   uint32_t open_connections = 0;  // handoff: handed off and not yet `closed`
   std::string status_text{};      // the worker's last `status` / STATUS=; empty if none
+  double restart_in_seconds = 0;  // backoff: until its restart
 };
 
 struct ExitSummary {

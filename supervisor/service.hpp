@@ -84,6 +84,10 @@ class Service {
   MonoTime replica_started(int replica) const {
     return replicas_.at(static_cast<size_t>(replica))->started_mono;
   }
+  // When a replica in backoff is restarted.
+  MonoTime replica_restart_at(int replica) const {
+    return replicas_.at(static_cast<size_t>(replica))->timer.expiry();
+  }
   bool replica_ready(int replica) const {
     return replicas_.at(static_cast<size_t>(replica))->ready;
   }

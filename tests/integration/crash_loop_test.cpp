@@ -1,5 +1,6 @@
 // Restart intensity and the cool-off of a failed service, with real
-// processes killed for real.
+// processes killed for real, and what `occasional ctl status` shows of a
+// replica waiting to restart.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -100,6 +101,30 @@ TEST(CrashLoopTest, AFailedServiceIsStartedAgainAfterItsCooloff) {
   EXPECT_EQ(status, 200);
   ::unlink(flag.c_str());
   ::rmdir(dir);
+}
+
+// `ctl status` showed a replica waiting to restart as `pid -1 ... up 0.0s`.
+TEST(CrashLoopTest, CtlStatusShowsAReplicaInBackoffWithItsRestartTime) {
+  CoordinatorProcess c({"run", "--name", "quitter", "--backoff-initial", "30", "--backoff-max",
+                        "30", "--", "sh", "-c", "exit 1"});
+  const int admin = admin_port(c);
+  // The first restart is immediate, the second waits 24-30 s (jitter).
+  Fields scheduled = c.wait_event("restart_scheduled");
+  ASSERT_FALSE(scheduled.empty());
+  CoordinatorProcess ctl({"ctl", "--admin", "127.0.0.1:" + std::to_string(admin), "status"});
+  // The table: a header, the service, its one replica.
+  std::string out;
+  for (int i = 0; i < 3; ++i) out += ctl.read_stdout_line(5s) + "\n";
+  EXPECT_EQ(ctl.wait_exit(), 0);
+  const auto at = out.find("replica 0");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string replica = out.substr(at, out.find('\n', at) - at);
+  EXPECT_NE(replica.find("backoff"), std::string::npos) << replica;
+  EXPECT_NE(replica.find("restarting in 2"), std::string::npos) << replica;
+  EXPECT_EQ(replica.find("pid -1"), std::string::npos) << replica;
+  EXPECT_EQ(replica.find("up 0.0s"), std::string::npos) << replica;
+  EXPECT_NE(http_request(admin, "GET", "/v1/status").body.find("\"restart_in_seconds\":2"),
+            std::string::npos);
 }
 
 }  // namespace
