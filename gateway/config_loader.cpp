@@ -407,7 +407,7 @@ class Loader {
               {"command", "env", "cwd", "mode", "replicas", "restart", "backoff_initial",
                "backoff_max", "jitter", "stable_after", "max_restarts", "window", "cooloff",
                "grace", "max_connections", "burst", "max_processes", "queue", "listener",
-               "watchdog"});
+               "watchdog", "readiness"});
       // clang-format on
       auto at = [&](const char* key) {
         auto p = path;
@@ -493,6 +493,16 @@ class Loader {
               std::chrono::duration_cast<std::chrono::milliseconds>(seconds(qv, qat("timeout")));
       }
       if (o["listener"].get(v) == simdjson::SUCCESS) entry.listener = str(v, at("listener"));
+      if (o["readiness"].get(v) == simdjson::SUCCESS) {
+        const std::string r = one_of(v, at("readiness"), {"notify", "started", "accepting"});
+        if (s.mode != supervisor::WorkerMode::listen_fds)
+          fail(at("readiness"),
+               "applies to listen_fds services only (a handoff worker says "
+               "`ready`; a plain one is ready once it runs)");
+        s.readiness = r == "notify"    ? supervisor::Readiness::notify
+                      : r == "started" ? supervisor::Readiness::started
+                                       : supervisor::Readiness::accepting;
+      }
       if (s.mode == supervisor::WorkerMode::listen_fds && entry.listener.empty())
         fail(path, "mode listen_fds needs \"listener\": the name of the listener to share");
       config.services.push_back(std::move(entry));

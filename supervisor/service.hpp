@@ -31,6 +31,13 @@ enum class WorkerMode {
 
 const char* worker_mode_name(WorkerMode mode);
 
+// When a listen_fds worker starts taking connections, as systemd's Type=.
+enum class Readiness {
+  notify,     // on READY=1 (Type=notify)
+  started,    // once it runs (Type=exec)
+  accepting,  // on READY=1, or once it is seen waiting to accept on the listener
+};
+
 struct ServiceConfig {
   std::string name;
   ProcessSpec process;
@@ -45,6 +52,8 @@ struct ServiceConfig {
   // listen_fds: once it has sent READY=1, the worker must send WATCHDOG=1 at
   // least this often; zero: no watchdog.
   Duration watchdog{};
+  // listen_fds: gunicorn says READY=1; uvicorn and Python's http.server do not.
+  Readiness readiness = Readiness::accepting;
 };
 
 // A pool of replicas of one command, kept running by its RestartPolicy.
@@ -98,7 +107,7 @@ class Service {
 
  private:
   struct Replica {
-    explicit Replica(boost::asio::io_context& io) : timer(io), watchdog(io) {}
+    explicit Replica(boost::asio::io_context& io) : timer(io), watchdog(io), probe(io) {}
     pid_t pid = -1;
     WallTime started_wall{};
     MonoTime started_mono{};
@@ -109,6 +118,8 @@ class Service {
     boost::asio::steady_timer timer;     // backoff or grace, never both
     boost::asio::steady_timer watchdog;  // listen_fds with a watchdog
     bool watchdog_armed = false;         // since its READY=1 or first WATCHDOG=1
+    boost::asio::steady_timer probe;     // listen_fds, readiness `accepting`
+    Duration probe_every{};
   };
 
   void handle(int replica, PolicyEvent event);
@@ -120,6 +131,7 @@ class Service {
   void on_message(int replica, const workers::Message& message);
   void on_protocol_error(int replica, const char* reason, const std::string& error);
   void arm_watchdog(int replica);
+  void probe_accepting(int replica);
   void on_exit(int replica, const siginfo_t& info);
   void record_start_failure(int replica, int error, const char* call);
   void finish_exit(int replica, ExitRecord record);
@@ -143,6 +155,7 @@ class Service {
   std::deque<int> to_replace_;
   int surge_ = -1;
   boost::asio::steady_timer retry_timer_;  // a failed service's cool-off
+  ino_t listen_inode_ = 0;                 // listen_fds: what probe_accepting looks for
 };
 
 }  // namespace occasional::supervisor

@@ -66,6 +66,15 @@ void ServiceLog::on_service_retry_scheduled(const std::string& service, Duration
       .real("delay_seconds", seconds(delay));
 }
 
+void ServiceLog::on_accept_probe_failed(const std::string& service, int replica,
+                                        const std::string& error) {
+  log_.event(LogLevel::warn, "accept_probe_failed")
+      .str("service", service)
+      .num("replica", replica)
+      .str("error", error)
+      .str("action", "taken as ready (as readiness started)");
+}
+
 void ServiceLog::on_stopping(const std::string& service, int replica, pid_t pid) {
   log_.event(LogLevel::info, "stop")
       .str("service", service)

@@ -43,6 +43,10 @@ class ServiceObserver {
                                  const char* /*reason*/, const std::string& /*error*/) {}
   virtual void on_watchdog_timeout(const std::string& /*service*/, int /*replica*/, pid_t /*pid*/) {
   }
+  // readiness `accepting`: the worker could not be looked at, so it was
+  // taken as ready at once.
+  virtual void on_accept_probe_failed(const std::string& /*service*/, int /*replica*/,
+                                      const std::string& /*error*/) {}
   virtual void on_status(const std::string& /*service*/, int /*replica*/,
                          const std::string& /*text*/) {}
   // The service has no process and nothing scheduled.

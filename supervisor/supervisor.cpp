@@ -141,6 +141,10 @@ void Supervisor::on_closed_counter_unavailable(const std::string& service, int r
                                                const std::string& error) {
   for (auto* o : observers_) o->on_closed_counter_unavailable(service, replica, error);
 }
+void Supervisor::on_accept_probe_failed(const std::string& service, int replica,
+                                        const std::string& error) {
+  for (auto* o : observers_) o->on_accept_probe_failed(service, replica, error);
+}
 void Supervisor::on_status(const std::string& service, int replica, const std::string& text) {
   for (auto* o : observers_) o->on_status(service, replica, text);
 }

@@ -43,7 +43,7 @@ TEST(ConfigLoaderTest, ErrorsNameFileLineColumnAndPath) {
       "c.json:2:40: $.services.w.replica: unknown key 'replica' (expected one of: command, "
       "env, cwd, mode, replicas, restart, backoff_initial, backoff_max, jitter, stable_after, "
       "max_restarts, window, cooloff, grace, max_connections, burst, max_processes, queue, "
-      "listener, watchdog)");
+      "listener, watchdog, readiness)");
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "replicas": "2"}}})"),
             "c.json:1:51: $.services.w.replicas: expected an integer, found a string");
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": []}}})"),
@@ -111,6 +111,23 @@ TEST(ConfigLoaderTest, ListenersThatCannotBothBindAreAnError) {
   for (auto [a, b] : {std::pair{":80", "[::]:80"}, std::pair{"127.0.0.1:80", "127.0.0.2:80"},
                       std::pair{":80", ":81"}, std::pair{":0", ":0"}})
     EXPECT_EQ(two(a, b), "no error") << a << " " << b;
+}
+
+TEST(ConfigLoaderTest, ReadinessAndCooloffAreRead) {
+  Config c = parse_config(
+      R"({"listeners": [{"name": "l", "address": ":0"}],
+          "services": {"w": {"command": ["w"], "mode": "listen_fds", "listener": "l",
+                             "readiness": "notify", "cooloff": 0}}})",
+      "c.json");
+  EXPECT_EQ(c.services[0].service.readiness, supervisor::Readiness::notify);
+  EXPECT_EQ(c.services[0].service.restart.cooloff, supervisor::Duration::zero());
+  EXPECT_EQ(parse_config(R"({"services": {"w": {"command": ["w"]}}})", "c.json")
+                .services[0]
+                .service.restart.cooloff,
+            std::chrono::seconds(10));
+  EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "readiness": "started"}}})"),
+            "c.json:1:52: $.services.w.readiness: applies to listen_fds services only (a handoff "
+            "worker says `ready`; a plain one is ready once it runs)");
 }
 
 }  // namespace

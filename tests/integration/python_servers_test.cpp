@@ -112,5 +112,81 @@ TEST(PythonServersTest, UvicornServesAsTheReadmeRunsIt) {
   serves_then_stops(s, "asgi ");
 }
 
+// Issue 21: uvicorn served every request while /readyz said 503 for ever:
+// it never says READY=1. With readiness `accepting` (the default) it is
+// ready once it waits to accept (epoll_wait on a set holding the listener).
+TEST(PythonServersTest, UvicornIsReadyWithoutNotify) {
+  PythonServer s("asgi", {"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--", "uvicorn",
+                          "--fd", "3", "app:app"});
+  EXPECT_FALSE(s.c.wait_event("ready", nullptr, 20s).empty()) << s.c.stderr_text();
+  EXPECT_EQ(http_request(s.admin, "GET", "/readyz").status, 200);
+  EXPECT_EQ(http_request(s.port, "GET", "/").status, 200);
+}
+
+// gunicorn says READY=1 itself; its sync workers, children of its arbiter,
+// select() on the listener.
+TEST(PythonServersTest, GunicornIsReady) {
+  PythonServer s("wsgi", {"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--",
+                          "gunicorn", "--workers", "2", "app:app"});
+  EXPECT_FALSE(s.c.wait_event("ready", nullptr, 20s).empty()) << s.c.stderr_text();
+  EXPECT_EQ(http_request(s.admin, "GET", "/readyz").status, 200);
+}
+
+// Python's http.server: serve_forever() poll()s the listener.
+const char* kStdlibServer = R"(
+import http.server, os, socket
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"stdlib\n"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("127.0.0.1", 0), H, bind_and_activate=False)
+srv.socket = socket.socket(fileno=3)
+srv.serve_forever()
+)";
+
+TEST(PythonServersTest, PythonHttpServerIsReadyWithoutNotify) {
+  PythonServer s("wsgi", {"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--replicas",
+                          "2", "--", "python3", "-c", kStdlibServer});
+  EXPECT_FALSE(s.c.wait_event("ready", nullptr, 20s).empty()) << s.c.stderr_text();
+  EXPECT_FALSE(s.c.wait_event("ready", nullptr, 20s).empty()) << s.c.stderr_text();
+  EXPECT_EQ(http_request(s.admin, "GET", "/readyz").status, 200);
+  EXPECT_EQ(http_request(s.port, "GET", "/").body, "stdlib\n");
+}
+
+// systemd's Type=notify: a server that serves but never says READY=1 stays unready.
+TEST(PythonServersTest, ReadinessNotifyWaitsForReadyEquals1) {
+  PythonServer s("wsgi", {"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--readiness",
+                          "notify", "--", "python3", "-c", kStdlibServer});
+  EXPECT_EQ(get_until_answered(s.port, "/").body, "stdlib\n");
+  HttpReply r = http_request(s.admin, "GET", "/readyz");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("has no ready worker"), std::string::npos) << r.body;
+  EXPECT_TRUE(s.c.events("ready").empty());
+}
+
+// systemd's Type=exec: ready once it runs, accepting or not.
+TEST(PythonServersTest, ReadinessStartedIsReadyOnceItRuns) {
+  PythonServer s("wsgi", {"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--readiness",
+                          "started", "--", "sleep", "1000"});
+  EXPECT_FALSE(s.c.wait_event("ready").empty());
+  EXPECT_EQ(http_request(s.admin, "GET", "/readyz").status, 200);
+}
+
+// `accepting` does not mistake a worker that waits on something else.
+TEST(PythonServersTest, ReadinessAcceptingIsNotFooledByAWorkerThatOnlySleeps) {
+  PythonServer s("wsgi", {"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--", "python3",
+                          "-c", "import time; print('up', flush=True); time.sleep(1000)"});
+  EXPECT_EQ(s.c.read_stdout_line(), "up");
+  // Sampled many times over the probe's back-off (up to 0.5 s between looks).
+  const auto until = Clock::now() + 1500ms;
+  while (Clock::now() < until) {
+    EXPECT_EQ(http_request(s.admin, "GET", "/readyz").status, 503);
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(s.c.events("ready").empty());
+}
+
 }  // namespace
 }  // namespace occasional::testing
