@@ -226,7 +226,8 @@ const char* type_name(element_type t) {
 
 class Loader {
  public:
-  Loader(std::string_view text, std::string origin) : text_(text), origin_(std::move(origin)) {}
+  Loader(std::string_view text, std::string origin, const AdminSettings* admin_override)
+      : text_(text), origin_(std::move(origin)), admin_override_(admin_override) {}
 
   // `at_key`, `skip_same`: as Locator::find, for errors about a key itself.
   [[noreturn]] void fail(const std::vector<Step>& path, const std::string& message,
@@ -348,6 +349,10 @@ class Loader {
                               ? supervisor::LogFormat::json
                               : supervisor::LogFormat::text;
     if (top["admin"].get(e) == simdjson::SUCCESS) admin(e, config.admin);
+    if (admin_override_) {
+      config.admin.enabled = admin_override_->enabled;
+      config.admin.address = admin_override_->address;
+    }
     try {
       validate(config);
     } catch (const ConfigError& err) {
@@ -621,21 +626,22 @@ class Loader {
 
   std::string_view text_;
   std::string origin_;
+  const AdminSettings* admin_override_;
 };
 
 }  // namespace
 
-Config parse_config(std::string_view json, const std::string& origin) {
-  return Loader(json, origin).load();
+Config parse_config(std::string_view json, const std::string& origin, const AdminSettings* admin) {
+  return Loader(json, origin, admin).load();
 }
 
-Config load_config_file(const std::string& path) {
+Config load_config_file(const std::string& path, const AdminSettings* admin) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw ConfigError(path + ": cannot open the configuration file: " + std::strerror(errno));
   std::stringstream buf;
   buf << in.rdbuf();
-  return parse_config(buf.str(), path);
+  return parse_config(buf.str(), path, admin);
 }
 
 }  // namespace occasional::gateway

@@ -113,6 +113,21 @@ TEST(ConfigLoaderTest, ListenersThatCannotBothBindAreAnError) {
     EXPECT_EQ(two(a, b), "no error") << a << " " << b;
 }
 
+TEST(ConfigLoaderTest, AListenerOnTheAdminPortIsAnErrorUnlessTheAdminEndpointMoves) {
+  const std::string json =
+      R"({"listeners": [{"address": ":9090", "routes": [{"service": "w"}]}],
+          "services": {"w": {"command": ["w"]}}})";
+  EXPECT_NE(error_of(json).find("and the admin endpoint (127.0.0.1:9090) cannot both listen"),
+            std::string::npos);
+  // --admin on the command line wins over the file, and is what is checked.
+  AdminSettings off;
+  off.enabled = false;
+  EXPECT_EQ(parse_config(json, "c.json", &off).listeners.size(), 1u);
+  AdminSettings elsewhere;
+  elsewhere.address = parse_listen_address("127.0.0.1:9191");
+  EXPECT_EQ(parse_config(json, "c.json", &elsewhere).admin.address.port, 9191);
+}
+
 TEST(ConfigLoaderTest, ReadinessAndCooloffAreRead) {
   Config c = parse_config(
       R"({"listeners": [{"name": "l", "address": ":0"}],
