@@ -3,6 +3,7 @@
 // small apps in tests/integration/python_apps through the coordinator's port.
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -186,6 +187,31 @@ TEST(PythonServersTest, ReadinessAcceptingIsNotFooledByAWorkerThatOnlySleeps) {
     std::this_thread::sleep_for(50ms);
   }
   EXPECT_TRUE(s.c.events("ready").empty());
+}
+
+// A coordinator without CAP_SYS_PTRACE may not look into a worker that made
+// itself non-dumpable: the worker is taken as ready, and that is counted.
+TEST(PythonServersTest, AWorkerTheCoordinatorCannotLookAtIsTakenAsReadyAndCounted) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the coordinator as nobody";
+  const char* hidden = R"(
+import ctypes, select, socket
+ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
+s = socket.socket(fileno=3)
+while True:
+    select.select([s], [], [])
+    s.accept()[0].close()
+)";
+  CoordinatorProcess c(
+      {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"},
+      {"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--", "python3", "-c", hidden});
+  const int admin = std::stoi(c.wait_event("admin_listening")["port"]);
+  Fields failed = c.wait_event("accept_probe_failed");
+  EXPECT_FALSE(failed["error"].empty());
+  c.wait_event("ready");
+  EXPECT_EQ(http_request(admin, "GET", "/readyz").status, 200);
+  EXPECT_NE(http_request(admin, "GET", "/metrics")
+                .body.find("occasional_worker_accept_probe_failures_total{service=\"python3\"} 1"),
+            std::string::npos);
 }
 
 }  // namespace
