@@ -258,7 +258,7 @@ void Service::spawn(int replica) {
         set_ready(replica, true);
       } else if (config_.readiness == Readiness::accepting) {
         r.probe_every = kFirstProbe;
-        probe_accepting(replica);
+        look_for_accepting(replica);
       }
       break;
     case WorkerMode::inetd:
@@ -374,7 +374,7 @@ void Service::arm_watchdog(int replica) {
   });
 }
 
-void Service::probe_accepting(int replica) {
+void Service::look_for_accepting(int replica) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   r.probe.expires_after(r.probe_every);
   r.probe_every = std::min(r.probe_every * 2, kLongestProbe);
@@ -383,7 +383,7 @@ void Service::probe_accepting(int replica) {
     Replica& rr = *replicas_[static_cast<size_t>(replica)];
     if (ec || rr.pid != pid || pid <= 0 || rr.ready) return;
     std::error_code error;
-    switch (supervisor::probe_accepting(pid, listen_inode_, error)) {
+    switch (probe_accepting(pid, listen_inode_, error)) {
       case AcceptProbe::accepting:
         set_ready(replica, true);
         return;
@@ -394,7 +394,7 @@ void Service::probe_accepting(int replica) {
         set_ready(replica, true);
         return;
       case AcceptProbe::not_yet:
-        probe_accepting(replica);
+        look_for_accepting(replica);
         return;
     }
   });

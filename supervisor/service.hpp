@@ -131,7 +131,7 @@ class Service {
   void on_message(int replica, const workers::Message& message);
   void on_protocol_error(int replica, const char* reason, const std::string& error);
   void arm_watchdog(int replica);
-  void probe_accepting(int replica);
+  void look_for_accepting(int replica);
   void on_exit(int replica, const siginfo_t& info);
   void record_start_failure(int replica, int error, const char* call);
   void finish_exit(int replica, ExitRecord record);
@@ -155,7 +155,7 @@ class Service {
   std::deque<int> to_replace_;
   int surge_ = -1;
   boost::asio::steady_timer retry_timer_;  // a failed service's cool-off
-  ino_t listen_inode_ = 0;                 // listen_fds: what probe_accepting looks for
+  ino_t listen_inode_ = 0;                 // listen_fds: what look_for_accepting looks for
 };
 
 }  // namespace occasional::supervisor
