@@ -27,6 +27,7 @@ metrics::ServiceStatus CoordinatorAdmin::service_status(const supervisor::Servic
   out.mode = supervisor::worker_mode_name(s.config().mode);
   out.replicas = s.replica_count();
   out.failed = s.failed();
+  if (const auto retry = s.retry_at()) out.retry_in_seconds = std::max(0.0, -seconds_since(*retry));
   out.stopped = stopped_.contains(s.name());
   out.rolling_restart = s.rolling_restart_active();
   const Balancer* balancer = dispatcher_.find(s.name());

@@ -84,6 +84,11 @@ class Service {
   const std::string& name() const { return config_.name; }
   const ServiceConfig& config() const { return config_; }
   bool failed() const { return policy_.failed(); }
+  // When a failed service is started again (its cool-off); empty if it is not.
+  std::optional<MonoTime> retry_at() const {
+    if (!policy_.retry_pending()) return std::nullopt;
+    return retry_timer_.expiry();
+  }
   // No process and nothing scheduled.
   bool idle() const;
   int replica_count() const { return policy_.desired_replicas(); }

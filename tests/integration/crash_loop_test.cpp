@@ -80,6 +80,7 @@ TEST(CrashLoopTest, AFailedServiceIsStartedAgainAfterItsCooloff) {
   HttpReply r = http_request(admin, "GET", "/readyz");
   EXPECT_EQ(r.status, 503);
   EXPECT_NE(r.body.find("service flaky is failed"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("; started again in 0."), std::string::npos) << r.body;
 
   // It fails again once retried (the flag is not there yet): the cool-off doubles.
   const size_t exits_before = c.events("exit").size();
