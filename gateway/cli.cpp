@@ -20,6 +20,9 @@ Options:
   --mode MODE              handoff | listen_fds | inetd | plain (default:
                            handoff with --listen, plain without)
   --max-processes N        inetd mode: processes alive at once (default 64)
+  --readiness WHEN         listen_fds mode: when a worker is ready: notify (on
+                           READY=1), started (once it runs) or accepting (on
+                           READY=1, or once seen waiting to accept; default)
   --max-connections N      per worker, handoff mode (default 0: no cap)
   --burst auto|spread|runs handoff mode: how a burst of connections is dealt out;
                            runs (up to 8 to one worker before the next) when
@@ -37,8 +40,12 @@ Options:
   --backoff-initial SEC    delay before the 2nd restart in a row (default 0.1)
   --backoff-max SEC        longest restart delay (default 30)
   --stable-after SEC       uptime that resets the backoff (default 10)
-  --max-restarts N         more restarts than this within the window fail the service (default 10)
+  --max-restarts N         a replica restarting more often than this within the
+                           window fails the service (default 10)
   --restart-window SEC     the window for --max-restarts (default 60)
+  --cooloff SEC            a failed service is started again after SEC, doubled for
+                           each failure in a row, at most 300 (default 10); 0: it
+                           stays failed until `occasional ctl start`
   --grace SEC              SIGTERM to SIGKILL when stopping (default 10)
   --admin ADDR|off         the admin endpoint: /healthz, /readyz, /metrics,
                            /v1/status, POST /v1/services/... (default 127.0.0.1:9090;
@@ -109,7 +116,7 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
   ServiceEntry entry;
   supervisor::ServiceConfig& service = entry.service;
   supervisor::RestartConfig& restart = service.restart;
-  std::string listen, mode, admin;
+  std::string listen, mode, admin, readiness;
   bool defer_accept = false;
 
   size_t i = 2;
@@ -130,6 +137,17 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
       mode = need_value(args, i);
       if (mode != "handoff" && mode != "listen_fds" && mode != "inetd" && mode != "plain")
         throw UsageError("--mode: expected handoff, listen_fds, inetd or plain, got '" + mode +
+                         "'");
+    } else if (a == "--readiness") {
+      readiness = need_value(args, i);
+      if (readiness == "notify")
+        service.readiness = supervisor::Readiness::notify;
+      else if (readiness == "started")
+        service.readiness = supervisor::Readiness::started;
+      else if (readiness == "accepting")
+        service.readiness = supervisor::Readiness::accepting;
+      else
+        throw UsageError("--readiness: expected notify, started or accepting, got '" + readiness +
                          "'");
     } else if (a == "--max-processes") {
       entry.max_processes = parse_count(a, need_value(args, i), 1);
@@ -173,6 +191,8 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
       restart.max_restarts = parse_count(a, need_value(args, i), 0);
     } else if (a == "--restart-window") {
       restart.window = to_duration(parse_seconds(a, need_value(args, i)));
+    } else if (a == "--cooloff") {
+      restart.cooloff = to_duration(parse_seconds(a, need_value(args, i)));
     } else if (a == "--grace") {
       service.grace = to_duration(parse_seconds(a, need_value(args, i)));
     } else if (a == "--admin") {
@@ -234,6 +254,8 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
   if (mode != "plain" && listen.empty())
     throw UsageError("--mode " + mode + " needs --listen ADDR");
   if (defer_accept && listen.empty()) throw UsageError("--defer-accept needs --listen ADDR");
+  if (!readiness.empty() && mode != "listen_fds")
+    throw UsageError("--readiness applies to --mode listen_fds only");
   if (mode == "plain" && !listen.empty())
     throw UsageError("--mode plain takes no connections: drop --listen or pick another mode");
   if (!listen.empty()) {
@@ -253,6 +275,11 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     cmd.config.listeners.push_back(std::move(l));
   }
   cmd.config.services.push_back(std::move(entry));
+  try {
+    validate(cmd.config);
+  } catch (const ConfigError& e) {
+    throw UsageError(std::string("--listen: ") + e.what());
+  }
   return cmd;
 }
 

@@ -1,5 +1,8 @@
 #include "gateway/config.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -17,7 +20,48 @@ std::string read_token_file(const std::string& path) {
   return token;
 }
 
+namespace {
+
+// Whether two listening sockets cannot both be bound: the same port and
+// family (IPv6 listeners are IPV6_V6ONLY, so they never take IPv4's), on the
+// same address or a wildcard on either side (Linux refuses 127.0.0.1:P
+// beside 0.0.0.0:P even with SO_REUSEADDR). Port 0 takes a free port.
+bool addresses_clash(const ListenAddress& a, const ListenAddress& b) {
+  if (a.port == 0 || a.port != b.port || a.v6 != b.v6) return false;
+  const int family = a.v6 ? AF_INET6 : AF_INET;
+  unsigned char x[sizeof(in6_addr)] = {}, y[sizeof(in6_addr)] = {};
+  if (::inet_pton(family, a.host.c_str(), x) != 1 || ::inet_pton(family, b.host.c_str(), y) != 1)
+    return a.host == b.host;
+  const size_t n = a.v6 ? sizeof(in6_addr) : sizeof(in_addr);
+  const unsigned char zero[sizeof(in6_addr)] = {};
+  return std::memcmp(x, y, n) == 0 || std::memcmp(x, zero, n) == 0 || std::memcmp(y, zero, n) == 0;
+}
+
+void check_addresses(const Config& config) {
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const auto& l = config.listeners[i];
+    for (size_t j = 0; j < i; ++j) {
+      const auto& other = config.listeners[j];
+      if (addresses_clash(l.address, other.address))
+        throw ConfigError("listener '" + l.name + "' (" + l.address.text + ") and listener '" +
+                              other.name + "' (" + other.address.text +
+                              ") cannot both listen: the same port on the same address, or on " +
+                              "a wildcard address beside it",
+                          {"listeners", i, "address"});
+    }
+    if (config.admin.enabled && addresses_clash(l.address, config.admin.address))
+      throw ConfigError("listener '" + l.name + "' (" + l.address.text +
+                            ") and the admin endpoint (" + config.admin.address.text +
+                            ") cannot both listen: the same port on the same address, or on " +
+                            "a wildcard address beside it",
+                        {"listeners", i, "address"});
+  }
+}
+
+}  // namespace
+
 void validate(const Config& config) {
+  check_addresses(config);
   std::set<std::string> services, listeners;
   for (const auto& s : config.services)
     if (!services.insert(s.service.name).second)

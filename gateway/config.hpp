@@ -53,7 +53,8 @@ std::string read_token_file(const std::string& path);
 
 // Checks what a parser cannot: every route names a known service, a
 // listen_fds service names a listener, names are unique, a listener has at
-// most one peek kind. Throws ConfigError.
+// most one peek kind, no two listeners (or a listener and the admin
+// endpoint) need the same port on the same address. Throws ConfigError.
 void validate(const Config& config);
 
 // A step of a JSON path: an object key or an array index.

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <variant>
@@ -26,24 +27,32 @@ class Locator {
  public:
   explicit Locator(std::string_view text) : t_(text) {}
 
-  size_t find(const std::vector<Step>& path) {
+  // With `at_key`, where the last step's key starts rather than its value;
+  // `skip_same` passes over that many earlier occurrences of the last key
+  // (a duplicate key is reported where it is repeated).
+  size_t find(const std::vector<Step>& path, bool at_key = false, int skip_same = 0) {
     pos_ = 0;
     ws();
-    for (const Step& step : path) {
+    for (size_t depth = 0; depth < path.size(); ++depth) {
+      const Step& step = path[depth];
+      const bool last = depth + 1 == path.size();
       if (pos_ >= t_.size()) return pos_;
       if (const auto* key = std::get_if<std::string>(&step)) {
         if (t_[pos_] != '{') return pos_;
         ++pos_;
         bool found = false;
+        int passed = 0;
         while (!found) {
           ws();
           if (pos_ >= t_.size() || t_[pos_] == '}') return pos_;
+          const size_t key_at = pos_;
           std::string k = string();
           ws();
           ++pos_;  // ':'
           ws();
-          if (k == *key) {
+          if (k == *key && (!last || passed++ == skip_same)) {
             found = true;
+            if (last && at_key) return key_at;
           } else {
             skip();
             ws();
@@ -217,9 +226,12 @@ const char* type_name(element_type t) {
 
 class Loader {
  public:
-  Loader(std::string_view text, std::string origin) : text_(text), origin_(std::move(origin)) {}
+  Loader(std::string_view text, std::string origin, const AdminSettings* admin_override)
+      : text_(text), origin_(std::move(origin)), admin_override_(admin_override) {}
 
-  [[noreturn]] void fail(const std::vector<Step>& path, const std::string& message) {
+  // `at_key`, `skip_same`: as Locator::find, for errors about a key itself.
+  [[noreturn]] void fail(const std::vector<Step>& path, const std::string& message,
+                         bool at_key = false, int skip_same = 0) {
     Locator loc(text_);
     std::string p = "$";
     for (const Step& s : path) {
@@ -228,14 +240,29 @@ class Loader {
       else
         p += "[" + std::to_string(std::get<size_t>(s)) + "]";
     }
-    throw ConfigError(
-        one_line(origin_ + ":" + line_col(text_, loc.find(path)) + ": " + p + ": " + message));
+    throw ConfigError(one_line(origin_ + ":" + line_col(text_, loc.find(path, at_key, skip_same)) +
+                               ": " + p + ": " + message));
+  }
+
+  // simdjson keeps every copy of a repeated key and a lookup finds the first,
+  // so `"replicas": 2, "replicas": 3` would quietly mean 2.
+  void no_duplicate_keys(object o, const std::vector<Step>& path) {
+    std::set<std::string_view> seen;
+    std::map<std::string_view, int> repeats;
+    for (auto [key, value] : o) {
+      if (seen.insert(key).second) continue;
+      auto p = path;
+      p.emplace_back(std::string(key));
+      fail(p, "duplicate key '" + std::string(key) + "' (each key may appear once)", true,
+           ++repeats[key]);
+    }
   }
 
   object obj(element e, const std::vector<Step>& path, std::initializer_list<const char*> allowed) {
     object o;
     if (e.get(o) != simdjson::SUCCESS)
       fail(path, std::string("expected an object, found ") + type_name(e.type()));
+    no_duplicate_keys(o, path);
     for (auto [key, value] : o) {
       bool ok = false;
       for (const char* a : allowed) ok = ok || key == a;
@@ -244,7 +271,7 @@ class Loader {
         for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
         auto p = path;
         p.emplace_back(std::string(key));
-        fail(p, "unknown key '" + std::string(key) + "' (expected one of: " + list + ")");
+        fail(p, "unknown key '" + std::string(key) + "' (expected one of: " + list + ")", true);
       }
     }
     return o;
@@ -322,6 +349,10 @@ class Loader {
                               ? supervisor::LogFormat::json
                               : supervisor::LogFormat::text;
     if (top["admin"].get(e) == simdjson::SUCCESS) admin(e, config.admin);
+    if (admin_override_) {
+      config.admin.enabled = admin_override_->enabled;
+      config.admin.address = admin_override_->address;
+    }
     try {
       validate(config);
     } catch (const ConfigError& err) {
@@ -369,16 +400,21 @@ class Loader {
       fail({"services"},
            std::string("expected an object of services by name, found ") + type_name(e.type()));
     if (all.size() == 0) fail({"services"}, "no services: define at least one");
+    no_duplicate_keys(all, {"services"});
     for (auto [name, value] : all) {
       std::vector<Step> path{"services", std::string(name)};
       ServiceEntry entry;
       supervisor::ServiceConfig& s = entry.service;
       s.name = std::string(name);
+      // Beyond 20 items clang-format would put one per line.
+      // clang-format off
       object o =
           obj(value, path,
               {"command", "env", "cwd", "mode", "replicas", "restart", "backoff_initial",
-               "backoff_max", "jitter", "stable_after", "max_restarts", "window", "grace",
-               "max_connections", "burst", "max_processes", "queue", "listener", "watchdog"});
+               "backoff_max", "jitter", "stable_after", "max_restarts", "window", "cooloff",
+               "grace", "max_connections", "burst", "max_processes", "queue", "listener",
+               "watchdog", "readiness"});
+      // clang-format on
       auto at = [&](const char* key) {
         auto p = path;
         p.emplace_back(std::string(key));
@@ -398,6 +434,7 @@ class Loader {
       if (o["env"].get(v) == simdjson::SUCCESS) {
         object env;
         if (v.get(env) != simdjson::SUCCESS) fail(at("env"), "expected an object of strings");
+        no_duplicate_keys(env, at("env"));
         for (auto [k, val] : env) {
           auto p = at("env");
           p.emplace_back(std::string(k));
@@ -436,6 +473,7 @@ class Loader {
       if (o["max_restarts"].get(v) == simdjson::SUCCESS)
         s.restart.max_restarts = static_cast<int>(integer(v, at("max_restarts"), 0, 1'000'000));
       if (o["window"].get(v) == simdjson::SUCCESS) s.restart.window = seconds(v, at("window"));
+      if (o["cooloff"].get(v) == simdjson::SUCCESS) s.restart.cooloff = seconds(v, at("cooloff"));
       if (o["grace"].get(v) == simdjson::SUCCESS) s.grace = seconds(v, at("grace"));
       if (o["watchdog"].get(v) == simdjson::SUCCESS) s.watchdog = seconds(v, at("watchdog"));
       if (o["max_connections"].get(v) == simdjson::SUCCESS)
@@ -461,6 +499,16 @@ class Loader {
               std::chrono::duration_cast<std::chrono::milliseconds>(seconds(qv, qat("timeout")));
       }
       if (o["listener"].get(v) == simdjson::SUCCESS) entry.listener = str(v, at("listener"));
+      if (o["readiness"].get(v) == simdjson::SUCCESS) {
+        const std::string r = one_of(v, at("readiness"), {"notify", "started", "accepting"});
+        if (s.mode != supervisor::WorkerMode::listen_fds)
+          fail(at("readiness"),
+               "applies to listen_fds services only (a handoff worker says "
+               "`ready`; a plain one is ready once it runs)");
+        s.readiness = r == "notify"    ? supervisor::Readiness::notify
+                      : r == "started" ? supervisor::Readiness::started
+                                       : supervisor::Readiness::accepting;
+      }
       if (s.mode == supervisor::WorkerMode::listen_fds && entry.listener.empty())
         fail(path, "mode listen_fds needs \"listener\": the name of the listener to share");
       config.services.push_back(std::move(entry));
@@ -579,21 +627,22 @@ class Loader {
 
   std::string_view text_;
   std::string origin_;
+  const AdminSettings* admin_override_;
 };
 
 }  // namespace
 
-Config parse_config(std::string_view json, const std::string& origin) {
-  return Loader(json, origin).load();
+Config parse_config(std::string_view json, const std::string& origin, const AdminSettings* admin) {
+  return Loader(json, origin, admin).load();
 }
 
-Config load_config_file(const std::string& path) {
+Config load_config_file(const std::string& path, const AdminSettings* admin) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw ConfigError(path + ": cannot open the configuration file: " + std::strerror(errno));
   std::stringstream buf;
   buf << in.rdbuf();
-  return parse_config(buf.str(), path);
+  return parse_config(buf.str(), path, admin);
 }
 
 }  // namespace occasional::gateway

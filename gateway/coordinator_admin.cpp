@@ -1,5 +1,7 @@
 #include "gateway/coordinator_admin.hpp"
 
+#include <algorithm>
+
 namespace occasional::gateway {
 
 using supervisor::LogLevel;
@@ -25,6 +27,7 @@ metrics::ServiceStatus CoordinatorAdmin::service_status(const supervisor::Servic
   out.mode = supervisor::worker_mode_name(s.config().mode);
   out.replicas = s.replica_count();
   out.failed = s.failed();
+  if (const auto retry = s.retry_at()) out.retry_in_seconds = std::max(0.0, -seconds_since(*retry));
   out.stopped = stopped_.contains(s.name());
   out.rolling_restart = s.rolling_restart_active();
   const Balancer* balancer = dispatcher_.find(s.name());
@@ -37,6 +40,8 @@ metrics::ServiceStatus CoordinatorAdmin::service_status(const supervisor::Servic
     if (state == supervisor::ReplicaState::running || state == supervisor::ReplicaState::stopping) {
       w.pid = s.replica_pid(i);
       w.uptime_seconds = w.pid > 0 ? seconds_since(s.replica_started(i)) : 0;
+    } else if (state == supervisor::ReplicaState::backoff) {
+      w.restart_in_seconds = std::max(0.0, -seconds_since(s.replica_restart_at(i)));
     }
     w.ready = s.replica_ready(i);
     w.status_text = s.replica_status_text(i);

@@ -131,11 +131,11 @@ int main(int argc, char** argv) {
     cmd = gw::parse_command_line(args, ::isatty(2) == 1);
     if (!cmd.config_path.empty()) {
       const gw::Config flags = cmd.config;
-      cmd.config = gw::load_config_file(cmd.config_path);
       // Flags on the command line win over the file.
       auto given = [&args](const char* flag) {
         return std::find(args.begin(), args.end(), flag) != args.end();
       };
+      cmd.config = gw::load_config_file(cmd.config_path, given("--admin") ? &flags.admin : nullptr);
       if (given("--log-format")) cmd.config.log_format = flags.log_format;
       if (given("--admin")) {
         cmd.config.admin.enabled = flags.admin.enabled;

@@ -79,6 +79,10 @@ void MetricsFeed::on_watchdog_timeout(const std::string& service, int, pid_t) {
   metrics_.watchdog_timeout(service);
 }
 
+void MetricsFeed::on_accept_probe_failed(const std::string& service, int, const std::string&) {
+  metrics_.accept_probe_failed(service);
+}
+
 void MetricsFeed::on_closed_counter_unavailable(const std::string& service, int,
                                                 const std::string&) {
   metrics_.closed_counter_unavailable(service);

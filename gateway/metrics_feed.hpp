@@ -33,6 +33,8 @@ class MetricsFeed : public supervisor::ServiceObserver {
   void on_protocol_error(const std::string& service, int replica, const char* reason,
                          const std::string& error) override;
   void on_watchdog_timeout(const std::string& service, int replica, pid_t pid) override;
+  void on_accept_probe_failed(const std::string& service, int replica,
+                              const std::string& error) override;
   void on_closed_counter_unavailable(const std::string& service, int replica,
                                      const std::string& error) override;
 

@@ -59,6 +59,9 @@ std::string status_json(const Status& st) {
     o += "{\"name\":" + json_string(s.name) + ",\"mode\":" + json_string(s.mode) +
          ",\"replicas\":" + std::to_string(s.replicas) +
          ",\"failed\":" + (s.failed ? "true" : "false") +
+         (s.failed && s.retry_in_seconds >= 0
+              ? ",\"retry_in_seconds\":" + json_number(s.retry_in_seconds)
+              : std::string()) +
          ",\"stopped\":" + (s.stopped ? "true" : "false") +
          ",\"ready_workers\":" + std::to_string(s.ready_workers) +
          ",\"rolling_restart\":" + (s.rolling_restart ? "true" : "false") + ",\"workers\":[";
@@ -69,7 +72,8 @@ std::string status_json(const Status& st) {
            ",\"state\":" + json_string(w.state) + ",\"ready\":" + (w.ready ? "true" : "false") +
            ",\"uptime_seconds\":" + json_number(w.uptime_seconds) +
            ",\"open_connections\":" + std::to_string(w.open_connections) +
-           ",\"status_text\":" + json_string(w.status_text) + "}";
+           ",\"status_text\":" + json_string(w.status_text) +
+           ",\"restart_in_seconds\":" + json_number(w.restart_in_seconds) + "}";
     }
     o += "],\"recent_exits\":[";
     for (size_t i = 0; i < s.recent_exits.size(); ++i) {
@@ -116,12 +120,18 @@ std::string status_text(const Status& st) {
                                                           s.recent_exits.back().exited_at;
     o += pad(s.name, 20) + pad(s.mode, 10) + pad(state, 9) +
          pad(std::to_string(s.ready_workers), 7) + pad(std::to_string(s.replicas), 8) + last + "\n";
+    if (s.failed && s.retry_in_seconds >= 0)
+      o += "  started again in " + fixed1(s.retry_in_seconds) + "\n";
     for (const WorkerStatus& w : s.workers)
-      o += "  replica " + pad(std::to_string(w.replica), 4) + "pid " +
-           pad(std::to_string(w.pid), 8) + pad(w.state, 9) + pad(w.ready ? "ready" : "-", 6) +
-           "up " + pad(fixed1(w.uptime_seconds), 9) + "connections " +
-           std::to_string(w.open_connections) +
-           (w.status_text.empty() ? "" : "  \"" + w.status_text + "\"") + "\n";
+      // A replica in backoff has no process: what matters is when it gets one.
+      o += w.state == "backoff"
+               ? "  replica " + pad(std::to_string(w.replica), 4) + std::string(14, ' ') +
+                     pad(w.state, 9) + "restarting in " + fixed1(w.restart_in_seconds) + "\n"
+               : "  replica " + pad(std::to_string(w.replica), 4) + "pid " +
+                     pad(std::to_string(w.pid), 8) + pad(w.state, 9) +
+                     pad(w.ready ? "ready" : "-", 6) + "up " + pad(fixed1(w.uptime_seconds), 9) +
+                     "connections " + std::to_string(w.open_connections) +
+                     (w.status_text.empty() ? "" : "  \"" + w.status_text + "\"") + "\n";
   }
   return o;
 }
@@ -131,7 +141,10 @@ std::vector<std::string> unready_reasons(const Status& st) {
   std::vector<std::string> reasons;
   for (const ServiceStatus& s : st.services) {
     if (s.failed)
-      reasons.push_back("service " + s.name + " is failed (restart intensity exceeded)");
+      reasons.push_back("service " + s.name + " is failed (restart intensity exceeded)" +
+                        (s.retry_in_seconds >= 0
+                             ? "; started again in " + fixed1(s.retry_in_seconds)
+                             : std::string("; stays failed until started")));
     else if (s.stopped)
       reasons.push_back("service " + s.name + " is stopped");
     else if (s.ready_workers == 0)

@@ -90,6 +90,12 @@ struct Metrics::Impl {
                               .Name("occasional_worker_watchdog_timeouts_total")
                               .Help("Workers killed for a missed WATCHDOG=1.")
                               .Register(registry)),
+        accept_probe_failures(
+            BuildCounter()
+                .Name("occasional_worker_accept_probe_failures_total")
+                .Help("listen_fds workers (readiness accepting) that could not be looked at, "
+                      "taken as ready at once.")
+                .Register(registry)),
         closed_counter_unavailable(
             BuildCounter()
                 .Name("occasional_worker_closed_counter_unavailable_total")
@@ -126,6 +132,7 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& service_failures;
   prometheus::Family<prometheus::Counter>& protocol_errors;
   prometheus::Family<prometheus::Counter>& watchdog_timeouts;
+  prometheus::Family<prometheus::Counter>& accept_probe_failures;
   prometheus::Family<prometheus::Counter>& closed_counter_unavailable;
   prometheus::Family<prometheus::Counter>& killed_at_grace;
   prometheus::Family<prometheus::Counter>& admin_requests;
@@ -360,6 +367,10 @@ void Metrics::protocol_error(const std::string& service, const std::string& reas
 
 void Metrics::watchdog_timeout(const std::string& service) {
   impl_->watchdog_timeouts.Add({{"service", service}}).Increment();
+}
+
+void Metrics::accept_probe_failed(const std::string& service) {
+  impl_->accept_probe_failures.Add({{"service", service}}).Increment();
 }
 
 void Metrics::closed_counter_unavailable(const std::string& service) {

@@ -43,6 +43,7 @@ class Metrics {
   void service_failed(const std::string& service);
   void protocol_error(const std::string& service, const std::string& reason);
   void watchdog_timeout(const std::string& service);
+  void accept_probe_failed(const std::string& service);
   void closed_counter_unavailable(const std::string& service);
   void killed_at_grace(const std::string& service);
   // One admin response by HTTP status code (0: the admin accept failed).

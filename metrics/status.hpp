@@ -18,6 +18,7 @@ struct WorkerStatus {
   double uptime_seconds = 0;
   uint32_t open_connections = 0;  // handoff: handed off and not yet `closed`
   std::string status_text{};      // the worker's last `status` / STATUS=; empty if none
+  double restart_in_seconds = 0;  // backoff: until its restart
 };
 
 struct ExitSummary {
@@ -39,7 +40,8 @@ struct ServiceStatus {
   std::string mode;
   int replicas = 0;  // wanted
   bool failed = false;
-  bool stopped = false;  // stopped by an operator (or at shutdown)
+  double retry_in_seconds = -1;  // failed: until it is started again; -1: not until asked
+  bool stopped = false;          // stopped by an operator (or at shutdown)
   int ready_workers = 0;
   bool rolling_restart = false;
   std::vector<WorkerStatus> workers;

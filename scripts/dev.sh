@@ -23,6 +23,7 @@ packages=(
   libboost1.81-dev libsimdjson-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   curl python3 python3-yaml procps util-linux prometheus wrk nginx haproxy
+  gunicorn uvicorn
   clang-14 libclang-rt-14-dev
 )
 

@@ -117,9 +117,9 @@ std::vector<Action> RestartPolicy::on_exited(int replica, PolicyEvent event, Mon
     return {};
   }
 
-  while (!restarts_.empty() && now - restarts_.front() > config_.window) restarts_.pop_front();
-  restarts_.push_back(now);
-  if (static_cast<int>(restarts_.size()) > config_.max_restarts) {
+  while (!r.restarts.empty() && now - r.restarts.front() > config_.window) r.restarts.pop_front();
+  r.restarts.push_back(now);
+  if (static_cast<int>(r.restarts.size()) > config_.max_restarts) {
     failed_ = true;
     r.state = ReplicaState::stopped;
     std::vector<Action> actions{{replica, ActionKind::service_failed}};
@@ -128,6 +128,13 @@ std::vector<Action> RestartPolicy::on_exited(int replica, PolicyEvent event, Mon
         replicas_[i].state = ReplicaState::stopped;
         actions.push_back({static_cast<int>(i), ActionKind::cancel_restart});
       }
+    }
+    if (config_.cooloff > Duration::zero()) {
+      // A retry that lasted a whole window was not a crash loop going on.
+      if (failures_in_row_ > 0 && now - retried_at_ > config_.window) failures_in_row_ = 0;
+      ++failures_in_row_;
+      retry_pending_ = true;
+      actions.push_back({replica, ActionKind::schedule_retry, cooloff_delay(failures_in_row_)});
     }
     return actions;
   }
@@ -139,13 +146,31 @@ std::vector<Action> RestartPolicy::on_exited(int replica, PolicyEvent event, Mon
   return {{replica, ActionKind::schedule_restart, delay}};
 }
 
+Duration RestartPolicy::cooloff_delay(int k) const {
+  const Duration cap = std::max(kCooloffCap, config_.cooloff);
+  Duration delay = config_.cooloff;
+  for (int i = 1; i < k && delay < cap; ++i) delay *= 2;
+  return std::min(delay, cap);
+}
+
+std::vector<Action> RestartPolicy::retry_service(MonoTime now) {
+  if (!failed_ || !retry_pending_) return {};
+  const int failures = failures_in_row_;
+  std::vector<Action> actions = start_service();
+  failures_in_row_ = failures;
+  retried_at_ = now;
+  return actions;
+}
+
 std::vector<Action> RestartPolicy::start_service() {
   failed_ = false;
-  restarts_.clear();
+  retry_pending_ = false;
+  failures_in_row_ = 0;
   std::vector<Action> actions;
   for (int i = 0; i < table_size(); ++i) {
     Replica& r = replicas_[static_cast<size_t>(i)];
     r.consecutive = 0;
+    r.restarts.clear();
     if (r.wanted && r.state == ReplicaState::stopped) {
       r.state = ReplicaState::running;
       actions.push_back({i, ActionKind::spawn});
@@ -164,7 +189,7 @@ int RestartPolicy::free_slot() {
   for (size_t i = 0; i < replicas_.size(); ++i)
     if (!replicas_[i].wanted && replicas_[i].state == ReplicaState::stopped)
       return static_cast<int>(i);
-  replicas_.push_back(Replica{ReplicaState::stopped, 0, false});
+  replicas_.push_back(Replica{ReplicaState::stopped, 0, false, {}});
   return table_size() - 1;
 }
 
@@ -188,6 +213,7 @@ std::vector<Action> RestartPolicy::scale(int replicas) {
     Replica& r = replicas_[static_cast<size_t>(i)];
     r.wanted = true;
     r.consecutive = 0;
+    r.restarts.clear();
     ++have;
     if (!failed_) {
       r.state = ReplicaState::running;
@@ -210,6 +236,7 @@ std::vector<Action> RestartPolicy::add_replica() {
   Replica& r = replicas_[static_cast<size_t>(i)];
   r.wanted = true;
   r.consecutive = 0;
+  r.restarts.clear();
   ++desired_;
   if (failed_) return {};
   r.state = ReplicaState::running;

@@ -23,11 +23,19 @@ struct RestartConfig {
   double jitter = 0.2;
   // A worker that ran this long before exiting resets its backoff.
   Duration stable_after = std::chrono::seconds(10);
-  // More than max_restarts restarts (service-wide) within `window` mark the
-  // service failed: nothing restarts until start_service().
+  // More than max_restarts restarts of one replica within `window` mark the
+  // service failed: nothing restarts until a retry or start_service(). Per
+  // replica, so that kills spread over many replicas are not a crash loop.
   int max_restarts = 10;
   Duration window = std::chrono::seconds(60);
+  // A failed service is started again after `cooloff`, doubled for each
+  // failure in a row up to kCooloffCap (Kubernetes' CrashLoopBackOff never
+  // gives up either). Zero: failed stays failed (systemd's way).
+  Duration cooloff = std::chrono::seconds(10);
 };
+
+// The longest cool-off of a failed service (unless `cooloff` is longer).
+inline constexpr Duration kCooloffCap = std::chrono::minutes(5);
 
 enum class ReplicaState {
   stopped,   // not running, nothing scheduled
@@ -59,6 +67,7 @@ enum class ActionKind {
   terminate,         // ask the process to stop (SIGTERM / drain), arm the grace timer
   kill,              // SIGKILL the process group
   service_failed,    // intensity exceeded: the service is now failed
+  schedule_retry,    // arm the service's timer for `delay`, then call retry_service()
 };
 
 struct Action {
@@ -79,6 +88,14 @@ class RestartPolicy {
   std::vector<Action> on(int replica, PolicyEvent event, MonoTime now);
   // Clears a failed state and the restart history; starts stopped replicas.
   std::vector<Action> start_service();
+  // The cool-off of a failed service is over: as start_service(), but a
+  // failure soon after (within `window`) doubles the next cool-off.
+  std::vector<Action> retry_service(MonoTime now);
+  // The scheduled retry is off (the service is being stopped).
+  void cancel_retry() { retry_pending_ = false; }
+  bool retry_pending() const { return retry_pending_; }
+  // The cool-off before the retry after the k-th failure in a row (k >= 1).
+  Duration cooloff_delay(int k) const;
   // Grows or shrinks the replica set; new replicas start, removed ones stop.
   // Growing reuses the lowest stopped slots that are not wanted; shrinking
   // removes the highest wanted ones. Removed replicas stay in the table
@@ -106,6 +123,7 @@ class RestartPolicy {
     ReplicaState state = ReplicaState::stopped;
     int consecutive = 0;
     bool wanted = true;
+    std::deque<MonoTime> restarts{};  // within the intensity window
   };
 
   int wanted_count() const;
@@ -119,7 +137,9 @@ class RestartPolicy {
   std::vector<Replica> replicas_;
   int desired_;
   bool failed_ = false;
-  std::deque<MonoTime> restarts_;
+  bool retry_pending_ = false;
+  int failures_in_row_ = 0;
+  MonoTime retried_at_{};
 };
 
 }  // namespace occasional::supervisor

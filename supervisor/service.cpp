@@ -3,13 +3,16 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 
+#include "supervisor/accept_probe.hpp"
 #include "supervisor/spawner.hpp"
 
 namespace occasional::supervisor {
@@ -29,6 +32,10 @@ const char* worker_mode_name(WorkerMode mode) {
 }
 
 namespace {
+// A starting worker is looked at this often at first, then less and less.
+constexpr Duration kFirstProbe = std::chrono::milliseconds(10);
+constexpr Duration kLongestProbe = std::chrono::milliseconds(500);
+
 std::function<double()> jitter_source() {
   auto engine = std::make_shared<std::minstd_rand>(std::random_device{}());
   return [engine] { return std::uniform_real_distribution<double>(0.0, 1.0)(*engine); };
@@ -43,7 +50,11 @@ Service::Service(boost::asio::io_context& io, ServiceConfig config, ChildReaper&
       guardian_(guardian),
       observer_(observer),
       notify_socket_(std::move(notify_socket)),
-      policy_(config_.restart, config_.replicas, jitter_source()) {
+      policy_(config_.restart, config_.replicas, jitter_source()),
+      retry_timer_(io) {
+  struct stat st {};
+  if (config_.mode == WorkerMode::listen_fds && ::fstat(config_.listen_fd, &st) == 0)
+    listen_inode_ = st.st_ino;
   grow_to(config_.replicas);
 }
 
@@ -53,12 +64,15 @@ void Service::grow_to(int size) {
 }
 
 void Service::start() {
+  retry_timer_.cancel();
   apply(policy_.start_service());
   report_idle();
 }
 
 void Service::stop() {
   abort_rolling_restart();
+  policy_.cancel_retry();
+  retry_timer_.cancel();
   for (int i = 0; i < policy_.table_size(); ++i) handle(i, {PolicyEventKind::stop});
 }
 
@@ -103,6 +117,7 @@ void Service::abort_rolling_restart() {
 }
 
 bool Service::idle() const {
+  if (policy_.retry_pending()) return false;
   for (int i = 0; i < policy_.table_size(); ++i)
     if (policy_.state(i) != ReplicaState::stopped) return false;
   return true;
@@ -146,6 +161,15 @@ void Service::apply(const std::vector<Action>& actions) {
         abort_rolling_restart();
         observer_.on_service_failed(config_.name, policy_.config().max_restarts,
                                     policy_.config().window);
+        break;
+      case ActionKind::schedule_retry:
+        observer_.on_service_retry_scheduled(config_.name, a.delay);
+        retry_timer_.expires_after(a.delay);
+        retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+          if (ec) return;
+          apply(policy_.retry_service(std::chrono::steady_clock::now()));
+          report_idle();
+        });
         break;
     }
   }
@@ -230,6 +254,12 @@ void Service::spawn(int replica) {
     case WorkerMode::listen_fds:
       // The watchdog starts with READY=1 (or a first WATCHDOG=1), as
       // systemd's does once start-up is complete: a slow start is not a hang.
+      if (config_.readiness == Readiness::started) {
+        set_ready(replica, true);
+      } else if (config_.readiness == Readiness::accepting) {
+        r.probe_every = kFirstProbe;
+        look_for_accepting(replica);
+      }
       break;
     case WorkerMode::inetd:
       break;
@@ -321,6 +351,7 @@ void Service::on_notify(int replica, std::string_view assignment) {
   } else if (assignment == "WATCHDOG=1") {
     arm_watchdog(replica);
   } else if (assignment == "STOPPING=1") {
+    r.probe.cancel();
     set_ready(replica, false);
   } else if (assignment.starts_with("STATUS=")) {
     r.status_text = assignment.substr(7);
@@ -343,6 +374,32 @@ void Service::arm_watchdog(int replica) {
   });
 }
 
+void Service::look_for_accepting(int replica) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  r.probe.expires_after(r.probe_every);
+  r.probe_every = std::min(r.probe_every * 2, kLongestProbe);
+  const pid_t pid = r.pid;
+  r.probe.async_wait([this, replica, pid](const boost::system::error_code& ec) {
+    Replica& rr = *replicas_[static_cast<size_t>(replica)];
+    if (ec || rr.pid != pid || pid <= 0 || rr.ready) return;
+    std::error_code error;
+    switch (probe_accepting(pid, listen_inode_, error)) {
+      case AcceptProbe::accepting:
+        set_ready(replica, true);
+        return;
+      case AcceptProbe::cannot_tell:
+        // Without a look inside the worker, waiting for it could be waiting
+        // for ever: take it as ready, as readiness `started` would.
+        observer_.on_accept_probe_failed(config_.name, replica, error.message());
+        set_ready(replica, true);
+        return;
+      case AcceptProbe::not_yet:
+        look_for_accepting(replica);
+        return;
+    }
+  });
+}
+
 void Service::on_exit(int replica, const siginfo_t& info) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   guardian_.forget(r.pid);
@@ -361,6 +418,7 @@ void Service::on_exit(int replica, const siginfo_t& info) {
   r.timer.cancel();
   r.watchdog.cancel();
   r.watchdog_armed = false;
+  r.probe.cancel();
   finish_exit(replica, std::move(record));
 }
 

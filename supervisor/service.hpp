@@ -31,6 +31,13 @@ enum class WorkerMode {
 
 const char* worker_mode_name(WorkerMode mode);
 
+// When a listen_fds worker starts taking connections, as systemd's Type=.
+enum class Readiness {
+  notify,     // on READY=1 (Type=notify)
+  started,    // once it runs (Type=exec)
+  accepting,  // on READY=1, or once it is seen waiting to accept on the listener
+};
+
 struct ServiceConfig {
   std::string name;
   ProcessSpec process;
@@ -45,6 +52,8 @@ struct ServiceConfig {
   // listen_fds: once it has sent READY=1, the worker must send WATCHDOG=1 at
   // least this often; zero: no watchdog.
   Duration watchdog{};
+  // listen_fds: gunicorn says READY=1; uvicorn and Python's http.server do not.
+  Readiness readiness = Readiness::accepting;
 };
 
 // A pool of replicas of one command, kept running by its RestartPolicy.
@@ -75,6 +84,11 @@ class Service {
   const std::string& name() const { return config_.name; }
   const ServiceConfig& config() const { return config_; }
   bool failed() const { return policy_.failed(); }
+  // When a failed service is started again (its cool-off); empty if it is not.
+  std::optional<MonoTime> retry_at() const {
+    if (!policy_.retry_pending()) return std::nullopt;
+    return retry_timer_.expiry();
+  }
   // No process and nothing scheduled.
   bool idle() const;
   int replica_count() const { return policy_.desired_replicas(); }
@@ -83,6 +97,10 @@ class Service {
   pid_t replica_pid(int replica) const { return replicas_.at(static_cast<size_t>(replica))->pid; }
   MonoTime replica_started(int replica) const {
     return replicas_.at(static_cast<size_t>(replica))->started_mono;
+  }
+  // When a replica in backoff is restarted.
+  MonoTime replica_restart_at(int replica) const {
+    return replicas_.at(static_cast<size_t>(replica))->timer.expiry();
   }
   bool replica_ready(int replica) const {
     return replicas_.at(static_cast<size_t>(replica))->ready;
@@ -94,7 +112,7 @@ class Service {
 
  private:
   struct Replica {
-    explicit Replica(boost::asio::io_context& io) : timer(io), watchdog(io) {}
+    explicit Replica(boost::asio::io_context& io) : timer(io), watchdog(io), probe(io) {}
     pid_t pid = -1;
     WallTime started_wall{};
     MonoTime started_mono{};
@@ -105,6 +123,8 @@ class Service {
     boost::asio::steady_timer timer;     // backoff or grace, never both
     boost::asio::steady_timer watchdog;  // listen_fds with a watchdog
     bool watchdog_armed = false;         // since its READY=1 or first WATCHDOG=1
+    boost::asio::steady_timer probe;     // listen_fds, readiness `accepting`
+    Duration probe_every{};
   };
 
   void handle(int replica, PolicyEvent event);
@@ -116,6 +136,7 @@ class Service {
   void on_message(int replica, const workers::Message& message);
   void on_protocol_error(int replica, const char* reason, const std::string& error);
   void arm_watchdog(int replica);
+  void look_for_accepting(int replica);
   void on_exit(int replica, const siginfo_t& info);
   void record_start_failure(int replica, int error, const char* call);
   void finish_exit(int replica, ExitRecord record);
@@ -138,6 +159,8 @@ class Service {
   // being waited for (-1: none under way).
   std::deque<int> to_replace_;
   int surge_ = -1;
+  boost::asio::steady_timer retry_timer_;  // a failed service's cool-off
+  ino_t listen_inode_ = 0;                 // listen_fds: what look_for_accepting looks for
 };
 
 }  // namespace occasional::supervisor

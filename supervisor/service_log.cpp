@@ -55,9 +55,24 @@ void ServiceLog::on_restart_scheduled(const std::string& service, int replica, D
 void ServiceLog::on_service_failed(const std::string& service, int restarts, Duration window) {
   log_.event(LogLevel::error, "service_failed")
       .str("service", service)
-      .str("reason", "more than max_restarts restarts within window")
+      .str("reason", "a replica restarted more than max_restarts times within window")
       .num("max_restarts", restarts)
       .real("window_seconds", seconds(window));
+}
+
+void ServiceLog::on_service_retry_scheduled(const std::string& service, Duration delay) {
+  log_.event(LogLevel::warn, "service_retry_scheduled")
+      .str("service", service)
+      .real("delay_seconds", seconds(delay));
+}
+
+void ServiceLog::on_accept_probe_failed(const std::string& service, int replica,
+                                        const std::string& error) {
+  log_.event(LogLevel::warn, "accept_probe_failed")
+      .str("service", service)
+      .num("replica", replica)
+      .str("error", error)
+      .str("action", "taken as ready (as readiness started)");
 }
 
 void ServiceLog::on_stopping(const std::string& service, int replica, pid_t pid) {

@@ -14,6 +14,7 @@ class ServiceLog : public ServiceObserver {
   void on_exited(const ExitRecord& record) override;
   void on_restart_scheduled(const std::string& service, int replica, Duration delay) override;
   void on_service_failed(const std::string& service, int restarts, Duration window) override;
+  void on_service_retry_scheduled(const std::string& service, Duration delay) override;
   void on_stopping(const std::string& service, int replica, pid_t pid) override;
   void on_killed_at_grace(const std::string& service, int replica, pid_t pid) override;
   void on_idle(const std::string& service) override;
@@ -22,6 +23,8 @@ class ServiceLog : public ServiceObserver {
   void on_protocol_error(const std::string& service, int replica, const char* reason,
                          const std::string& error) override;
   void on_watchdog_timeout(const std::string& service, int replica, pid_t pid) override;
+  void on_accept_probe_failed(const std::string& service, int replica,
+                              const std::string& error) override;
   void on_status(const std::string& service, int replica, const std::string& text) override;
   void on_closed_counter_unavailable(const std::string& service, int replica,
                                      const std::string& error) override;

@@ -34,6 +34,8 @@ class ServiceObserver {
                                     Duration /*delay*/) {}
   virtual void on_service_failed(const std::string& /*service*/, int /*restarts*/,
                                  Duration /*window*/) {}
+  // A failed service will be started again after `delay` (its cool-off).
+  virtual void on_service_retry_scheduled(const std::string& /*service*/, Duration /*delay*/) {}
   virtual void on_stopping(const std::string& /*service*/, int /*replica*/, pid_t /*pid*/) {}
   virtual void on_killed_at_grace(const std::string& /*service*/, int /*replica*/, pid_t /*pid*/) {}
   // The worker broke the protocol (`reason` is a metric label); it is killed and restarted.
@@ -41,6 +43,10 @@ class ServiceObserver {
                                  const char* /*reason*/, const std::string& /*error*/) {}
   virtual void on_watchdog_timeout(const std::string& /*service*/, int /*replica*/, pid_t /*pid*/) {
   }
+  // readiness `accepting`: the worker could not be looked at, so it was
+  // taken as ready at once.
+  virtual void on_accept_probe_failed(const std::string& /*service*/, int /*replica*/,
+                                      const std::string& /*error*/) {}
   virtual void on_status(const std::string& /*service*/, int /*replica*/,
                          const std::string& /*text*/) {}
   // The service has no process and nothing scheduled.

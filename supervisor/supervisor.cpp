@@ -121,6 +121,9 @@ void Supervisor::on_restart_scheduled(const std::string& service, int replica, D
 void Supervisor::on_service_failed(const std::string& service, int restarts, Duration window) {
   for (auto* o : observers_) o->on_service_failed(service, restarts, window);
 }
+void Supervisor::on_service_retry_scheduled(const std::string& service, Duration delay) {
+  for (auto* o : observers_) o->on_service_retry_scheduled(service, delay);
+}
 void Supervisor::on_stopping(const std::string& service, int replica, pid_t pid) {
   for (auto* o : observers_) o->on_stopping(service, replica, pid);
 }
@@ -137,6 +140,10 @@ void Supervisor::on_watchdog_timeout(const std::string& service, int replica, pi
 void Supervisor::on_closed_counter_unavailable(const std::string& service, int replica,
                                                const std::string& error) {
   for (auto* o : observers_) o->on_closed_counter_unavailable(service, replica, error);
+}
+void Supervisor::on_accept_probe_failed(const std::string& service, int replica,
+                                        const std::string& error) {
+  for (auto* o : observers_) o->on_accept_probe_failed(service, replica, error);
 }
 void Supervisor::on_status(const std::string& service, int replica, const std::string& text) {
   for (auto* o : observers_) o->on_status(service, replica, text);

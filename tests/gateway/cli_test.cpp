@@ -59,6 +59,16 @@ TEST(CliTest, ErrorsNameTheOptionAndTheValue) {
            {{"run", "--log-format", "xml", "x"}, "--log-format: expected json or text, got 'xml'"},
            {{"run", "--defer-accept", "x"}, "--defer-accept needs --listen ADDR"},
            {{"run", "--burst", "pack", "x"}, "--burst: expected auto, spread or runs, got 'pack'"},
+           {{"run", "--listen", "127.0.0.1:9090", "x"},
+            "--listen: listener 'main' (127.0.0.1:9090) and the admin endpoint (127.0.0.1:9090) "
+            "cannot both listen: the same port on the same address, or on a wildcard address "
+            "beside it"},
+           {{"run", "--readiness", "soon", "x"},
+            "--readiness: expected notify, started or accepting, got 'soon'"},
+           {{"run", "--listen", ":0", "--readiness", "notify", "x"},
+            "--readiness applies to --mode listen_fds only"},
+           {{"run", "--cooloff", "-1", "x"},
+            "--cooloff: expected a number of seconds >= 0, got '-1'"},
        }) {
     try {
       parse(k.args);
@@ -109,6 +119,17 @@ TEST(CliTest, ListenFdsSharesTheListenerWithoutRoutes) {
   EXPECT_TRUE(c.config.listeners[0].address.v6);
   EXPECT_TRUE(c.config.listeners[0].routes.empty());
   EXPECT_EQ(c.config.services.at(0).listener, "main");
+}
+
+TEST(CliTest, ReadinessAndCooloff) {
+  const Command c = parse({"run", "--listen", ":0", "--mode", "listen_fds", "--readiness",
+                           "started", "--cooloff", "0", "--", "./w"});
+  EXPECT_EQ(c.config.services.at(0).service.readiness, supervisor::Readiness::started);
+  EXPECT_EQ(c.config.services.at(0).service.restart.cooloff, 0ms);
+  EXPECT_EQ(parse({"run", "--listen", ":0", "--mode", "listen_fds", "./w"})
+                .config.services.at(0)
+                .service.readiness,
+            supervisor::Readiness::accepting);
 }
 
 TEST(CliTest, NoListenIsPlain) {

@@ -40,10 +40,10 @@ TEST(ConfigLoaderTest, ValidConfigLoads) {
 TEST(ConfigLoaderTest, ErrorsNameFileLineColumnAndPath) {
   EXPECT_EQ(
       error_of("{\n  \"services\": {\"w\": {\"command\": [\"w\"], \"replica\": 2}}}"),
-      "c.json:2:51: $.services.w.replica: unknown key 'replica' (expected one of: command, "
+      "c.json:2:40: $.services.w.replica: unknown key 'replica' (expected one of: command, "
       "env, cwd, mode, replicas, restart, backoff_initial, backoff_max, jitter, stable_after, "
-      "max_restarts, window, grace, max_connections, burst, max_processes, queue, listener, "
-      "watchdog)");
+      "max_restarts, window, cooloff, grace, max_connections, burst, max_processes, queue, "
+      "listener, watchdog, readiness)");
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "replicas": "2"}}})"),
             "c.json:1:51: $.services.w.replicas: expected an integer, found a string");
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": []}}})"),
@@ -76,6 +76,73 @@ TEST(ConfigLoaderTest, ErrorIsOneLineEvenWhenAKeyHoldsANewline) {
   const std::string e = error_of(R"({"list\ners": []})");
   EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   EXPECT_NE(e.find("list\\ners"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace occasional::gateway
+
+namespace occasional::gateway {
+namespace {
+
+// Issue 21: simdjson keeps both copies of a repeated key and a lookup finds
+// the first, so `"replicas": 2, "replicas": 3` ran 2 replicas without a word.
+TEST(ConfigLoaderTest, ARepeatedKeyIsAnErrorAtItsSecondOccurrence) {
+  EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "replicas": 2, "replicas": 3}}})"),
+            "c.json:1:54: $.services.w.replicas: duplicate key 'replicas' (each key may appear "
+            "once)");
+  EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"]}}, "services": {}})"),
+            "c.json:1:41: $.services: duplicate key 'services' (each key may appear once)");
+  // The same key in different objects is no repeat.
+  EXPECT_EQ(error_of(R"({"services": {"a": {"command": ["w"]}, "b": {"command": ["w"]}}})"),
+            "no error");
+}
+
+TEST(ConfigLoaderTest, ListenersThatCannotBothBindAreAnError) {
+  auto two = [](const std::string& a, const std::string& b) {
+    return error_of(R"({"admin": {"address": "off"}, "listeners": [{"name": "a", "address": ")" +
+                    a + R"(", "routes": [{"service": "w"}]}, {"name": "b", "address": ")" + b +
+                    R"(", "routes": [{"service": "w"}]}], "services": {"w": {"command": ["w"]}}})");
+  };
+  for (auto [a, b] : {std::pair{"127.0.0.1:80", "127.0.0.1:80"}, std::pair{":80", "127.0.0.1:80"},
+                      std::pair{"127.0.0.1:80", "0.0.0.0:80"}, std::pair{"[::]:80", "[::1]:80"},
+                      std::pair{"[::1]:80", "[0:0::1]:80"}})
+    EXPECT_NE(two(a, b).find("cannot both listen"), std::string::npos) << a << " " << b;
+  // IPv6 listeners are IPV6_V6ONLY; port 0 is a fresh port each time.
+  for (auto [a, b] : {std::pair{":80", "[::]:80"}, std::pair{"127.0.0.1:80", "127.0.0.2:80"},
+                      std::pair{":80", ":81"}, std::pair{":0", ":0"}})
+    EXPECT_EQ(two(a, b), "no error") << a << " " << b;
+}
+
+TEST(ConfigLoaderTest, AListenerOnTheAdminPortIsAnErrorUnlessTheAdminEndpointMoves) {
+  const std::string json =
+      R"({"listeners": [{"address": ":9090", "routes": [{"service": "w"}]}],
+          "services": {"w": {"command": ["w"]}}})";
+  EXPECT_NE(error_of(json).find("and the admin endpoint (127.0.0.1:9090) cannot both listen"),
+            std::string::npos);
+  // --admin on the command line wins over the file, and is what is checked.
+  AdminSettings off;
+  off.enabled = false;
+  EXPECT_EQ(parse_config(json, "c.json", &off).listeners.size(), 1u);
+  AdminSettings elsewhere;
+  elsewhere.address = parse_listen_address("127.0.0.1:9191");
+  EXPECT_EQ(parse_config(json, "c.json", &elsewhere).admin.address.port, 9191);
+}
+
+TEST(ConfigLoaderTest, ReadinessAndCooloffAreRead) {
+  Config c = parse_config(
+      R"({"listeners": [{"name": "l", "address": ":0"}],
+          "services": {"w": {"command": ["w"], "mode": "listen_fds", "listener": "l",
+                             "readiness": "notify", "cooloff": 0}}})",
+      "c.json");
+  EXPECT_EQ(c.services[0].service.readiness, supervisor::Readiness::notify);
+  EXPECT_EQ(c.services[0].service.restart.cooloff, supervisor::Duration::zero());
+  EXPECT_EQ(parse_config(R"({"services": {"w": {"command": ["w"]}}})", "c.json")
+                .services[0]
+                .service.restart.cooloff,
+            std::chrono::seconds(10));
+  EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "readiness": "started"}}})"),
+            "c.json:1:52: $.services.w.readiness: applies to listen_fds services only (a handoff "
+            "worker says `ready`; a plain one is ready once it runs)");
 }
 
 }  // namespace

@@ -70,8 +70,9 @@ TEST(Pid1Test, ReapsOrphanedGrandchildrenAndStopsCleanlyOnSigterm) {
 }
 
 TEST(Pid1Test, AFailedServiceEndsPid1WithStatus1) {
-  CoordinatorProcess c(kUnshare, {"run", "--admin", "off", "--restart", "on-failure",
-                                  "--max-restarts", "0", "--", "sh", "-c", "exit 7"});
+  CoordinatorProcess c(kUnshare,
+                       {"run", "--admin", "off", "--restart", "on-failure", "--max-restarts", "0",
+                        "--cooloff", "0", "--", "sh", "-c", "exit 7"});
   c.wait_event("service_failed");
   EXPECT_EQ(c.wait_exit(), 1);
 }

@@ -72,7 +72,7 @@ TEST(SuperviseTest, SecondSignalKillsAtOnce) {
 
 TEST(SuperviseTest, MissingExecutableIsStartFailedWithBackoffThenServiceFailed) {
   CoordinatorProcess c({"run", "--admin", "off", "--backoff-initial", "0.02", "--max-restarts", "3",
-                        "--", "/nonexistent/worker"});
+                        "--cooloff", "0", "--", "/nonexistent/worker"});
   Fields first = c.wait_event("exit");
   EXPECT_EQ(first["outcome"], "start_failed");
   EXPECT_EQ(first["description"], "failed to start: execve: No such file or directory");

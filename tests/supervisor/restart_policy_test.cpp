@@ -22,6 +22,7 @@ RestartConfig config() {
   c.stable_after = 10s;
   c.max_restarts = 100;
   c.window = 60s;
+  c.cooloff = 0s;
   return c;
 }
 
@@ -115,7 +116,7 @@ TEST(RestartPolicyTest, IntensityMarksServiceFailed) {
   FakeClock clock;
   p.start_service();
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(p.on(i % 2, exited(false, 0s), clock.now)[0].kind, ActionKind::spawn);
+    EXPECT_EQ(p.on(0, exited(false, 0s), clock.now)[0].kind, ActionKind::spawn);
     clock.advance(1s);
   }
   EXPECT_FALSE(p.failed());
@@ -158,10 +159,126 @@ TEST(RestartPolicyTest, BackoffReplicaIsCancelledWhenServiceFails) {
   p.on(0, exited(false, 0s), clock.now);           // restart 1: immediate
   auto a = p.on(0, exited(false, 0s), clock.now);  // restart 2: backoff
   ASSERT_EQ(a[0].kind, ActionKind::schedule_restart);
-  auto b = p.on(1, exited(false, 0s), clock.now);  // restart 3: too many
+  p.on(1, exited(false, 0s), clock.now);
+  p.on(1, exited(false, 0s), clock.now);
+  p.on(1, {PolicyEventKind::backoff_elapsed}, clock.now);
+  auto b = p.on(1, exited(false, 0s), clock.now);  // replica 1's restart 3: too many
   EXPECT_EQ(
       b, (std::vector<Action>{{1, ActionKind::service_failed}, {0, ActionKind::cancel_restart}}));
   EXPECT_EQ(p.state(0), ReplicaState::stopped);
+}
+
+// Issue 21: 12 kills over 4 replicas within 1.2 s failed a service whose
+// limit is 10 restarts a minute. Each replica restarted 3 times: no crash loop.
+TEST(RestartPolicyTest, IntensityIsCountedPerReplica) {
+  RestartConfig c = config();
+  c.max_restarts = RestartConfig{}.max_restarts;
+  c.window = RestartConfig{}.window;
+  RestartPolicy p(c, 4, [] { return 0.0; });
+  FakeClock clock;
+  p.start_service();
+  for (int kill = 0; kill < 12; ++kill) {
+    const int replica = kill % 4;
+    if (p.state(replica) == ReplicaState::backoff)
+      p.on(replica, {PolicyEventKind::backoff_elapsed}, clock.now);
+    const auto actions = p.on(replica, exited(false, 0s), clock.now);
+    ASSERT_FALSE(actions.empty());
+    EXPECT_NE(actions[0].kind, ActionKind::service_failed) << "kill " << kill;
+    clock.advance(100ms);
+  }
+  EXPECT_FALSE(p.failed());
+  // One replica alone in a loop still fails the service.
+  for (int i = 0; i < 8 && !p.failed(); ++i) {
+    if (p.state(0) == ReplicaState::backoff) p.on(0, {PolicyEventKind::backoff_elapsed}, clock.now);
+    p.on(0, exited(false, 0s), clock.now);
+  }
+  EXPECT_TRUE(p.failed());
+  EXPECT_EQ(p.consecutive_restarts(1), 3);
+}
+
+// Fails replica 0 of `p` by exiting it until the intensity is exceeded;
+// returns the actions of the exit that failed the service.
+std::vector<Action> crash_loop(RestartPolicy& p, MonoTime now) {
+  for (int i = 0; i <= p.config().max_restarts; ++i) {
+    if (p.state(0) == ReplicaState::backoff) p.on(0, {PolicyEventKind::backoff_elapsed}, now);
+    auto actions = p.on(0, exited(false, 0s), now);
+    if (p.failed()) return actions;
+  }
+  ADD_FAILURE() << "the service did not fail";
+  return {};
+}
+
+// As Kubernetes' CrashLoopBackOff: a failed service is tried again after a
+// cool-off that doubles with each failure in a row, capped at 5 minutes.
+TEST(RestartPolicyTest, AFailedServiceIsRetriedAfterACooloffThatDoublesToFiveMinutes) {
+  RestartConfig c = config();
+  c.max_restarts = 2;
+  c.cooloff = 10s;
+  RestartPolicy p(c, 2, [] { return 0.0; });
+  FakeClock clock;
+  p.start_service();
+  const std::vector<Duration> expected = {10s, 20s, 40s, 80s, 160s, 300s, 300s};
+  for (Duration want : expected) {
+    const auto actions = crash_loop(p, clock.now);
+    ASSERT_FALSE(actions.empty());
+    EXPECT_EQ(actions.back(), (Action{0, ActionKind::schedule_retry, want}));
+    EXPECT_TRUE(p.retry_pending());
+    // Nothing restarts during the cool-off.
+    EXPECT_TRUE(p.on(1, exited(false, 0s), clock.now).empty());
+    clock.advance(want);
+    EXPECT_EQ(p.retry_service(clock.now),
+              (std::vector<Action>{{0, ActionKind::spawn}, {1, ActionKind::spawn}}));
+    EXPECT_FALSE(p.failed());
+    EXPECT_FALSE(p.retry_pending());
+  }
+}
+
+TEST(RestartPolicyTest, ARetryThatLastsAWindowStartsTheCooloffAgain) {
+  RestartConfig c = config();
+  c.max_restarts = 2;
+  c.window = 60s;
+  c.cooloff = 10s;
+  RestartPolicy p(c, 1, [] { return 0.0; });
+  FakeClock clock;
+  p.start_service();
+  EXPECT_EQ(crash_loop(p, clock.now).back().delay, 10s);
+  clock.advance(10s);
+  p.retry_service(clock.now);
+  EXPECT_EQ(crash_loop(p, clock.now).back().delay, 20s);
+  clock.advance(20s);
+  p.retry_service(clock.now);
+  clock.advance(61s);
+  EXPECT_EQ(crash_loop(p, clock.now).back().delay, 10s);
+}
+
+// systemd's way: with no cool-off, failed stays failed until an operator acts.
+TEST(RestartPolicyTest, WithoutACooloffAFailedServiceStaysFailed) {
+  RestartConfig c = config();
+  c.max_restarts = 1;
+  c.cooloff = 0s;
+  RestartPolicy p(c, 1, [] { return 0.0; });
+  FakeClock clock;
+  p.start_service();
+  EXPECT_EQ(crash_loop(p, clock.now), (std::vector<Action>{{0, ActionKind::service_failed}}));
+  EXPECT_FALSE(p.retry_pending());
+  EXPECT_TRUE(p.retry_service(clock.now + 1h).empty());
+  EXPECT_TRUE(p.failed());
+  EXPECT_EQ(p.start_service(), (std::vector<Action>{{0, ActionKind::spawn}}));
+}
+
+TEST(RestartPolicyTest, AStopCancelsTheRetryAndAStartClearsTheCooloff) {
+  RestartConfig c = config();
+  c.max_restarts = 1;
+  c.cooloff = 10s;
+  RestartPolicy p(c, 1, [] { return 0.0; });
+  FakeClock clock;
+  p.start_service();
+  crash_loop(p, clock.now);
+  p.cancel_retry();
+  EXPECT_TRUE(p.retry_service(clock.now + 10s).empty());
+  EXPECT_TRUE(p.failed());
+  p.start_service();
+  EXPECT_EQ(crash_loop(p, clock.now).back().delay, 10s);
 }
 
 TEST(RestartPolicyTest, ModesDecideWhichExitsRestart) {

@@ -1,0 +1,177 @@
+#include "supervisor/accept_probe.hpp"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <string>
+
+namespace occasional::supervisor {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// A real listening socket on 127.0.0.1, port 0.
+struct Listener {
+  Listener() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(fd, 16), 0);
+    struct stat st {};
+    EXPECT_EQ(::fstat(fd, &st), 0);
+    inode = st.st_ino;
+  }
+  ~Listener() { ::close(fd); }
+  int fd = -1;
+  ino_t inode = 0;
+};
+
+// A child process running `body` (which blocks; it is SIGKILLed at the end).
+struct Child {
+  explicit Child(const std::function<void()>& body) {
+    pid = ::fork();
+    if (pid == 0) {
+      body();
+      ::_exit(0);
+    }
+  }
+  ~Child() {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  pid_t pid = -1;
+};
+
+// Whether every thread of `pid` sits in a system call (it has got to where
+// it blocks).
+bool blocked(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/syscall");
+  long nr = -1;
+  return static_cast<bool>(in >> nr) && nr >= 0;
+}
+
+AcceptProbe probe_until_accepting(pid_t pid, ino_t inode) {
+  const auto deadline = Clock::now() + 5s;
+  std::error_code error;
+  AcceptProbe result = AcceptProbe::not_yet;
+  while (Clock::now() < deadline) {
+    result = probe_accepting(pid, inode, error);
+    if (result != AcceptProbe::not_yet) break;
+    ::usleep(2000);  // polling a condition with a deadline, not a wait for an event
+  }
+  EXPECT_FALSE(error) << error.message();
+  return result;
+}
+
+TEST(AcceptProbeTest, SeesABlockingAccept) {
+  Listener l;
+  Child c([&] { ::accept(l.fd, nullptr, nullptr); });
+  EXPECT_EQ(probe_until_accepting(c.pid, l.inode), AcceptProbe::accepting);
+}
+
+TEST(AcceptProbeTest, SeesPollOnTheListener) {
+  Listener l;
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  Child c([&] {
+    pollfd p[2] = {{pipe_fds[0], POLLIN, 0}, {l.fd, POLLIN, 0}};
+    ::poll(p, 2, -1);
+  });
+  EXPECT_EQ(probe_until_accepting(c.pid, l.inode), AcceptProbe::accepting);
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+}
+
+TEST(AcceptProbeTest, SeesSelectOnTheListener) {
+  Listener l;
+  Child c([&] {
+    fd_set read;
+    FD_ZERO(&read);
+    FD_SET(l.fd, &read);
+    ::select(l.fd + 1, &read, nullptr, nullptr, nullptr);
+  });
+  EXPECT_EQ(probe_until_accepting(c.pid, l.inode), AcceptProbe::accepting);
+}
+
+TEST(AcceptProbeTest, SeesEpollWaitOnASetHoldingTheListener) {
+  Listener l;
+  Child c([&] {
+    const int ep = ::epoll_create1(0);
+    epoll_event e{};
+    e.events = EPOLLIN;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, l.fd, &e);
+    ::epoll_wait(ep, &e, 1, -1);
+  });
+  EXPECT_EQ(probe_until_accepting(c.pid, l.inode), AcceptProbe::accepting);
+}
+
+TEST(AcceptProbeTest, SeesAGrandchildAccepting) {
+  Listener l;
+  // As gunicorn: the main process waits on its workers, which accept.
+  Child c([&] {
+    const pid_t parent = ::getpid();
+    if (::fork() == 0) {
+      // Dies with its parent, which the test SIGKILLs.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() == parent) ::accept(l.fd, nullptr, nullptr);
+      ::_exit(0);
+    }
+    ::pause();
+  });
+  EXPECT_EQ(probe_until_accepting(c.pid, l.inode), AcceptProbe::accepting);
+}
+
+TEST(AcceptProbeTest, AProcessWaitingOnAnythingElseIsNotAccepting) {
+  Listener l;
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  Child sleeper([&] { ::pause(); });
+  Child other_poll([&] {
+    pollfd p[2] = {{pipe_fds[0], POLLIN, 0}, {l.fd, POLLOUT, 0}};
+    ::poll(p, 2, -1);
+  });
+  Child other_epoll([&] {
+    const int ep = ::epoll_create1(0);
+    epoll_event e{};
+    e.events = EPOLLIN;
+    ::epoll_ctl(ep, EPOLL_CTL_ADD, pipe_fds[0], &e);
+    ::epoll_wait(ep, &e, 1, -1);
+  });
+  for (pid_t pid : {sleeper.pid, other_poll.pid, other_epoll.pid}) {
+    const auto deadline = Clock::now() + 5s;
+    while (!blocked(pid) && Clock::now() < deadline) ::usleep(1000);
+    ASSERT_TRUE(blocked(pid));
+    std::error_code error;
+    EXPECT_EQ(probe_accepting(pid, l.inode, error), AcceptProbe::not_yet) << pid;
+    EXPECT_FALSE(error) << error.message();
+  }
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+}
+
+TEST(AcceptProbeTest, AGoneProcessIsNotAccepting) {
+  Listener l;
+  pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  ::waitpid(pid, nullptr, 0);
+  std::error_code error;
+  EXPECT_EQ(probe_accepting(pid, l.inode, error), AcceptProbe::not_yet);
+}
+
+}  // namespace
+}  // namespace occasional::supervisor
