@@ -24,6 +24,7 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   curl python3 python3-yaml procps util-linux prometheus wrk nginx haproxy
   clang-14 libclang-rt-14-dev
+  erlang-base
 )
 
 deps() {
