@@ -2,6 +2,8 @@
 
 #include <bit>
 #include <cmath>
+#include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -127,6 +129,16 @@ std::optional<size_t> utf8_length(std::string_view s) {
   size_t i = 0;
   const size_t n = s.size();
   while (i < n) {
+    // ASCII eight bytes at a time: most text is.
+    if (n - i >= 8) {
+      uint64_t word;
+      std::memcpy(&word, s.data() + i, 8);
+      if ((word & 0x8080808080808080u) == 0) {
+        i += 8;
+        count += 8;
+        continue;
+      }
+    }
     const auto c = static_cast<unsigned char>(s[i]);
     ++count;
     if (c < 0x80) {
@@ -187,14 +199,18 @@ class Encoder {
     return false;
   }
 
-  void put8(uint8_t b) { out_.push_back(static_cast<char>(b)); }
-  void put16(uint16_t v) {
-    put8(static_cast<uint8_t>(v >> 8));
-    put8(static_cast<uint8_t>(v));
+  // Whole fields at once: a push_back per byte costs more than the rest.
+  void put(std::initializer_list<uint8_t> bytes) {
+    char buf[16];
+    size_t n = 0;
+    for (const uint8_t b : bytes) buf[n++] = static_cast<char>(b);
+    out_.append(buf, n);
   }
+  void put8(uint8_t b) { out_.push_back(static_cast<char>(b)); }
+  void put16(uint16_t v) { put({static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)}); }
   void put32(uint32_t v) {
-    put16(static_cast<uint16_t>(v >> 16));
-    put16(static_cast<uint16_t>(v));
+    put({static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16), static_cast<uint8_t>(v >> 8),
+         static_cast<uint8_t>(v)});
   }
 
   bool length32(size_t n, const char* what) {
@@ -216,8 +232,7 @@ class Encoder {
   }
 
   void small_atom(std::string_view text) {
-    put8(kSmallAtomUtf8);
-    put8(static_cast<uint8_t>(text.size()));
+    put({kSmallAtomUtf8, static_cast<uint8_t>(text.size())});
     out_ += text;
   }
 
@@ -239,8 +254,7 @@ class Encoder {
 
   void integer(int64_t i) {
     if (i >= 0 && i <= 255) {
-      put8(kSmallInteger);
-      put8(static_cast<uint8_t>(i));
+      put({kSmallInteger, static_cast<uint8_t>(i)});
     } else if (i >= std::numeric_limits<int32_t>::min() &&
                i <= std::numeric_limits<int32_t>::max()) {
       put8(kInteger);
@@ -248,16 +262,14 @@ class Encoder {
     } else {
       // Magnitude in unsigned arithmetic: -INT64_MIN overflows int64.
       uint64_t magnitude = i < 0 ? 0 - static_cast<uint64_t>(i) : static_cast<uint64_t>(i);
-      uint8_t digits[8];
-      uint8_t n = 0;
+      char buf[3 + 8] = {static_cast<char>(kSmallBig), 0, static_cast<char>(i < 0 ? 1 : 0)};
+      size_t n = 0;
       while (magnitude) {
-        digits[n++] = static_cast<uint8_t>(magnitude);
+        buf[3 + n++] = static_cast<char>(magnitude);
         magnitude >>= 8;
       }
-      put8(kSmallBig);
-      put8(n);
-      put8(i < 0 ? 1 : 0);
-      for (uint8_t k = 0; k < n; ++k) put8(digits[k]);
+      buf[1] = static_cast<char>(n);
+      out_.append(buf, 3 + n);
     }
   }
 
@@ -324,8 +336,7 @@ class Encoder {
         const Tuple& t = *v.as_tuple();
         if (!container(depth, t.size())) return false;
         if (t.size() <= 255) {
-          put8(kSmallTuple);
-          put8(static_cast<uint8_t>(t.size()));
+          put({kSmallTuple, static_cast<uint8_t>(t.size())});
         } else {
           put8(kLargeTuple);
           if (!length32(t.size(), "tuple")) return false;
