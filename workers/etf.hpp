@@ -59,8 +59,10 @@ struct Error {
 };
 
 // Appends the term (version byte first) to `out`. Fails, leaving `out` as it
-// was, only for a value the decoder would refuse: a non-UTF-8 string, a NaN or
-// infinity, nesting deeper than max_depth, a size over 2^32-1.
+// was, only for a value the decoder would refuse: a string or node name that
+// is not UTF-8, a node name over 255 characters, a NaN or infinity, a
+// reference of more than 5 words, more than max_depth or max_values, a size
+// over 2^32-1.
 bool encode(const Value& value, std::string& out, Error& error, const Limits& limits = {});
 
 // Decodes exactly one whole term. Never trusts the input: every length is

@@ -130,7 +130,10 @@ class Value {
   requires(!std::same_as<T, bool>) Value(T i) : data_(to_int64(i)) {}
   Value(double d) : data_(d) {}
   // Text, UTF-8. The encoder refuses a string that is not valid UTF-8.
-  Value(const char* s) : data_(std::string(s)) {}
+  // A null `const char*` makes a null Value, not undefined behaviour.
+  Value(const char* s) {
+    if (s) data_ = std::string(s);
+  }
   Value(std::string s) : data_(std::move(s)) {}
   Value(std::string_view s) : data_(std::string(s)) {}
   Value(Binary b) : data_(std::move(b)) {}

@@ -332,6 +332,25 @@ TEST(Etf, EncoderRefusesWhatTheDecoderWouldAndLeavesOutAlone) {
   EXPECT_EQ(out, "x" + bytes({131, 97, 1}));
 }
 
+// The UTF-8 check reads ASCII eight bytes at a time: a bad byte at, before
+// and after each word boundary is still found, and a valid one kept.
+TEST(Etf, Utf8IsCheckedAtEveryPosition) {
+  for (size_t ascii = 0; ascii <= 17; ++ascii) {
+    for (const std::string tail : {"\xff", "\xc3", "\xe2\x9c", "\xed\xa0\x80", "\xc3\xa9"}) {
+      for (const std::string after : {"", "abcdefghij"}) {
+        const std::string text = std::string(ascii, 'a') + tail + after;
+        const bool valid = tail == "\xc3\xa9";
+        SCOPED_TRACE(testing::PrintToString(text));
+        std::string b = bytes({131, 109, 0, 0, 0, static_cast<int>(text.size())}) + text;
+        EXPECT_EQ(decoded(b), valid ? Value(text) : binary(text));
+        std::string out;
+        Error error;
+        EXPECT_EQ(encode(Value(text), out, error), valid);
+      }
+    }
+  }
+}
+
 TEST(Etf, FramesSplitBackAndForth) {
   std::string stream;
   Error error;

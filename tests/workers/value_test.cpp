@@ -36,6 +36,8 @@ TEST(Value, EachConstructorMakesItsKind) {
   EXPECT_EQ(Value("foo").kind(), Value::Kind::string);
   EXPECT_EQ(Value(std::string("foo")).kind(), Value::Kind::string);
   EXPECT_EQ(Value(std::string_view("foo")).kind(), Value::Kind::string);
+  const char* none = nullptr;
+  EXPECT_EQ(Value(none).kind(), Value::Kind::null);
   EXPECT_EQ(binary("\x01").kind(), Value::Kind::binary);
   EXPECT_EQ(list().kind(), Value::Kind::list);
   EXPECT_EQ(tuple().kind(), Value::Kind::tuple);
