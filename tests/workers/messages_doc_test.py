@@ -117,6 +117,9 @@ class MessagesDoc(unittest.TestCase):
             decode(whole + b"j")
         with self.assertRaises(ValueError):
             encode(2**63)
+        for bad in (b"\x83w\x02ok", b"\x84a\x01", b"\x83p", b"\x83l\x00\x00\x00\x01a\x01a\x02"):
+            with self.assertRaises(ValueError, msg=bad):
+                decode(bad)
 
     def test_examples_hold(self):
         self.assertGreaterEqual(len(self.blocks), 2)
