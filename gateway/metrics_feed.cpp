@@ -1,5 +1,7 @@
 #include "gateway/metrics_feed.hpp"
 
+#include <cstring>
+
 #include "supervisor/event_log.hpp"
 
 namespace occasional::gateway {
@@ -82,6 +84,17 @@ void MetricsFeed::on_watchdog_timeout(const std::string& service, int, pid_t) {
 void MetricsFeed::on_closed_counter_unavailable(const std::string& service, int,
                                                 const std::string&) {
   metrics_.closed_counter_unavailable(service);
+}
+
+void MetricsFeed::on_closed_counter_clamped(const std::string& service, int, const char* reason,
+                                            uint64_t, uint64_t) {
+  metrics_.closed_counter_clamped(service, reason);
+}
+
+void MetricsFeed::on_spawn_deferred(const std::string& service, int, const char* call, int error,
+                                    supervisor::Duration) {
+  metrics_.spawn_deferred(service, std::string(call) + "_" +
+                                       (strerrorname_np(error) ? strerrorname_np(error) : "other"));
 }
 
 }  // namespace occasional::gateway

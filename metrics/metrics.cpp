@@ -79,6 +79,18 @@ struct Metrics::Impl {
                             .Name("occasional_worker_killed_at_grace_total")
                             .Help("Stopping workers SIGKILLed at the grace deadline.")
                             .Register(registry)),
+        closed_counter_clamped(
+            BuildCounter()
+                .Name("occasional_worker_closed_counter_clamped_total")
+                .Help("Times a worker's shared closed counter read an impossible value "
+                      "(backwards, beyond_handed) and was clamped.")
+                .Register(registry)),
+        spawn_deferred(BuildCounter()
+                           .Name("occasional_worker_spawn_deferred_total")
+                           .Help("Spawns that failed for want of the coordinator's own "
+                                 "resources, retried without counting towards the restart "
+                                 "intensity, by failed call and errno.")
+                           .Register(registry)),
         admin_requests(BuildCounter()
                            .Name("occasional_admin_requests_total")
                            .Help("Admin endpoint responses by HTTP status code (0: accept "
@@ -101,6 +113,8 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& watchdog_timeouts;
   prometheus::Family<prometheus::Counter>& closed_counter_unavailable;
   prometheus::Family<prometheus::Counter>& killed_at_grace;
+  prometheus::Family<prometheus::Counter>& closed_counter_clamped;
+  prometheus::Family<prometheus::Counter>& spawn_deferred;
   prometheus::Family<prometheus::Counter>& admin_requests;
 
   static const prometheus::Histogram::BucketBoundaries& uptime_buckets() {
@@ -311,6 +325,14 @@ void Metrics::closed_counter_unavailable(const std::string& service) {
 
 void Metrics::killed_at_grace(const std::string& service) {
   impl_->killed_at_grace.Add({{"service", service}}).Increment();
+}
+
+void Metrics::closed_counter_clamped(const std::string& service, const std::string& reason) {
+  impl_->closed_counter_clamped.Add({{"service", service}, {"reason", reason}}).Increment();
+}
+
+void Metrics::spawn_deferred(const std::string& service, const std::string& reason) {
+  impl_->spawn_deferred.Add({{"service", service}, {"reason", reason}}).Increment();
 }
 
 void Metrics::admin_request(int code) {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,6 +49,30 @@ void ChildReaper::watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit) {
   wait_pidfd(pid);
 }
 
+std::error_code ChildReaper::signal(pid_t pid, int signal) const {
+  auto it = watched_.find(pid);
+  if (it == watched_.end()) return std::make_error_code(std::errc::no_such_process);
+  if (::syscall(SYS_pidfd_send_signal, it->second.pidfd->native_handle(), signal, nullptr, 0) != 0)
+    return {errno, std::system_category()};
+  return {};
+}
+
+std::error_code ChildReaper::signal_group(pid_t pid, int signal) const {
+  if (!watched_.contains(pid)) return std::make_error_code(std::errc::no_such_process);
+  if (::kill(-pid, signal) != 0) return {errno, std::system_category()};
+  return {};
+}
+
+bool ChildReaper::exited(pid_t pid) const {
+  auto it = watched_.find(pid);
+  if (it == watched_.end()) return false;
+  siginfo_t info{};
+  if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(it->second.pidfd->native_handle()),
+               &info, WEXITED | WNOHANG | WNOWAIT) != 0)
+    return false;
+  return info.si_pid != 0;
+}
+
 void ChildReaper::wait_pidfd(pid_t pid) {
   watched_[pid].pidfd->async_wait(asio::posix::stream_descriptor::wait_read,
                                   [this, pid](const boost::system::error_code& ec) {
@@ -58,6 +83,13 @@ void ChildReaper::wait_pidfd(pid_t pid) {
 }
 
 void ChildReaper::finish(pid_t pid) {
+  // A wake-up of the pidfd is not proof of an exit: seen under load with
+  // the child still running (waitid then says EAGAIN). Killing its group
+  // here would turn a live worker into a "killed by SIGKILL" exit, so wait on.
+  if (!exited(pid)) {
+    if (watched_.contains(pid)) wait_pidfd(pid);
+    return;
+  }
   auto node = watched_.extract(pid);
   if (node.empty()) return;
   Watched& w = node.mapped();
@@ -97,6 +129,8 @@ void ChildReaper::on_sigchld() {
     const pid_t pid = info.si_pid;
     if (watched_.contains(pid)) {
       finish(pid);
+      // Not reaped after all: its pidfd will say when; do not spin on it.
+      if (watched_.contains(pid)) break;
       continue;
     }
     ::waitpid(pid, nullptr, WNOHANG);

@@ -8,6 +8,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <functional>
 #include <memory>
+#include <system_error>
 #include <unordered_map>
 
 #include "supervisor/event_log.hpp"
@@ -39,6 +40,16 @@ class ChildReaper {
 
   void watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit);
   bool watching(pid_t pid) const { return watched_.contains(pid); }
+  // The only ways to signal a watched child. A pid is watched until the
+  // moment it is reaped (the callback runs after), so neither can reach a
+  // process that reused the id: `signal` goes through the pidfd, and
+  // `signal_group` to the group the child leads, whose id a zombie leader
+  // still holds. Both are ESRCH once the child is reaped or if never watched.
+  std::error_code signal(pid_t pid, int signal) const;
+  std::error_code signal_group(pid_t pid, int signal) const;
+  // The watched child has exited and waits to be reaped (checked without
+  // reaping it: waitid WNOHANG | WNOWAIT on its pidfd). False once reaped.
+  bool exited(pid_t pid) const;
   // Orphans reaped and killed so far (for tests and metrics).
   uint64_t orphans_reaped() const { return orphans_reaped_; }
   uint64_t orphans_killed() const { return orphans_killed_; }

@@ -81,12 +81,12 @@ void InetdService::stop() {
     const int slot = static_cast<int>(i);
     const pid_t pid = s.pid;
     observer_.on_stopping(config_.name, slot, pid);
-    ::kill(-pid, SIGTERM);
+    reaper_.signal_group(pid, SIGTERM);
     s.grace.expires_after(config_.grace);
     s.grace.async_wait([this, slot, pid](const boost::system::error_code& ec) {
       if (ec || slots_[static_cast<size_t>(slot)]->pid != pid) return;
       observer_.on_killed_at_grace(config_.name, slot, pid);
-      ::kill(-pid, SIGKILL);
+      reaper_.signal_group(pid, SIGKILL);
     });
   }
   if (idle()) observer_.on_idle(config_.name);
@@ -94,8 +94,8 @@ void InetdService::stop() {
 
 void InetdService::kill_all() {
   for (auto& s : slots_)
-    // A group leader not yet reaped: -pid is still its group.
-    if (s->pid > 0) ::kill(-s->pid, SIGKILL);
+    // The reaper signals only a group whose leader it has not reaped.
+    if (s->pid > 0) reaper_.signal_group(s->pid, SIGKILL);
 }
 
 void InetdService::on_exit(int slot, const siginfo_t& info) {

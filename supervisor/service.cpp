@@ -224,7 +224,11 @@ void Service::spawn(int replica) {
               [this, replica](const workers::Message& m) { on_message(replica, m); },
               [this, replica](const char* reason, const std::string& error) {
                 on_protocol_error(replica, reason, error);
-              }});
+              },
+              [this, replica](const char* reason, uint64_t read, uint64_t used) {
+                observer_.on_closed_counter_clamped(config_.name, replica, reason, read, used);
+              },
+              [this, replica] { on_channel_closed(replica); }});
       r.link->send(workers::encode_hello_coordinator());
       break;
     case WorkerMode::listen_fds:
@@ -288,6 +292,9 @@ void Service::on_message(int replica, const workers::Message& m) {
       r.stated_reason =
           m.is_error ? "error: " + m.text + (m.detail.empty() ? "" : ": " + m.detail) : m.text;
       set_ready(replica, false);
+      // While stopping, the grace deadline already applies.
+      if (policy_.state(replica) == ReplicaState::running)
+        expect_exit(replica, config_.grace, "exit_overdue");
       break;
     case workers::MessageType::status:
       r.status_text = m.text;
@@ -311,6 +318,36 @@ void Service::on_protocol_error(int replica, const char* reason, const std::stri
   set_ready(replica, false);
   if (r.link) r.link->close();
   signal_group(replica, SIGKILL);
+}
+
+void Service::on_channel_closed(int replica) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  set_ready(replica, false);
+  // After `exit`, or while stopping, EOF is the expected way out and a
+  // deadline is already set.
+  if (r.stated_reason || policy_.state(replica) != ReplicaState::running) return;
+  // A worker that exits closes its socket a moment before its pidfd becomes
+  // readable (the kernel closes files before it notifies the parent), so EOF
+  // alone does not tell an exit in progress from a worker that closed fd 3
+  // and lives on: a short deadline does, and then waitid (WNOWAIT) checks
+  // for an exit the loop has not seen yet.
+  expect_exit(replica, kChannelClosedGrace, "channel_closed");
+}
+
+void Service::expect_exit(int replica, Duration within, const char* reason) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  const pid_t pid = r.pid;
+  r.overdue.expires_after(within);
+  r.overdue.async_wait([this, replica, pid, within, reason](const boost::system::error_code& ec) {
+    Replica& rr = *replicas_[static_cast<size_t>(replica)];
+    if (ec || rr.pid != pid || pid <= 0 || reaper_.exited(pid)) return;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(within).count();
+    on_protocol_error(replica, reason,
+                      std::string(std::strcmp(reason, "channel_closed") == 0
+                                      ? "the worker closed its control socket"
+                                      : "the worker sent exit") +
+                          " and was still running " + std::to_string(ms) + " ms later");
+  });
 }
 
 void Service::on_notify(int replica, std::string_view assignment) {
@@ -360,6 +397,7 @@ void Service::on_exit(int replica, const siginfo_t& info) {
   r.pid = -1;
   r.timer.cancel();
   r.watchdog.cancel();
+  r.overdue.cancel();
   r.watchdog_armed = false;
   finish_exit(replica, std::move(record));
 }
@@ -385,8 +423,9 @@ void Service::finish_exit(int replica, ExitRecord record) {
 
 void Service::signal_group(int replica, int signal) {
   const pid_t pid = replicas_[static_cast<size_t>(replica)]->pid;
-  // The worker is a group leader not yet reaped, so -pid is still its group.
-  if (pid > 0) ::kill(-pid, signal);
+  // Through the reaper: after the worker is reaped (an error found in its
+  // last messages, on_exit) its pid may already be someone else's.
+  if (pid > 0) reaper_.signal_group(pid, signal);
 }
 
 void Service::arm_timer(int replica, Duration delay, PolicyEventKind event) {

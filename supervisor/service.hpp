@@ -31,6 +31,11 @@ enum class WorkerMode {
 
 const char* worker_mode_name(WorkerMode mode);
 
+// How long a running worker that closed its control socket without saying
+// `exit` may take to exit before it counts as a protocol error
+// (channel_closed) and is killed: enough for an exit already under way.
+inline constexpr std::chrono::milliseconds kChannelClosedGrace{200};
+
 struct ServiceConfig {
   std::string name;
   ProcessSpec process;
@@ -94,7 +99,7 @@ class Service {
 
  private:
   struct Replica {
-    explicit Replica(boost::asio::io_context& io) : timer(io), watchdog(io) {}
+    explicit Replica(boost::asio::io_context& io) : timer(io), watchdog(io), overdue(io) {}
     pid_t pid = -1;
     WallTime started_wall{};
     MonoTime started_mono{};
@@ -105,6 +110,9 @@ class Service {
     boost::asio::steady_timer timer;     // backoff or grace, never both
     boost::asio::steady_timer watchdog;  // listen_fds with a watchdog
     bool watchdog_armed = false;         // since its READY=1 or first WATCHDOG=1
+    // A running worker that said `exit` or closed its control socket must
+    // exit by this deadline (exit_overdue, channel_closed).
+    boost::asio::steady_timer overdue;
   };
 
   void handle(int replica, PolicyEvent event);
@@ -115,6 +123,8 @@ class Service {
   void set_ready(int replica, bool ready);
   void on_message(int replica, const workers::Message& message);
   void on_protocol_error(int replica, const char* reason, const std::string& error);
+  void on_channel_closed(int replica);
+  void expect_exit(int replica, Duration within, const char* reason);
   void arm_watchdog(int replica);
   void on_exit(int replica, const siginfo_t& info);
   void record_start_failure(int replica, int error, const char* call);

@@ -111,6 +111,14 @@ void Supervisor::on_unready(const std::string& service, int replica) {
 void Supervisor::on_conn_closed(const std::string& service, int replica, uint64_t id) {
   for (auto* o : observers_) o->on_conn_closed(service, replica, id);
 }
+void Supervisor::on_closed_counter_clamped(const std::string& service, int replica,
+                                           const char* reason, uint64_t read, uint64_t used) {
+  for (auto* o : observers_) o->on_closed_counter_clamped(service, replica, reason, read, used);
+}
+void Supervisor::on_spawn_deferred(const std::string& service, int replica, const char* call,
+                                   int error, Duration delay) {
+  for (auto* o : observers_) o->on_spawn_deferred(service, replica, call, error, delay);
+}
 void Supervisor::on_exited(const ExitRecord& record) {
   by_pid_.erase(record.pid);
   for (auto* o : observers_) o->on_exited(record);

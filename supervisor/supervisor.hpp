@@ -58,6 +58,10 @@ class Supervisor : private ServiceObserver {
   void on_conn_closed(const std::string& service, int replica, uint64_t id) override;
   void on_closed_counter_unavailable(const std::string& service, int replica,
                                      const std::string& error) override;
+  void on_closed_counter_clamped(const std::string& service, int replica, const char* reason,
+                                 uint64_t read, uint64_t used) override;
+  void on_spawn_deferred(const std::string& service, int replica, const char* call, int error,
+                         Duration delay) override;
   void on_exited(const ExitRecord& record) override;
   void on_restart_scheduled(const std::string& service, int replica, Duration delay) override;
   void on_service_failed(const std::string& service, int restarts, Duration window) override;
