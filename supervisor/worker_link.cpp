@@ -77,7 +77,11 @@ void WorkerLink::read_all(bool rearm) {
   // While rearm, one message per wake-up when they come one at a time
   // (workers/read_batching.hpp): the recvmsg that finds the socket empty
   // would come after the handoff's `closed` and before we sleep.
-  for (;;) {
+  // At most kMaxMessagesPerWakeup, then the loop serves others first: a
+  // worker sending without pause cannot keep it to itself (epoll reports
+  // the socket again at once while messages remain).
+  for (int taken = 0;; ++taken) {
+    if (rearm && taken == kMaxMessagesPerWakeup) return wait();
     workers::Received r = workers::receive_datagram(socket_.native_handle());
     switch (r.status) {
       case workers::ReceiveStatus::would_block:

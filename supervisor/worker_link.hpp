@@ -33,6 +33,9 @@ class WorkerLink {
     std::function<void()> on_channel_closed;
   };
 
+  // Messages read from one worker in one wake-up of the loop.
+  static constexpr int kMaxMessagesPerWakeup = 64;
+
   WorkerLink(boost::asio::io_context& io, UniqueFd socket, Handlers handlers);
   ~WorkerLink();
   WorkerLink(const WorkerLink&) = delete;

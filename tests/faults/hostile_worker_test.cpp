@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
+#include <thread>
 
 #include "tests/faults/worker_faults.hpp"
 
@@ -129,6 +131,37 @@ TEST(HostileWorkerTest, GarbageDatagramIsAProtocolError) {
   EXPECT_TRUE(s.good_served());
   EXPECT_GE(metric_sum(s.admin_port, "occasional_worker_protocol_errors_total", {"service=\"h\""}),
             1);
+}
+
+TEST(HostileWorkerTest, BurstOfTenThousandMessagesLeavesOthersServed) {
+  TwoServices s({"python3", kHostile, "burst", "10000"});
+  // While the burst is read, the good service answers request after request.
+  std::atomic<bool> done{false};
+  std::atomic<int> served{0}, failed{0};
+  std::atomic<double> worst_ms{0};
+  std::thread client([&] {
+    while (!done) {
+      const auto t = Clock::now();
+      (s.good_served() ? served : failed)++;
+      worst_ms = std::max(worst_ms.load(), ms_since(t));
+    }
+  });
+  const std::string burst = s.c.read_stdout_line(30s);
+  done = true;
+  client.join();
+  EXPECT_NE(burst.find("burst of 10000 sent"), std::string::npos) << burst;
+  EXPECT_GE(served, 1);
+  EXPECT_EQ(failed, 0);
+  EXPECT_TRUE(s.coordinator_up());
+  EXPECT_TRUE(s.good_served());
+  // Messages are not an error, only many at once: the same worker serves on.
+  EXPECT_NE(talk(s.hostile_port, "").find("hostile"), std::string::npos);
+  EXPECT_EQ(metric_sum(s.admin_port, "occasional_worker_protocol_errors_total"), 0);
+  EXPECT_EQ(s.c.events("exit").size(), 0u);
+  std::printf(
+      "figure: burst of 10,000 messages (%s): good service served %d times meanwhile, "
+      "slowest %.1f ms\n",
+      burst.c_str(), served.load(), worst_ms.load());
 }
 
 }  // namespace

@@ -5,9 +5,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 #include "workers/control_channel.hpp"
@@ -77,6 +80,33 @@ TEST_F(WorkerLinkTest, MessagesOneAtATimeAndInBurstsAllArriveInOrder) {
     ASSERT_TRUE(all_arrive()) << "round " << round << ", pair";
   }
   EXPECT_TRUE(errors.empty());
+}
+
+// A burst is read at most kMaxMessagesPerWakeup at a time: other handlers
+// run in between, and nothing is lost.
+TEST_F(WorkerLinkTest, ABurstIsReadInSlicesThatLetOthersRun) {
+  // As many as the socket holds.
+  while (!workers::send_datagram(worker_end.get(), workers::encode_closed(next_id), -1) &&
+         next_id < 100000)
+    ++next_id;
+  const size_t queued = next_id - 1;
+  ASSERT_GT(queued, 3u * WorkerLink::kMaxMessagesPerWakeup);
+  int others = 0;
+  std::function<void()> other = [&] {
+    ++others;
+    if (closed_ids.size() < queued) boost::asio::post(io, other);
+  };
+  boost::asio::post(io, other);
+  size_t most_between = 0, last = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (closed_ids.size() < queued && std::chrono::steady_clock::now() < deadline) {
+    io.run_one_for(100ms);
+    most_between = std::max(most_between, closed_ids.size() - last);
+    last = closed_ids.size();
+  }
+  EXPECT_TRUE(all_arrive());
+  EXPECT_LE(most_between, static_cast<size_t>(WorkerLink::kMaxMessagesPerWakeup));
+  EXPECT_GE(others, static_cast<int>(queued) / WorkerLink::kMaxMessagesPerWakeup);
 }
 
 // The worker writes the shared counter page: a value it could not have
