@@ -193,6 +193,12 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
                         "Processes reparented to the coordinator and reaped.", T::Counter);
   orphans.metric.push_back(value(static_cast<double>(st.orphans_reaped), {}, T::Counter));
   out.push_back(std::move(orphans));
+  auto sup_errors = family("occasional_supervisor_errors_total",
+                           "Failures of the coordinator's own supervision machinery (guardian "
+                           "re-fork, loop registration), logged and retried, by reason.",
+                           T::Counter);
+  add_by_reason(sup_errors, st.supervisor_errors);
+  out.push_back(std::move(sup_errors));
 
   const ConnectionStats& c = connections;
   auto accepted = family("occasional_connections_accepted_total",

@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
+#include <boost/system/system_error.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -43,10 +45,31 @@ void ChildReaper::become_subreaper() {
                              std::strerror(errno));
 }
 
-void ChildReaper::watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit) {
-  auto desc = std::make_unique<asio::posix::stream_descriptor>(io_, pidfd.release());
-  watched_[pid] = Watched{std::move(desc), std::move(on_exit)};
-  wait_pidfd(pid);
+std::error_code ChildReaper::watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit) {
+  std::error_code ec;
+  try {
+    auto desc = std::make_unique<asio::posix::stream_descriptor>(io_);
+    desc->assign(pidfd.get());
+    pidfd.release();
+    watched_[pid] = Watched{std::move(desc), std::move(on_exit)};
+    wait_pidfd(pid);
+    return {};
+  } catch (const boost::system::system_error& e) {
+    ec = std::error_code(e.code().value(), std::system_category());
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  // Unwatched, it would be reaped as an orphan with nobody told: end it
+  // here. A SIGKILLed child exits at once, so the wait is short.
+  watched_.erase(pid);
+  ::kill(-pid, SIGKILL);  // not reaped yet: still its group
+  ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  siginfo_t info{};
+  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd.get()), &info, WEXITED) <
+             0 &&
+         errno == EINTR) {
+  }
+  return ec;
 }
 
 std::error_code ChildReaper::signal(pid_t pid, int signal) const {

@@ -38,7 +38,9 @@ class ChildReaper {
   // Marks this process a child subreaper; call once at startup.
   static void become_subreaper();
 
-  void watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit);
+  // Fails (ENOMEM, ENOSPC from epoll) without throwing; the child is then
+  // killed and reaped at once, and `on_exit` never runs.
+  std::error_code watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit);
   bool watching(pid_t pid) const { return watched_.contains(pid); }
   // The only ways to signal a watched child. A pid is watched until the
   // moment it is reaped (the callback runs after), so neither can reach a

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,27 +54,43 @@ struct Record {
 
 }  // namespace
 
-void Guardian::start() {
+std::error_code Guardian::start(const char*& failed_call) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0)
-    throw std::runtime_error(std::string("pipe2() failed while starting the guardian: ") +
-                             std::strerror(errno));
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    failed_call = "pipe2";
+    return {errno, std::system_category()};
+  }
   UniqueFd read_end(fds[0]);
   UniqueFd write_end(fds[1]);
   pid_t pid = ::fork();
-  if (pid < 0)
-    throw std::runtime_error(std::string("fork() failed while starting the guardian: ") +
-                             std::strerror(errno));
+  if (pid < 0) {
+    failed_call = "fork";
+    return {errno, std::system_category()};
+  }
   if (pid == 0) guardian_main(read_end.get());
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pidfd < 0)
-    throw std::runtime_error(std::string("pidfd_open() failed for the guardian: ") +
-                             std::strerror(errno));
+  if (pidfd < 0) {
+    const int error = errno;
+    // Before the write end closes: at EOF the new guardian would kill every
+    // group it knows (none yet, but it must not outlive this failure).
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    failed_call = "pidfd_open";
+    return {error, std::system_category()};
+  }
   pid_ = pid;
   pidfd_.reset(pidfd);
   pipe_ = std::move(write_end);
   // A restarted guardian learns every group the previous one knew.
   for (pid_t pgid : groups_) send('+', pgid);
+  return {};
+}
+
+void Guardian::start() {
+  const char* call = "";
+  if (std::error_code ec = start(call))
+    throw std::runtime_error(std::string(call) +
+                             "() failed while starting the guardian: " + ec.message());
 }
 
 void Guardian::watch(pid_t pgid) {

@@ -56,11 +56,15 @@ InetdService::Launch InetdService::launch(int conn, const std::string& peer) {
     record_start_failure(slot, result.error, result.failed_call);
     return Launch::failed;
   }
+  if (std::error_code ec =
+          reaper_.watch(result.pid, std::move(result.pidfd),
+                        [this, slot](const siginfo_t& info) { on_exit(slot, info); })) {
+    record_start_failure(slot, ec.value(), "register_pidfd");
+    return Launch::failed;
+  }
   s.pid = result.pid;
   ++running_;
   guardian_.watch(s.pid);
-  reaper_.watch(s.pid, std::move(result.pidfd),
-                [this, slot](const siginfo_t& info) { on_exit(slot, info); });
   observer_.on_spawned(config_.name, slot, s.pid);
   return Launch::started;
 }

@@ -4,11 +4,15 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string_view>
+
+#include <boost/system/system_error.hpp>
 
 #include "supervisor/spawner.hpp"
 
@@ -169,7 +173,7 @@ void Service::spawn(int replica) {
     case WorkerMode::handoff: {
       int pair[2];
       if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
-        record_start_failure(replica, errno, "socketpair");
+        start_failed(replica, errno, "socketpair");
         return;
       }
       ours.reset(pair[0]);
@@ -178,6 +182,24 @@ void Service::spawn(int replica) {
       int flags = ::fcntl(theirs.get(), F_GETFL);
       ::fcntl(theirs.get(), F_SETFL, flags & ~O_NONBLOCK);
       spec.pass_fds = {theirs.get()};
+      // Registered with the loop before the fork: failing here (epoll out
+      // of memory, ...) leaves no process to clean up.
+      try {
+        r.link = std::make_unique<WorkerLink>(
+            io_, std::move(ours),
+            WorkerLink::Handlers{
+                [this, replica](const workers::Message& m) { on_message(replica, m); },
+                [this, replica](const char* reason, const std::string& error) {
+                  on_protocol_error(replica, reason, error);
+                },
+                [this, replica](const char* reason, uint64_t read, uint64_t used) {
+                  observer_.on_closed_counter_clamped(config_.name, replica, reason, read, used);
+                },
+                [this, replica] { on_channel_closed(replica); }});
+      } catch (const boost::system::system_error& e) {
+        start_failed(replica, e.code().value(), "register_link");
+        return;
+      }
       spec.env.push_back(std::string(workers::kControlFdEnv) + "=" +
                          std::to_string(workers::kControlFd));
       break;
@@ -203,14 +225,22 @@ void Service::spawn(int replica) {
   SpawnResult result = spawn_process(spec);
   theirs.reset();
   if (!result.ok()) {
-    record_start_failure(replica, result.error, result.failed_call);
+    r.link.reset();
+    start_failed(replica, result.error, result.failed_call);
     return;
   }
-  r.pid = result.pid;
+  const pid_t pid = result.pid;
+  if (std::error_code ec =
+          reaper_.watch(pid, std::move(result.pidfd),
+                        [this, replica](const siginfo_t& info) { on_exit(replica, info); })) {
+    // The reaper killed and reaped it: it never ran as a worker.
+    r.link.reset();
+    start_failed(replica, ec.value(), "register_pidfd");
+    return;
+  }
+  r.deferrals = 0;
+  r.pid = pid;
   guardian_.watch(r.pid);
-  const pid_t pid = r.pid;
-  reaper_.watch(pid, std::move(result.pidfd),
-                [this, replica](const siginfo_t& info) { on_exit(replica, info); });
   observer_.on_spawned(config_.name, replica, pid);
 
   switch (config_.mode) {
@@ -218,17 +248,6 @@ void Service::spawn(int replica) {
       set_ready(replica, true);
       break;
     case WorkerMode::handoff:
-      r.link = std::make_unique<WorkerLink>(
-          io_, std::move(ours),
-          WorkerLink::Handlers{
-              [this, replica](const workers::Message& m) { on_message(replica, m); },
-              [this, replica](const char* reason, const std::string& error) {
-                on_protocol_error(replica, reason, error);
-              },
-              [this, replica](const char* reason, uint64_t read, uint64_t used) {
-                observer_.on_closed_counter_clamped(config_.name, replica, reason, read, used);
-              },
-              [this, replica] { on_channel_closed(replica); }});
       r.link->send(workers::encode_hello_coordinator());
       break;
     case WorkerMode::listen_fds:
@@ -242,6 +261,12 @@ void Service::spawn(int replica) {
 
 void Service::terminate(int replica) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
+  if (r.pid <= 0) {
+    // A deferred spawn: nothing to stop, so the stop is done.
+    r.overdue.cancel();
+    handle(replica, {PolicyEventKind::exited, true, {}});
+    return;
+  }
   observer_.on_stopping(config_.name, replica, r.pid);
   set_ready(replica, false);
   const auto grace_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config_.grace);
@@ -400,6 +425,45 @@ void Service::on_exit(int replica, const siginfo_t& info) {
   r.overdue.cancel();
   r.watchdog_armed = false;
   finish_exit(replica, std::move(record));
+}
+
+namespace {
+bool coordinator_exhausted(int error, const char* call) {
+  // Calls the coordinator makes for itself before the child runs; their
+  // resource errors say the coordinator is short of fds, memory or
+  // processes, not that the worker is broken. A failed execve (ENOENT,
+  // EACCES, ...) is still the worker's own failure.
+  static constexpr std::string_view kOwnCalls[] = {
+      "socketpair", "pipe2", "clone", "fork", "pidfd_open", "register_link", "register_pidfd"};
+  const bool own = std::find(std::begin(kOwnCalls), std::end(kOwnCalls), std::string_view(call)) !=
+                   std::end(kOwnCalls);
+  return own && (error == EMFILE || error == ENFILE || error == ENOMEM || error == EAGAIN ||
+                 error == ENOSPC);
+}
+
+}  // namespace
+
+void Service::start_failed(int replica, int error, const char* call) {
+  if (!coordinator_exhausted(error, call)) {
+    record_start_failure(replica, error, call);
+    return;
+  }
+  // Not the worker's failure, so not the restart policy's business (it
+  // would count towards the intensity, and client traffic that used up the
+  // fds could mark a service failed): the replica stays running with no
+  // process and the spawn is retried with its own backoff.
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  const int doublings = std::min(r.deferrals++, 16);
+  const Duration delay =
+      std::min<Duration>(config_.restart.backoff_initial * (1 << doublings),
+                         std::max(config_.restart.backoff_initial, config_.restart.backoff_max));
+  observer_.on_spawn_deferred(config_.name, replica, call, error, delay);
+  r.overdue.expires_after(delay);
+  r.overdue.async_wait([this, replica](const boost::system::error_code& ec) {
+    if (!ec && policy_.state(replica) == ReplicaState::running &&
+        replicas_[static_cast<size_t>(replica)]->pid <= 0)
+      spawn(replica);
+  });
 }
 
 void Service::record_start_failure(int replica, int error, const char* call) {

@@ -112,7 +112,10 @@ class Service {
     bool watchdog_armed = false;         // since its READY=1 or first WATCHDOG=1
     // A running worker that said `exit` or closed its control socket must
     // exit by this deadline (exit_overdue, channel_closed).
+    // Also: the retry of a spawn deferred for the coordinator's own
+    // exhaustion (start_failed), `deferrals` in a row so far.
     boost::asio::steady_timer overdue;
+    int deferrals = 0;
   };
 
   void handle(int replica, PolicyEvent event);
@@ -127,6 +130,7 @@ class Service {
   void expect_exit(int replica, Duration within, const char* reason);
   void arm_watchdog(int replica);
   void on_exit(int replica, const siginfo_t& info);
+  void start_failed(int replica, int error, const char* call);
   void record_start_failure(int replica, int error, const char* call);
   void finish_exit(int replica, ExitRecord record);
   void signal_group(int replica, int signal);

@@ -5,7 +5,11 @@
 namespace occasional::supervisor {
 
 WorkerLink::WorkerLink(boost::asio::io_context& io, UniqueFd socket, Handlers handlers)
-    : socket_(io, socket.release()), handlers_(std::move(handlers)) {
+    : socket_(io), handlers_(std::move(handlers)) {
+  // Throws when the loop cannot register the socket; `socket` then still
+  // owns (and closes) the fd.
+  socket_.assign(socket.get());
+  socket.release();
   wait();
 }
 

@@ -36,6 +36,8 @@ class WorkerLink {
   // Messages read from one worker in one wake-up of the loop.
   static constexpr int kMaxMessagesPerWakeup = 64;
 
+  // Throws boost::system::system_error when the loop cannot register the
+  // socket (EMFILE, ENOMEM from epoll).
   WorkerLink(boost::asio::io_context& io, UniqueFd socket, Handlers handlers);
   ~WorkerLink();
   WorkerLink(const WorkerLink&) = delete;
