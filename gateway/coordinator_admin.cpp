@@ -79,6 +79,7 @@ metrics::Status CoordinatorAdmin::status() {
   st.notify_rejected = supervisor_.notify_rejected();
   st.orphans_reaped = supervisor_.reaper().orphans_reaped();
   st.supervisor_errors = supervisor_.loop_errors();
+  st.log_lines_dropped = supervisor_.log().dropped();
   return st;
 }
 

@@ -199,6 +199,11 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
                            T::Counter);
   add_by_reason(sup_errors, st.supervisor_errors);
   out.push_back(std::move(sup_errors));
+  auto dropped =
+      family("occasional_log_lines_dropped_total",
+             "Event log lines dropped because stderr was full (its reader is slow).", T::Counter);
+  dropped.metric.push_back(value(static_cast<double>(st.log_lines_dropped), {}, T::Counter));
+  out.push_back(std::move(dropped));
 
   const ConnectionStats& c = connections;
   auto accepted = family("occasional_connections_accepted_total",

@@ -53,6 +53,7 @@ struct Status {
   uint64_t orphans_reaped = 0;
   // The supervisor's own failures on the loop, by reason (logged, retried).
   std::map<std::string, uint64_t> supervisor_errors;
+  uint64_t log_lines_dropped = 0;
 };
 
 }  // namespace occasional::metrics

@@ -47,6 +47,7 @@ class Supervisor : private ServiceObserver {
   const std::vector<std::unique_ptr<Service>>& services() const { return services_; }
   const std::vector<std::unique_ptr<InetdService>>& inetd_services() const { return inetd_; }
   const ChildReaper& reaper() const { return reaper_; }
+  const EventLog& log() const { return log_; }
   // NOTIFY_SOCKET datagrams rejected so far (no credentials, unknown sender, too large).
   uint64_t notify_rejected() const { return notify_rejected_; }
   // Failures of the coordinator's own machinery on the loop, by reason
