@@ -6,6 +6,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <system_error>
@@ -55,6 +57,12 @@ class ChildReaper {
   // Orphans reaped and killed so far (for tests and metrics).
   uint64_t orphans_reaped() const { return orphans_reaped_; }
   uint64_t orphans_killed() const { return orphans_killed_; }
+  // Walks of all of /proc made to find orphans: none while the kernel lists
+  // our children in /proc/self/task/*/children.
+  uint64_t full_scans() const { return full_scans_; }
+  // For tests: behave as on a kernel without /proc/.../children.
+  void use_children_list(bool yes) { children_list_ = yes; }
+  static constexpr std::chrono::seconds kFullScanInterval{1};
 
  private:
   struct Watched {
@@ -66,12 +74,17 @@ class ChildReaper {
   void on_sigchld();
   void finish(pid_t pid);
   void kill_orphans();
+  void schedule_orphan_scan();
 
   boost::asio::io_context& io_;
   const EventLog& log_;
   boost::asio::signal_set sigchld_;
   std::unordered_map<pid_t, Watched> watched_;
   bool orphan_scan_posted_ = false;
+  boost::asio::steady_timer orphan_timer_;
+  bool children_list_ = true;
+  std::chrono::steady_clock::time_point last_full_scan_{};
+  uint64_t full_scans_ = 0;
   uint64_t orphans_reaped_ = 0;
   uint64_t orphans_killed_ = 0;
 };
