@@ -85,13 +85,13 @@ TEST(ExhaustionTest, FdLimitLoweredWhileRunningDefersSpawnsWithoutFailingTheServ
 }
 
 TEST(ExhaustionTest, ProcessLimitMakesForkFailWithoutFailingTheService) {
-  // RLIMIT_NPROC is not enforced for root: the coordinator runs as nobody,
+  // RLIMIT_NPROC is not enforced for root: the coordinator runs as uid 65533,
   // with room for itself, its guardian and two workers. Another process of
   // the same user then takes the last place.
   if (::access("/usr/bin/setpriv", X_OK) != 0 || ::access("/usr/bin/prlimit", X_OK) != 0)
     GTEST_SKIP() << "setpriv or prlimit not installed";
   TwoServices s({kWorkers + "/test_worker"}, kRestart,
-                {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                {"/usr/bin/setpriv", "--reuid=65533", "--regid=65533", "--clear-groups",
                  "/usr/bin/prlimit", "--nproc=4:4", "--"});
   pid_t squatter = -1;
   starve_then_recover(
@@ -101,9 +101,9 @@ TEST(ExhaustionTest, ProcessLimitMakesForkFailWithoutFailingTheService) {
         ASSERT_EQ(::pipe(p), 0);
         squatter = ::fork();
         if (squatter == 0) {
-          if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0)
+          if (::setresgid(65533, 65533, 65533) != 0 || ::setresuid(65533, 65533, 65533) != 0)
             ::_exit(1);
-          ::close(p[1]);  // counted as nobody's from here on
+          ::close(p[1]);  // counted as uid 65533's from here on
           for (;;) ::pause();
         }
         ASSERT_GT(squatter, 0);

@@ -2,13 +2,17 @@
 // coordinator stays up, the other service is still served, and /metrics
 // says what happened. Figures for docs/reliability.md are printed as
 // "figure:" lines.
+#include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <thread>
+#include <vector>
 
 #include "tests/faults/worker_faults.hpp"
 
@@ -162,6 +166,55 @@ TEST(HostileWorkerTest, BurstOfTenThousandMessagesLeavesOthersServed) {
       "figure: burst of 10,000 messages (%s): good service served %d times meanwhile, "
       "slowest %.1f ms\n",
       burst.c_str(), served.load(), worst_ms.load());
+}
+
+// Pids of uid `uid` now (from /proc), zombies included.
+std::vector<pid_t> processes_of(uid_t uid) {
+  std::vector<pid_t> out;
+  DIR* d = ::opendir("/proc");
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    struct stat st {};
+    if (::stat((std::string("/proc/") + e->d_name).c_str(), &st) == 0 && st.st_uid == uid)
+      out.push_back(std::atoi(e->d_name));
+  }
+  ::closedir(d);
+  return out;
+}
+
+TEST(HostileWorkerTest, ForkBombCappedByAnNprocLimitIsContainedAndCleanedUp) {
+  if (::access("/usr/bin/setpriv", X_OK) != 0 || ::access("/usr/bin/prlimit", X_OK) != 0)
+    GTEST_SKIP() << "setpriv or prlimit not installed";
+  if (!processes_of(65532).empty()) GTEST_SKIP() << "processes of uid 65532 already run here";
+  // RLIMIT_NPROC binds only an unprivileged user: the worker runs as uid
+  // 65532 (a uid of its own, so that no other test counts against it).
+  TwoServices s({"/usr/bin/setpriv", "--reuid=65532", "--regid=65532", "--clear-groups",
+                 "/usr/bin/prlimit", "--nproc=50:50", "--", "python3", kHostile, "fork_bomb"});
+  const std::string line = s.c.read_stdout_line(20s);
+  EXPECT_NE(line.find("fork failed after"), std::string::npos) << line;
+  EXPECT_NE(line.find("EAGAIN"), std::string::npos) << line;
+  s.c.wait_event("ready", [](const Fields& f) { return f.at("service") == "h"; });
+  const std::vector<pid_t> bomb = processes_of(65532);
+  EXPECT_GE(bomb.size(), 45u);
+  EXPECT_TRUE(s.coordinator_up());
+  EXPECT_TRUE(s.good_served());
+  EXPECT_NE(talk(s.hostile_port, "").find("hostile"), std::string::npos);
+  // Stopping the worker takes its whole group with it.
+  const pid_t worker =
+      std::stoi(s.c.events("spawn").at(0).at("service") == "h" ? s.c.events("spawn").at(0)["pid"]
+                                                               : s.c.events("spawn").at(1)["pid"]);
+  const auto t0 = Clock::now();
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  EXPECT_TRUE(poll_until([&] {
+    return std::none_of(bomb.begin(), bomb.end(), [](pid_t p) { return process_alive(p); });
+  }));
+  std::printf(
+      "figure: fork bomb under nproc 50: \"%s\"; coordinator up, others served; "
+      "group gone %.0f ms after the worker's SIGKILL\n",
+      line.c_str(), ms_since(t0));
+  s.c.signal(SIGTERM);
+  EXPECT_EQ(s.c.wait_exit(), 0);
+  EXPECT_TRUE(poll_until([] { return processes_of(65532).empty(); }));
 }
 
 }  // namespace

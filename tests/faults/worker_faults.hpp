@@ -47,7 +47,7 @@ inline std::string json_argv(const std::vector<std::string>& argv) {
 inline std::string write_config(const std::string& json) {
   char path[] = "/tmp/occasional-faults-XXXXXX";
   int fd = ::mkstemp(path);
-  ::fchmod(fd, 0644);  // a coordinator run as nobody reads it too
+  ::fchmod(fd, 0644);  // a coordinator run as another user reads it too
   EXPECT_EQ(::write(fd, json.data(), json.size()), static_cast<ssize_t>(json.size()));
   ::close(fd);
   return path;
