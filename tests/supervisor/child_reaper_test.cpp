@@ -208,5 +208,28 @@ TEST(GuardianTest, KillsKnownGroupsWhenItsCoordinatorDies) {
   EXPECT_TRUE(gone(guardian)) << "the guardian exits once its work is done";
 }
 
+// ps -ef and pgrep -f show the guardian as what it is, not as a second
+// coordinator with the same command line.
+TEST(GuardianTest, HasACommandLineOfItsOwn) {
+  pid_t guardian = -1;
+  {
+    Guardian g;
+    g.start();
+    guardian = g.pid();
+    std::string cmdline;
+    const auto deadline = Clock::now() + 5s;
+    const std::string want = "occasional-guardian for " + std::to_string(::getpid());
+    while (Clock::now() < deadline) {
+      std::ifstream f("/proc/" + std::to_string(guardian) + "/cmdline");
+      std::getline(f, cmdline, '\0');
+      if (cmdline == want) break;
+      ::usleep(2000);
+    }
+    EXPECT_EQ(cmdline, want);
+  }
+  // Its pipe closed with `g`: it exits.
+  EXPECT_EQ(::waitpid(guardian, nullptr, 0), guardian);
+}
+
 }  // namespace
 }  // namespace occasional::supervisor
