@@ -83,6 +83,8 @@ metrics::Status CoordinatorAdmin::status() {
   for (const auto& s : supervisor_.inetd_services()) st.services.push_back(inetd_status(*s));
   st.notify_rejected = supervisor_.notify_rejected();
   st.orphans_reaped = supervisor_.reaper().orphans_reaped();
+  st.supervisor_errors = supervisor_.loop_errors();
+  st.log_lines_dropped = supervisor_.log().dropped();
   return st;
 }
 

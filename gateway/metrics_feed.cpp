@@ -1,5 +1,7 @@
 #include "gateway/metrics_feed.hpp"
 
+#include <cstring>
+
 #include "supervisor/event_log.hpp"
 
 namespace occasional::gateway {
@@ -86,6 +88,17 @@ void MetricsFeed::on_accept_probe_failed(const std::string& service, int, const 
 void MetricsFeed::on_closed_counter_unavailable(const std::string& service, int,
                                                 const std::string&) {
   metrics_.closed_counter_unavailable(service);
+}
+
+void MetricsFeed::on_closed_counter_clamped(const std::string& service, int, const char* reason,
+                                            uint64_t, uint64_t) {
+  metrics_.closed_counter_clamped(service, reason);
+}
+
+void MetricsFeed::on_spawn_deferred(const std::string& service, int, const char* call, int error,
+                                    supervisor::Duration) {
+  metrics_.spawn_deferred(service, std::string(call) + "_" +
+                                       (strerrorname_np(error) ? strerrorname_np(error) : "other"));
 }
 
 }  // namespace occasional::gateway

@@ -37,6 +37,10 @@ class MetricsFeed : public supervisor::ServiceObserver {
                               const std::string& error) override;
   void on_closed_counter_unavailable(const std::string& service, int replica,
                                      const std::string& error) override;
+  void on_closed_counter_clamped(const std::string& service, int replica, const char* reason,
+                                 uint64_t read, uint64_t used) override;
+  void on_spawn_deferred(const std::string& service, int replica, const char* call, int error,
+                         supervisor::Duration delay) override;
 
  private:
   metrics::Metrics& metrics_;

@@ -19,9 +19,10 @@ namespace {
 constexpr const char* kKilledBy[] = {"SIGKILL", "SIGTERM", "SIGINT", "SIGSEGV",
                                      "SIGABRT", "SIGBUS",  "SIGFPE", "SIGILL"};
 constexpr const char* kProtocolErrors[] = {
-    "recvmsg",     "ctrunc",       "too_large",      "foreign_cmsg",    "too_many_fds",
-    "empty",       "not_json",     "type_not_first", "missing_field",   "wrong_type",
-    "bad_version", "unknown_type", "unexpected_fd",  "wrong_direction", "channel_closed"};
+    "recvmsg",       "ctrunc",          "too_large",      "foreign_cmsg",
+    "too_many_fds",  "empty",           "not_json",       "type_not_first",
+    "missing_field", "wrong_type",      "bad_version",    "unknown_type",
+    "unexpected_fd", "wrong_direction", "channel_closed", "exit_overdue"};
 constexpr const char* kRejectReasons[] = {
     "peek_timeout",    "too_large",           "malformed",    "bad_host",
     "no_route",        "closed_before_route", "peek_error",   "routing_cap",
@@ -106,6 +107,18 @@ struct Metrics::Impl {
                             .Name("occasional_worker_killed_at_grace_total")
                             .Help("Stopping workers SIGKILLed at the grace deadline.")
                             .Register(registry)),
+        closed_counter_clamped(
+            BuildCounter()
+                .Name("occasional_worker_closed_counter_clamped_total")
+                .Help("Times a worker's shared closed counter read an impossible value "
+                      "(backwards, beyond_handed) and was clamped.")
+                .Register(registry)),
+        spawn_deferred(BuildCounter()
+                           .Name("occasional_worker_spawn_deferred_total")
+                           .Help("Spawns that failed for want of the coordinator's own "
+                                 "resources, retried without counting towards the restart "
+                                 "intensity, by failed call and errno.")
+                           .Register(registry)),
         admin_requests(BuildCounter()
                            .Name("occasional_admin_requests_total")
                            .Help("Admin endpoint responses by HTTP status code (0: accept "
@@ -135,6 +148,8 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& accept_probe_failures;
   prometheus::Family<prometheus::Counter>& closed_counter_unavailable;
   prometheus::Family<prometheus::Counter>& killed_at_grace;
+  prometheus::Family<prometheus::Counter>& closed_counter_clamped;
+  prometheus::Family<prometheus::Counter>& spawn_deferred;
   prometheus::Family<prometheus::Counter>& admin_requests;
   prometheus::Family<prometheus::Counter>& admin_refused;
 
@@ -219,6 +234,17 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
                         "Processes reparented to the coordinator and reaped.", T::Counter);
   orphans.metric.push_back(value(static_cast<double>(st.orphans_reaped), {}, T::Counter));
   out.push_back(std::move(orphans));
+  auto sup_errors = family("occasional_supervisor_errors_total",
+                           "Failures of the coordinator's own supervision machinery (guardian "
+                           "re-fork, loop registration), logged and retried, by reason.",
+                           T::Counter);
+  add_by_reason(sup_errors, st.supervisor_errors);
+  out.push_back(std::move(sup_errors));
+  auto dropped =
+      family("occasional_log_lines_dropped_total",
+             "Event log lines dropped because stderr was full (its reader is slow).", T::Counter);
+  dropped.metric.push_back(value(static_cast<double>(st.log_lines_dropped), {}, T::Counter));
+  out.push_back(std::move(dropped));
 
   const ConnectionStats& c = connections;
   auto accepted = family("occasional_connections_accepted_total",
@@ -379,6 +405,14 @@ void Metrics::closed_counter_unavailable(const std::string& service) {
 
 void Metrics::killed_at_grace(const std::string& service) {
   impl_->killed_at_grace.Add({{"service", service}}).Increment();
+}
+
+void Metrics::closed_counter_clamped(const std::string& service, const std::string& reason) {
+  impl_->closed_counter_clamped.Add({{"service", service}, {"reason", reason}}).Increment();
+}
+
+void Metrics::spawn_deferred(const std::string& service, const std::string& reason) {
+  impl_->spawn_deferred.Add({{"service", service}, {"reason", reason}}).Increment();
 }
 
 void Metrics::admin_request(int code) {

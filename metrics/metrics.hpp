@@ -46,6 +46,10 @@ class Metrics {
   void accept_probe_failed(const std::string& service);
   void closed_counter_unavailable(const std::string& service);
   void killed_at_grace(const std::string& service);
+  // `reason`: backwards, beyond_handed.
+  void closed_counter_clamped(const std::string& service, const std::string& reason);
+  // `reason`: the failed call and errno, e.g. socketpair_EMFILE.
+  void spawn_deferred(const std::string& service, const std::string& reason);
   // One admin response by HTTP status code (0: the admin accept failed).
   void admin_request(int code);
   // One admin request or connection refused, by a reason of kAdminRefusals.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,9 @@ struct Status {
   std::vector<ServiceStatus> services;
   uint64_t notify_rejected = 0;
   uint64_t orphans_reaped = 0;
+  // The supervisor's own failures on the loop, by reason (logged, retried).
+  std::map<std::string, uint64_t> supervisor_errors;
+  uint64_t log_lines_dropped = 0;
 };
 
 }  // namespace occasional::metrics

@@ -6,8 +6,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
+#include <system_error>
 #include <unordered_map>
 
 #include "supervisor/event_log.hpp"
@@ -37,11 +40,29 @@ class ChildReaper {
   // Marks this process a child subreaper; call once at startup.
   static void become_subreaper();
 
-  void watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit);
+  // Fails (ENOMEM, ENOSPC from epoll) without throwing; the child is then
+  // killed and reaped at once, and `on_exit` never runs.
+  std::error_code watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit);
   bool watching(pid_t pid) const { return watched_.contains(pid); }
+  // The only ways to signal a watched child. A pid is watched until the
+  // moment it is reaped (the callback runs after), so neither can reach a
+  // process that reused the id: `signal` goes through the pidfd, and
+  // `signal_group` to the group the child leads, whose id a zombie leader
+  // still holds. Both are ESRCH once the child is reaped or if never watched.
+  std::error_code signal(pid_t pid, int signal) const;
+  std::error_code signal_group(pid_t pid, int signal) const;
+  // The watched child has exited and waits to be reaped (checked without
+  // reaping it: waitid WNOHANG | WNOWAIT on its pidfd). False once reaped.
+  bool exited(pid_t pid) const;
   // Orphans reaped and killed so far (for tests and metrics).
   uint64_t orphans_reaped() const { return orphans_reaped_; }
   uint64_t orphans_killed() const { return orphans_killed_; }
+  // Walks of all of /proc made to find orphans: none while the kernel lists
+  // our children in /proc/self/task/*/children.
+  uint64_t full_scans() const { return full_scans_; }
+  // For tests: behave as on a kernel without /proc/.../children.
+  void use_children_list(bool yes) { children_list_ = yes; }
+  static constexpr std::chrono::seconds kFullScanInterval{1};
 
  private:
   struct Watched {
@@ -53,12 +74,17 @@ class ChildReaper {
   void on_sigchld();
   void finish(pid_t pid);
   void kill_orphans();
+  void schedule_orphan_scan();
 
   boost::asio::io_context& io_;
   const EventLog& log_;
   boost::asio::signal_set sigchld_;
   std::unordered_map<pid_t, Watched> watched_;
   bool orphan_scan_posted_ = false;
+  boost::asio::steady_timer orphan_timer_;
+  bool children_list_ = true;
+  std::chrono::steady_clock::time_point last_full_scan_{};
+  uint64_t full_scans_ = 0;
   uint64_t orphans_reaped_ = 0;
   uint64_t orphans_killed_ = 0;
 };

@@ -2,6 +2,9 @@
 
 #include "workers/json.hpp"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -70,18 +73,42 @@ EventLog::Line::Line(const EventLog& log, LogLevel level, std::string_view event
   }
 }
 
-EventLog::Line::~Line() {
-  buf_ += log_.format_ == LogFormat::json ? "}\n" : "\n";
-  // One write per line keeps lines whole when several processes share stderr.
-  const char* p = buf_.data();
-  size_t left = buf_.size();
+EventLog::EventLog(LogFormat format, int fd) : format_(format), fd_(fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || S_ISREG(st.st_mode)) return;  // a file does not fill up
+  if (S_ISSOCK(st.st_mode)) {
+    socket_ = true;
+    return;
+  }
+  // Opening a pipe or a terminal through /proc makes a new open file
+  // description: O_NONBLOCK on it is ours alone.
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  own_.reset(::open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  if (own_) fd_ = own_.get();
+}
+
+void EventLog::write_line(const std::string& line) const {
+  // One write per line keeps lines whole when several processes share stderr
+  // (atomic up to PIPE_BUF bytes on a pipe).
+  const char* p = line.data();
+  size_t left = line.size();
   while (left > 0) {
-    ssize_t n = ::write(log_.fd_, p, left);
+    ssize_t n = socket_ ? ::send(fd_, p, left, MSG_DONTWAIT | MSG_NOSIGNAL) : ::write(fd_, p, left);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      ++dropped_;
+      return;
+    }
     if (n <= 0) return;  // stderr is gone; the log cannot report its own failure
     p += n;
     left -= static_cast<size_t>(n);
   }
+}
+
+EventLog::Line::~Line() {
+  buf_ += log_.format_ == LogFormat::json ? "}\n" : "\n";
+  log_.write_line(buf_);
 }
 
 void EventLog::Line::key(std::string_view k) {

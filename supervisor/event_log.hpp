@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "workers/unique_fd.hpp"
+
 namespace occasional::supervisor {
 
 enum class LogFormat { json, text };
@@ -34,14 +36,26 @@ class EventLog {
     std::string buf_;
   };
 
-  explicit EventLog(LogFormat format, int fd = 2) : format_(format), fd_(fd) {}
+  // Writes never block the loop: a line that does not fit into a full pipe
+  // or socket is dropped and counted. `fd` itself is left as it is (its
+  // O_NONBLOCK flag is shared with every process that inherited it, workers
+  // included): a pipe or terminal is reopened through /proc/self/fd as a
+  // non-blocking file of our own, a socket is written with MSG_DONTWAIT.
+  explicit EventLog(LogFormat format, int fd = 2);
 
   Line event(LogLevel level, std::string_view name) const { return Line(*this, level, name); }
   LogFormat format() const { return format_; }
+  // Lines dropped because the log's reader did not keep up.
+  uint64_t dropped() const { return dropped_; }
 
  private:
+  void write_line(const std::string& line) const;
+
   LogFormat format_;
   int fd_;
+  UniqueFd own_;  // the reopened non-blocking file, when there is one
+  bool socket_ = false;
+  mutable uint64_t dropped_ = 0;
 };
 
 // "2026-11-23T22:04:49.123456Z": UTC, microseconds.

@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <system_error>
 #include <unordered_set>
 
 #include "workers/unique_fd.hpp"
@@ -26,8 +27,12 @@ namespace occasional::supervisor {
 class Guardian {
  public:
   Guardian() = default;
-  // Forks the guardian. Call while the process has one thread.
+  // Forks the guardian. Call while the process has one thread. Throws with
+  // a message for a person (startup).
   void start();
+  // The same without throwing, for the loop (a guardian re-forked after it
+  // died): `failed_call` names the call that failed.
+  std::error_code start(const char*& failed_call);
   void watch(pid_t pgid);
   void forget(pid_t pgid);
   pid_t pid() const { return pid_; }

@@ -56,11 +56,15 @@ InetdService::Launch InetdService::launch(int conn, const std::string& peer) {
     record_start_failure(slot, result.error, result.failed_call);
     return Launch::failed;
   }
+  if (std::error_code ec =
+          reaper_.watch(result.pid, std::move(result.pidfd),
+                        [this, slot](const siginfo_t& info) { on_exit(slot, info); })) {
+    record_start_failure(slot, ec.value(), "register_pidfd");
+    return Launch::failed;
+  }
   s.pid = result.pid;
   ++running_;
   guardian_.watch(s.pid);
-  reaper_.watch(s.pid, std::move(result.pidfd),
-                [this, slot](const siginfo_t& info) { on_exit(slot, info); });
   observer_.on_spawned(config_.name, slot, s.pid);
   return Launch::started;
 }
@@ -81,12 +85,12 @@ void InetdService::stop() {
     const int slot = static_cast<int>(i);
     const pid_t pid = s.pid;
     observer_.on_stopping(config_.name, slot, pid);
-    ::kill(-pid, SIGTERM);
+    reaper_.signal_group(pid, SIGTERM);
     s.grace.expires_after(config_.grace);
     s.grace.async_wait([this, slot, pid](const boost::system::error_code& ec) {
       if (ec || slots_[static_cast<size_t>(slot)]->pid != pid) return;
       observer_.on_killed_at_grace(config_.name, slot, pid);
-      ::kill(-pid, SIGKILL);
+      reaper_.signal_group(pid, SIGKILL);
     });
   }
   if (idle()) observer_.on_idle(config_.name);
@@ -94,8 +98,8 @@ void InetdService::stop() {
 
 void InetdService::kill_all() {
   for (auto& s : slots_)
-    // A group leader not yet reaped: -pid is still its group.
-    if (s->pid > 0) ::kill(-s->pid, SIGKILL);
+    // The reaper signals only a group whose leader it has not reaped.
+    if (s->pid > 0) reaper_.signal_group(s->pid, SIGKILL);
 }
 
 void InetdService::on_exit(int slot, const siginfo_t& info) {

@@ -11,6 +11,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string_view>
+
+#include <boost/system/system_error.hpp>
 
 #include "supervisor/accept_probe.hpp"
 #include "supervisor/spawner.hpp"
@@ -193,7 +196,7 @@ void Service::spawn(int replica) {
     case WorkerMode::handoff: {
       int pair[2];
       if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
-        record_start_failure(replica, errno, "socketpair");
+        start_failed(replica, errno, "socketpair");
         return;
       }
       ours.reset(pair[0]);
@@ -202,6 +205,24 @@ void Service::spawn(int replica) {
       int flags = ::fcntl(theirs.get(), F_GETFL);
       ::fcntl(theirs.get(), F_SETFL, flags & ~O_NONBLOCK);
       spec.pass_fds = {theirs.get()};
+      // Registered with the loop before the fork: failing here (epoll out
+      // of memory, ...) leaves no process to clean up.
+      try {
+        r.link = std::make_unique<WorkerLink>(
+            io_, std::move(ours),
+            WorkerLink::Handlers{
+                [this, replica](const workers::Message& m) { on_message(replica, m); },
+                [this, replica](const char* reason, const std::string& error) {
+                  on_protocol_error(replica, reason, error);
+                },
+                [this, replica](const char* reason, uint64_t read, uint64_t used) {
+                  observer_.on_closed_counter_clamped(config_.name, replica, reason, read, used);
+                },
+                [this, replica] { on_channel_closed(replica); }});
+      } catch (const boost::system::system_error& e) {
+        start_failed(replica, e.code().value(), "register_link");
+        return;
+      }
       spec.env.push_back(std::string(workers::kControlFdEnv) + "=" +
                          std::to_string(workers::kControlFd));
       break;
@@ -227,14 +248,22 @@ void Service::spawn(int replica) {
   SpawnResult result = spawn_process(spec);
   theirs.reset();
   if (!result.ok()) {
-    record_start_failure(replica, result.error, result.failed_call);
+    r.link.reset();
+    start_failed(replica, result.error, result.failed_call);
     return;
   }
-  r.pid = result.pid;
+  const pid_t pid = result.pid;
+  if (std::error_code ec =
+          reaper_.watch(pid, std::move(result.pidfd),
+                        [this, replica](const siginfo_t& info) { on_exit(replica, info); })) {
+    // The reaper killed and reaped it: it never ran as a worker.
+    r.link.reset();
+    start_failed(replica, ec.value(), "register_pidfd");
+    return;
+  }
+  r.deferrals = 0;
+  r.pid = pid;
   guardian_.watch(r.pid);
-  const pid_t pid = r.pid;
-  reaper_.watch(pid, std::move(result.pidfd),
-                [this, replica](const siginfo_t& info) { on_exit(replica, info); });
   observer_.on_spawned(config_.name, replica, pid);
 
   switch (config_.mode) {
@@ -242,13 +271,6 @@ void Service::spawn(int replica) {
       set_ready(replica, true);
       break;
     case WorkerMode::handoff:
-      r.link = std::make_unique<WorkerLink>(
-          io_, std::move(ours),
-          WorkerLink::Handlers{
-              [this, replica](const workers::Message& m) { on_message(replica, m); },
-              [this, replica](const char* reason, const std::string& error) {
-                on_protocol_error(replica, reason, error);
-              }});
       r.link->send(workers::encode_hello_coordinator());
       break;
     case WorkerMode::listen_fds:
@@ -268,6 +290,12 @@ void Service::spawn(int replica) {
 
 void Service::terminate(int replica) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
+  if (r.pid <= 0) {
+    // A deferred spawn: nothing to stop, so the stop is done.
+    r.overdue.cancel();
+    handle(replica, {PolicyEventKind::exited, true, {}});
+    return;
+  }
   observer_.on_stopping(config_.name, replica, r.pid);
   set_ready(replica, false);
   const auto grace_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config_.grace);
@@ -318,6 +346,9 @@ void Service::on_message(int replica, const workers::Message& m) {
       r.stated_reason =
           m.is_error ? "error: " + m.text + (m.detail.empty() ? "" : ": " + m.detail) : m.text;
       set_ready(replica, false);
+      // While stopping, the grace deadline already applies.
+      if (policy_.state(replica) == ReplicaState::running)
+        expect_exit(replica, config_.grace, "exit_overdue");
       break;
     case workers::MessageType::status:
       r.status_text = m.text;
@@ -341,6 +372,36 @@ void Service::on_protocol_error(int replica, const char* reason, const std::stri
   set_ready(replica, false);
   if (r.link) r.link->close();
   signal_group(replica, SIGKILL);
+}
+
+void Service::on_channel_closed(int replica) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  set_ready(replica, false);
+  // After `exit`, or while stopping, EOF is the expected way out and a
+  // deadline is already set.
+  if (r.stated_reason || policy_.state(replica) != ReplicaState::running) return;
+  // A worker that exits closes its socket a moment before its pidfd becomes
+  // readable (the kernel closes files before it notifies the parent), so EOF
+  // alone does not tell an exit in progress from a worker that closed fd 3
+  // and lives on: a short deadline does, and then waitid (WNOWAIT) checks
+  // for an exit the loop has not seen yet.
+  expect_exit(replica, kChannelClosedGrace, "channel_closed");
+}
+
+void Service::expect_exit(int replica, Duration within, const char* reason) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  const pid_t pid = r.pid;
+  r.overdue.expires_after(within);
+  r.overdue.async_wait([this, replica, pid, within, reason](const boost::system::error_code& ec) {
+    Replica& rr = *replicas_[static_cast<size_t>(replica)];
+    if (ec || rr.pid != pid || pid <= 0 || reaper_.exited(pid)) return;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(within).count();
+    on_protocol_error(replica, reason,
+                      std::string(std::strcmp(reason, "channel_closed") == 0
+                                      ? "the worker closed its control socket"
+                                      : "the worker sent exit") +
+                          " and was still running " + std::to_string(ms) + " ms later");
+  });
 }
 
 void Service::on_notify(int replica, std::string_view assignment) {
@@ -417,9 +478,49 @@ void Service::on_exit(int replica, const siginfo_t& info) {
   r.pid = -1;
   r.timer.cancel();
   r.watchdog.cancel();
+  r.overdue.cancel();
   r.watchdog_armed = false;
   r.probe.cancel();
   finish_exit(replica, std::move(record));
+}
+
+namespace {
+bool coordinator_exhausted(int error, const char* call) {
+  // Calls the coordinator makes for itself before the child runs; their
+  // resource errors say the coordinator is short of fds, memory or
+  // processes, not that the worker is broken. A failed execve (ENOENT,
+  // EACCES, ...) is still the worker's own failure.
+  static constexpr std::string_view kOwnCalls[] = {
+      "socketpair", "pipe2", "clone", "fork", "pidfd_open", "register_link", "register_pidfd"};
+  const bool own = std::find(std::begin(kOwnCalls), std::end(kOwnCalls), std::string_view(call)) !=
+                   std::end(kOwnCalls);
+  return own && (error == EMFILE || error == ENFILE || error == ENOMEM || error == EAGAIN ||
+                 error == ENOSPC);
+}
+
+}  // namespace
+
+void Service::start_failed(int replica, int error, const char* call) {
+  if (!coordinator_exhausted(error, call)) {
+    record_start_failure(replica, error, call);
+    return;
+  }
+  // Not the worker's failure, so not the restart policy's business (it
+  // would count towards the intensity, and client traffic that used up the
+  // fds could mark a service failed): the replica stays running with no
+  // process and the spawn is retried with its own backoff.
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  const int doublings = std::min(r.deferrals++, 16);
+  const Duration delay =
+      std::min<Duration>(config_.restart.backoff_initial * (1 << doublings),
+                         std::max(config_.restart.backoff_initial, config_.restart.backoff_max));
+  observer_.on_spawn_deferred(config_.name, replica, call, error, delay);
+  r.overdue.expires_after(delay);
+  r.overdue.async_wait([this, replica](const boost::system::error_code& ec) {
+    if (!ec && policy_.state(replica) == ReplicaState::running &&
+        replicas_[static_cast<size_t>(replica)]->pid <= 0)
+      spawn(replica);
+  });
 }
 
 void Service::record_start_failure(int replica, int error, const char* call) {
@@ -443,8 +544,9 @@ void Service::finish_exit(int replica, ExitRecord record) {
 
 void Service::signal_group(int replica, int signal) {
   const pid_t pid = replicas_[static_cast<size_t>(replica)]->pid;
-  // The worker is a group leader not yet reaped, so -pid is still its group.
-  if (pid > 0) ::kill(-pid, signal);
+  // Through the reaper: after the worker is reaped (an error found in its
+  // last messages, on_exit) its pid may already be someone else's.
+  if (pid > 0) reaper_.signal_group(pid, signal);
 }
 
 void Service::arm_timer(int replica, Duration delay, PolicyEventKind event) {

@@ -38,6 +38,11 @@ enum class Readiness {
   accepting,  // on READY=1, or once it is seen waiting to accept on the listener
 };
 
+// How long a running worker that closed its control socket without saying
+// `exit` may take to exit before it counts as a protocol error
+// (channel_closed) and is killed: enough for an exit already under way.
+inline constexpr std::chrono::milliseconds kChannelClosedGrace{200};
+
 struct ServiceConfig {
   std::string name;
   ProcessSpec process;
@@ -112,7 +117,8 @@ class Service {
 
  private:
   struct Replica {
-    explicit Replica(boost::asio::io_context& io) : timer(io), watchdog(io), probe(io) {}
+    explicit Replica(boost::asio::io_context& io)
+        : timer(io), watchdog(io), probe(io), overdue(io) {}
     pid_t pid = -1;
     WallTime started_wall{};
     MonoTime started_mono{};
@@ -125,6 +131,12 @@ class Service {
     bool watchdog_armed = false;         // since its READY=1 or first WATCHDOG=1
     boost::asio::steady_timer probe;     // listen_fds, readiness `accepting`
     Duration probe_every{};
+    // A running worker that said `exit` or closed its control socket must
+    // exit by this deadline (exit_overdue, channel_closed).
+    // Also: the retry of a spawn deferred for the coordinator's own
+    // exhaustion (start_failed), `deferrals` in a row so far.
+    boost::asio::steady_timer overdue;
+    int deferrals = 0;
   };
 
   void handle(int replica, PolicyEvent event);
@@ -135,9 +147,12 @@ class Service {
   void set_ready(int replica, bool ready);
   void on_message(int replica, const workers::Message& message);
   void on_protocol_error(int replica, const char* reason, const std::string& error);
+  void on_channel_closed(int replica);
+  void expect_exit(int replica, Duration within, const char* reason);
   void arm_watchdog(int replica);
   void look_for_accepting(int replica);
   void on_exit(int replica, const siginfo_t& info);
+  void start_failed(int replica, int error, const char* call);
   void record_start_failure(int replica, int error, const char* call);
   void finish_exit(int replica, ExitRecord record);
   void signal_group(int replica, int signal);

@@ -1,6 +1,8 @@
 #include "supervisor/service_log.hpp"
 
 #include <chrono>
+#include <cstring>
+#include <string>
 
 namespace occasional::supervisor {
 namespace {
@@ -127,6 +129,28 @@ void ServiceLog::on_closed_counter_unavailable(const std::string& service, int r
       .num("replica", replica)
       .str("error", error)
       .str("action", "the worker goes on sending a closed message per connection");
+}
+
+void ServiceLog::on_closed_counter_clamped(const std::string& service, int replica,
+                                           const char* reason, uint64_t read, uint64_t used) {
+  log_.event(LogLevel::warn, "closed_counter_clamped")
+      .str("service", service)
+      .num("replica", replica)
+      .str("reason", reason)
+      .str("read", std::to_string(read))
+      .str("used", std::to_string(used));
+}
+
+void ServiceLog::on_spawn_deferred(const std::string& service, int replica, const char* call,
+                                   int error, Duration delay) {
+  log_.event(LogLevel::error, "spawn_deferred")
+      .str("service", service)
+      .num("replica", replica)
+      .str("failed_call", call)
+      .num("errno", error)
+      .str("error", std::strerror(error))
+      .real("delay_seconds", seconds(delay))
+      .str("action", "retried; not counted towards the restart intensity");
 }
 
 void ServiceLog::on_status(const std::string& service, int replica, const std::string& text) {

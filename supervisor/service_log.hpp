@@ -28,6 +28,10 @@ class ServiceLog : public ServiceObserver {
   void on_status(const std::string& service, int replica, const std::string& text) override;
   void on_closed_counter_unavailable(const std::string& service, int replica,
                                      const std::string& error) override;
+  void on_closed_counter_clamped(const std::string& service, int replica, const char* reason,
+                                 uint64_t read, uint64_t used) override;
+  void on_spawn_deferred(const std::string& service, int replica, const char* call, int error,
+                         Duration delay) override;
 
  private:
   const EventLog& log_;

@@ -29,6 +29,17 @@ class ServiceObserver {
   // made or sent: it goes on sending `closed` messages, at more CPU per connection.
   virtual void on_closed_counter_unavailable(const std::string& /*service*/, int /*replica*/,
                                              const std::string& /*error*/) {}
+  // The worker's shared closed counter read `read`, which cannot be true
+  // (`reason`: backwards, beyond_handed); `used` was taken instead.
+  virtual void on_closed_counter_clamped(const std::string& /*service*/, int /*replica*/,
+                                         const char* /*reason*/, uint64_t /*read*/,
+                                         uint64_t /*used*/) {}
+  // A spawn failed for want of the coordinator's own resources (`call`
+  // failed with `error`: EMFILE, ENFILE, ENOMEM, EAGAIN). Not the worker's
+  // fault: it is retried after `delay` and does not count towards the
+  // service's restart intensity.
+  virtual void on_spawn_deferred(const std::string& /*service*/, int /*replica*/,
+                                 const char* /*call*/, int /*error*/, Duration /*delay*/) {}
   virtual void on_exited(const ExitRecord& /*record*/) {}
   virtual void on_restart_scheduled(const std::string& /*service*/, int /*replica*/,
                                     Duration /*delay*/) {}

@@ -1,28 +1,68 @@
 #include "supervisor/supervisor.hpp"
 
+#include <algorithm>
 #include <csignal>
+#include <cstring>
 
 namespace occasional::supervisor {
 
 Supervisor::Supervisor(boost::asio::io_context& io, const EventLog& log)
-    : io_(io), log_(log), reaper_(io, log) {
+    : io_(io), log_(log), reaper_(io, log), guardian_timer_(io) {
   ChildReaper::become_subreaper();
   guardian_.start();
+  guardian_started_ = std::chrono::steady_clock::now();
   watch_guardian();
 }
 
 void Supervisor::watch_guardian() {
   const pid_t pid = guardian_.pid();
-  reaper_.watch(pid, guardian_.take_pidfd(), [this, pid](const siginfo_t& info) {
-    // Without a guardian a SIGKILLed coordinator would leave workers' children
-    // behind: start a new one, which learns every live group.
-    log_.event(LogLevel::error, "guardian_exited")
-        .num("pid", pid)
-        .num("status", info.si_status)
-        .str("action", "starting a new guardian");
-    guardian_.start();
+  std::error_code ec =
+      reaper_.watch(pid, guardian_.take_pidfd(), [this, pid](const siginfo_t& info) {
+        // Without a guardian a SIGKILLed coordinator would leave workers'
+        // children behind: start a new one, which learns every live group.
+        log_.event(LogLevel::error, "guardian_exited")
+            .num("pid", pid)
+            .num("status", info.si_status)
+            .str("action", "starting a new guardian");
+        restart_guardian();
+      });
+  if (ec) {
+    // The reaper killed it; try again later.
+    count_loop_error("guardian_register", ec.value());
+    restart_guardian();
+  }
+}
+
+void Supervisor::restart_guardian() {
+  // A guardian that keeps dying (or cannot be forked: an nproc limit, no
+  // memory) is re-forked with a growing delay, not in a loop.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - guardian_started_ > std::chrono::seconds(10))
+    guardian_backoff_ = Duration::zero();
+  else
+    guardian_backoff_ = std::clamp<Duration>(guardian_backoff_ * 2, std::chrono::milliseconds(100),
+                                             std::chrono::seconds(30));
+  guardian_timer_.expires_after(guardian_backoff_);
+  guardian_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    const char* call = "";
+    guardian_started_ = std::chrono::steady_clock::now();
+    if (std::error_code err = guardian_.start(call)) {
+      count_loop_error(std::string("guardian_") + call, err.value());
+      log_.event(LogLevel::error, "guardian_start_failed")
+          .str("failed_call", call)
+          .str("error", err.message())
+          .str("action", "retrying with backoff");
+      restart_guardian();
+      return;
+    }
     watch_guardian();
   });
+}
+
+void Supervisor::count_loop_error(const std::string& what, int error) {
+  const char* name = strerrorname_np(error);
+  ++loop_errors_[what + "_" + (name ? name : "other")];
 }
 
 Service& Supervisor::add_service(ServiceConfig config) {
@@ -110,6 +150,14 @@ void Supervisor::on_unready(const std::string& service, int replica) {
 }
 void Supervisor::on_conn_closed(const std::string& service, int replica, uint64_t id) {
   for (auto* o : observers_) o->on_conn_closed(service, replica, id);
+}
+void Supervisor::on_closed_counter_clamped(const std::string& service, int replica,
+                                           const char* reason, uint64_t read, uint64_t used) {
+  for (auto* o : observers_) o->on_closed_counter_clamped(service, replica, reason, read, used);
+}
+void Supervisor::on_spawn_deferred(const std::string& service, int replica, const char* call,
+                                   int error, Duration delay) {
+  for (auto* o : observers_) o->on_spawn_deferred(service, replica, call, error, delay);
 }
 void Supervisor::on_exited(const ExitRecord& record) {
   by_pid_.erase(record.pid);

@@ -1,7 +1,9 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -45,11 +47,18 @@ class Supervisor : private ServiceObserver {
   const std::vector<std::unique_ptr<Service>>& services() const { return services_; }
   const std::vector<std::unique_ptr<InetdService>>& inetd_services() const { return inetd_; }
   const ChildReaper& reaper() const { return reaper_; }
+  const EventLog& log() const { return log_; }
   // NOTIFY_SOCKET datagrams rejected so far (no credentials, unknown sender, too large).
   uint64_t notify_rejected() const { return notify_rejected_; }
+  // Failures of the coordinator's own machinery on the loop, by reason
+  // (e.g. guardian_fork_EAGAIN, guardian_register_ENOMEM): each was logged
+  // and retried with backoff instead of ending the coordinator.
+  const std::map<std::string, uint64_t>& loop_errors() const { return loop_errors_; }
 
  private:
   void watch_guardian();
+  void restart_guardian();
+  void count_loop_error(const std::string& what, int error);
   void on_notify(pid_t pid, std::string_view assignment);
 
   void on_spawned(const std::string& service, int replica, pid_t pid) override;
@@ -58,6 +67,10 @@ class Supervisor : private ServiceObserver {
   void on_conn_closed(const std::string& service, int replica, uint64_t id) override;
   void on_closed_counter_unavailable(const std::string& service, int replica,
                                      const std::string& error) override;
+  void on_closed_counter_clamped(const std::string& service, int replica, const char* reason,
+                                 uint64_t read, uint64_t used) override;
+  void on_spawn_deferred(const std::string& service, int replica, const char* call, int error,
+                         Duration delay) override;
   void on_exited(const ExitRecord& record) override;
   void on_restart_scheduled(const std::string& service, int replica, Duration delay) override;
   void on_service_failed(const std::string& service, int restarts, Duration window) override;
@@ -84,6 +97,10 @@ class Supervisor : private ServiceObserver {
   std::vector<ServiceObserver*> observers_;
   std::function<void()> on_all_idle_;
   uint64_t notify_rejected_ = 0;
+  std::map<std::string, uint64_t> loop_errors_;
+  boost::asio::steady_timer guardian_timer_;
+  Duration guardian_backoff_{};
+  MonoTime guardian_started_{};
 };
 
 }  // namespace occasional::supervisor

@@ -5,7 +5,11 @@
 namespace occasional::supervisor {
 
 WorkerLink::WorkerLink(boost::asio::io_context& io, UniqueFd socket, Handlers handlers)
-    : socket_(io, socket.release()), handlers_(std::move(handlers)) {
+    : socket_(io), handlers_(std::move(handlers)) {
+  // Throws when the loop cannot register the socket; `socket` then still
+  // owns (and closes) the fd.
+  socket_.assign(socket.get());
+  socket.release();
   wait();
 }
 
@@ -25,7 +29,29 @@ std::error_code WorkerLink::send(std::string_view message, int fd) {
 
 std::error_code WorkerLink::send(std::string_view message, std::span<const int> fds) {
   if (closed_) return std::make_error_code(std::errc::not_connected);
-  return workers::send_datagram(socket_.native_handle(), message, fds);
+  std::error_code ec = workers::send_datagram(socket_.native_handle(), message, fds);
+  // Every fd sent through here is a connection (`conn`, `conns`).
+  if (!ec) handed_ += fds.size();
+  return ec;
+}
+
+uint64_t WorkerLink::counted_closed() const {
+  if (!closed_counter_.valid()) return 0;
+  const uint64_t read = closed_counter_.value();
+  const char* reason = nullptr;
+  uint64_t used = read;
+  if (read < counted_) {
+    reason = "backwards";
+    used = counted_;
+  } else if (read > handed_) {
+    reason = "beyond_handed";
+    used = handed_;
+  }
+  counted_ = used;
+  if (reason && !clamping_ && handlers_.on_counter_clamped)
+    handlers_.on_counter_clamped(reason, read, used);
+  clamping_ = reason != nullptr;
+  return used;
 }
 
 std::error_code WorkerLink::share_closed_counter() {
@@ -34,7 +60,11 @@ std::error_code WorkerLink::share_closed_counter() {
   UniqueFd fd;
   workers::ClosedCounter counter = workers::ClosedCounter::create(fd, ec);
   if (ec) return ec;
-  if ((ec = send(workers::encode_closed_counter(), fd.get()))) return ec;
+  // Not through send(): this fd is not a connection.
+  const int fds[1] = {fd.get()};
+  if (closed_) return std::make_error_code(std::errc::not_connected);
+  if ((ec = workers::send_datagram(socket_.native_handle(), workers::encode_closed_counter(), fds)))
+    return ec;
   closed_counter_ = std::move(counter);
   return {};
 }
@@ -51,7 +81,11 @@ void WorkerLink::read_all(bool rearm) {
   // While rearm, one message per wake-up when they come one at a time
   // (workers/read_batching.hpp): the recvmsg that finds the socket empty
   // would come after the handoff's `closed` and before we sleep.
-  for (;;) {
+  // At most kMaxMessagesPerWakeup, then the loop serves others first: a
+  // worker sending without pause cannot keep it to itself (epoll reports
+  // the socket again at once while messages remain).
+  for (int taken = 0;; ++taken) {
+    if (rearm && taken == kMaxMessagesPerWakeup) return wait();
     workers::Received r = workers::receive_datagram(socket_.native_handle());
     switch (r.status) {
       case workers::ReceiveStatus::would_block:
@@ -60,8 +94,10 @@ void WorkerLink::read_all(bool rearm) {
           wait();
         }
         return;
-      // The worker closed its end; its exit arrives through the pidfd.
+      // The worker closed its end. Whether it is exiting is the service's to
+      // find out; the socket stays readable at EOF, so it is not waited on again.
       case workers::ReceiveStatus::closed:
+        if (rearm && handlers_.on_channel_closed) handlers_.on_channel_closed();
         return;
       case workers::ReceiveStatus::bad_message:
       case workers::ReceiveStatus::error:

@@ -2,6 +2,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
@@ -24,8 +25,19 @@ class WorkerLink {
     std::function<void(const workers::Message&)> on_message;
     // A message failed a check: `reason` is a metric label, `error` a sentence.
     std::function<void(const char* reason, const std::string& error)> on_protocol_error;
+    // The shared closed counter read `read`, which cannot be true (`reason`:
+    // backwards, beyond_handed); `used` was taken instead. Once per run of
+    // bad reads, not per read.
+    std::function<void(const char* reason, uint64_t read, uint64_t used)> on_counter_clamped;
+    // The worker closed its end (end of file), whether or not it is exiting.
+    std::function<void()> on_channel_closed;
   };
 
+  // Messages read from one worker in one wake-up of the loop.
+  static constexpr int kMaxMessagesPerWakeup = 64;
+
+  // Throws boost::system::system_error when the loop cannot register the
+  // socket (EMFILE, ENOMEM from epoll).
   WorkerLink(boost::asio::io_context& io, UniqueFd socket, Handlers handlers);
   ~WorkerLink();
   WorkerLink(const WorkerLink&) = delete;
@@ -42,8 +54,10 @@ class WorkerLink {
   // one and send it. On failure the worker goes on sending `closed`.
   std::error_code share_closed_counter();
   // Connections the worker has counted as finished in the shared counter
-  // (0 without one); `closed` messages are not included.
-  uint64_t counted_closed() const { return closed_counter_.value(); }
+  // (0 without one); `closed` messages are not included. The worker writes
+  // that page, so what is read is clamped: never below the last value
+  // used, never above the connections sent to this worker.
+  uint64_t counted_closed() const;
   // Reads what is already queued (an `exit` sent just before the worker
   // exited), synchronously, before the link goes away.
   void drain_pending() {
@@ -58,6 +72,10 @@ class WorkerLink {
   Handlers handlers_;
   workers::ReadBatching batching_;
   workers::ClosedCounter closed_counter_;
+  // Connections (fds) sent to the worker, and the last counter value used.
+  uint64_t handed_ = 0;
+  mutable uint64_t counted_ = 0;
+  mutable bool clamping_ = false;
   bool takes_batches_ = false;
   bool closed_ = false;
 };

@@ -1,5 +1,6 @@
 #include "workers/closed_counter.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -41,8 +42,12 @@ ClosedCounter& ClosedCounter::operator=(ClosedCounter&& other) noexcept {
 }
 
 ClosedCounter ClosedCounter::create(UniqueFd& fd_to_send, std::error_code& ec) {
-  UniqueFd fd(::memfd_create("occasional-closed-counter", MFD_CLOEXEC));
-  if (!fd || ::ftruncate(fd.get(), kSize) != 0) {
+  UniqueFd fd(::memfd_create("occasional-closed-counter", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  // Sealed before the worker sees it: a worker that truncated the file
+  // would make the coordinator's next read of the page fault (SIGBUS), and
+  // the coordinator's death takes every worker with it.
+  if (!fd || ::ftruncate(fd.get(), kSize) != 0 ||
+      ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
     ec = {errno, std::system_category()};
     return {};
   }

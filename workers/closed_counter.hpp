@@ -17,7 +17,11 @@ namespace occasional::workers {
 // and sends the fd in a `closed_counter` message; the worker maps it and calls
 // add_one() where it would have sent `closed`. Both sides keep only the
 // mapping: no fd stays open. The value is a 64-bit unsigned integer in host
-// byte order at offset 0, only ever incremented by one.
+// byte order at offset 0, only ever incremented by one. The file is sealed
+// against shrinking and growing (F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_SEAL), so
+// the page stays mapped whatever the worker does with its fd; its contents
+// are still the worker's to write, and the coordinator checks what it reads
+// (WorkerLink::counted_closed).
 class ClosedCounter {
  public:
   ClosedCounter() = default;

@@ -30,6 +30,10 @@ CoordinatorProcess::CoordinatorProcess(std::vector<std::string> wrapper,
   EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
   EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
   UniqueFd err_w(err[1]), out_w(out[1]);
+  // The coordinator drops log lines rather than wait for a full stderr
+  // (occasional_log_lines_dropped_total); tests read it only while waiting
+  // for an event, so give it room for a few thousand lines.
+  ::fcntl(err[1], F_SETPIPE_SZ, 1 << 20);
   err_.reset(err[0]);
   out_.reset(out[0]);
   supervisor::ProcessSpec spec;

@@ -1,10 +1,14 @@
 #include "supervisor/event_log.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <regex>
 #include <string>
 
@@ -50,6 +54,62 @@ TEST(EventLogTest, TextLineIsReadable) {
 TEST(EventLogTest, Rfc3339IsUtcWithMicroseconds) {
   std::chrono::system_clock::time_point t{std::chrono::microseconds(1'700'000'000'123'456)};
   EXPECT_EQ(rfc3339(t), "2023-11-14T22:13:20.123456Z");
+}
+
+// A full stderr pipe (a stuck log reader) must not stop the loop: lines
+// are dropped and counted. The pipe's own file stays blocking, since the
+// workers share it and expect their writes to wait.
+TEST(EventLogTest, AFullPipeDropsAndCountsLinesWithoutBlockingOrChangingTheFd) {
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  UniqueFd rd(p[0]), wr(p[1]);
+  {
+    // Fill it through a file of our own, so `wr` stays as it is.
+    UniqueFd filler(::open(("/proc/self/fd/" + std::to_string(wr.get())).c_str(),
+                           O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+    ASSERT_TRUE(filler);
+    const std::string chunk(4096, 'x');
+    while (::write(filler.get(), chunk.data(), chunk.size()) > 0) {
+    }
+    ASSERT_EQ(errno, EAGAIN);
+  }
+  const int flags_before = ::fcntl(wr.get(), F_GETFL);
+  // In a child with a deadline: before, the first line blocked for ever.
+  int done[2];
+  ASSERT_EQ(::pipe2(done, O_CLOEXEC), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    EventLog log(LogFormat::json, wr.get());
+    for (int i = 0; i < 1000; ++i) log.event(LogLevel::info, "spam").num("i", i);
+    const uint64_t dropped = log.dropped();
+    (void)!::write(done[1], &dropped, sizeof dropped);
+    ::_exit(0);
+  }
+  ::close(done[1]);
+  pollfd pf{done[0], POLLIN, 0};
+  const bool finished = ::poll(&pf, 1, 5000) == 1;
+  uint64_t dropped = 0;
+  if (finished) {
+    EXPECT_EQ(::read(done[0], &dropped, sizeof dropped), ssize_t(sizeof dropped));
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(done[0]);
+  ASSERT_TRUE(finished) << "logging to a full pipe blocked";
+  EXPECT_EQ(dropped, 1000u);
+  EXPECT_EQ(::fcntl(wr.get(), F_GETFL), flags_before);
+  EXPECT_EQ(flags_before & O_NONBLOCK, 0);
+
+  // Once the reader catches up, lines go through again.
+  char buf[65536];
+  pollfd in{rd.get(), POLLIN, 0};
+  while (::poll(&in, 1, 0) == 1 && ::read(rd.get(), buf, sizeof buf) > 0) {
+  }
+  EventLog log(LogFormat::text, wr.get());
+  log.event(LogLevel::info, "again");
+  EXPECT_EQ(log.dropped(), 0u);
+  wr.reset();
 }
 
 }  // namespace

@@ -62,6 +62,10 @@ class Recorder : public ServiceObserver {
     events.emplace_back("grace", replica, pid);
   }
   void on_idle(const std::string&) override { events.emplace_back("idle"); }
+  void on_protocol_error(const std::string&, int replica, const char* reason,
+                         const std::string&) override {
+    events.emplace_back(std::string("protocol_error:") + reason, replica);
+  }
 
   size_t count(const std::string& kind) const {
     return static_cast<size_t>(std::count_if(events.begin(), events.end(),
@@ -349,6 +353,50 @@ TEST_F(ServiceTest, ThousandCrashCyclesLeaveNoZombieAndNoFd) {
   ASSERT_TRUE(wait_for([&] { return s.idle(); }));
   EXPECT_TRUE(wait_for([&] { return zombie_children() == 0; }, 2s));
   EXPECT_EQ(open_fd_count(), baseline);
+}
+
+// A worker that exits closes its control socket a moment before its pidfd
+// is readable: that EOF must not be taken for a worker that closed the
+// socket and lives on (channel_closed).
+TEST_F(ServiceTest, ExitingHandoffWorkersAreNeverReportedAsChannelClosed) {
+  auto c = config({"/bin/sh", "-c", "exit 1"});
+  c.mode = WorkerMode::handoff;
+  c.restart.backoff_initial = 0ms;
+  c.restart.max_restarts = 100000;
+  Service& s = supervisor_->add_service(c);
+  s.start();
+  ASSERT_TRUE(wait_for([&] { return recorder_.count("exited") >= 300; }, 60s));
+  s.stop();
+  ASSERT_TRUE(wait_for([&] { return s.idle(); }));
+  EXPECT_EQ(recorder_.count("protocol_error:channel_closed"), 0u);
+  // Every exit is the worker's own `exit 1` except the last, stopped one:
+  // none is a live worker killed for an EOF or a wake-up that was no exit.
+  size_t not_own = 0;
+  for (const auto& e : recorder_.events)
+    if (e.kind == "exited" && !(e.record.kind == ExitKind::exited && e.record.code == 1)) {
+      ++not_own;
+      EXPECT_EQ(&e, recorder_.last("exited")) << e.record.describe();
+    }
+  EXPECT_LE(not_own, 1u);
+}
+
+// Closing fd 3 and living on: killed once the short grace has passed, with
+// reason channel_closed, and restarted.
+TEST_F(ServiceTest, WorkerThatClosesItsChannelAndLivesOnIsKilled) {
+  auto c = config({"/bin/sh", "-c", "exec 3>&-; exec sleep 30"});
+  c.mode = WorkerMode::handoff;
+  Service& s = supervisor_->add_service(c);
+  s.start();
+  ASSERT_TRUE(wait_for([&] { return recorder_.count("spawned") >= 2; }, 5s));
+  EXPECT_GE(recorder_.count("protocol_error:channel_closed"), 1u);
+  const Recorded* exited = recorder_.last("exited");
+  ASSERT_NE(exited, nullptr);
+  EXPECT_EQ(exited->record.kind, ExitKind::killed);
+  EXPECT_EQ(exited->record.signal, SIGKILL);
+  EXPECT_GE(exited->at - recorder_.events.front().at, kChannelClosedGrace);
+  s.kill_all();
+  s.stop();
+  ASSERT_TRUE(wait_for([&] { return s.idle(); }));
 }
 
 }  // namespace

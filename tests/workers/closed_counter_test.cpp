@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 
@@ -84,6 +85,27 @@ TEST(ClosedCounterTest, MapRefusesWhatIsNotASharedMemoryFile) {
   EXPECT_FALSE(from_small.valid());
   EXPECT_EQ(ec, std::errc::invalid_argument);
   EXPECT_EQ(from_small.value(), 0u);  // an invalid counter reads as nothing counted
+}
+
+TEST(ClosedCounterTest, AWorkerCannotTruncateOrGrowTheSealedPage) {
+  std::error_code ec;
+  UniqueFd fd;
+  ClosedCounter coordinator = ClosedCounter::create(fd, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  // What a hostile worker would do with the fd it was sent. Unsealed, the
+  // truncate succeeds and the read below is a SIGBUS that ends this test.
+  EXPECT_NE(::ftruncate(fd.get(), 1 << 20), 0);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_NE(::ftruncate(fd.get(), 0), 0);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_EQ(coordinator.value(), 0u);
+  // The seals themselves are sealed: none can be removed or added.
+  EXPECT_NE(::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_WRITE), 0);
+  EXPECT_EQ(::fcntl(fd.get(), F_GET_SEALS), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  ClosedCounter worker = ClosedCounter::map(fd.get(), ec);
+  ASSERT_FALSE(ec);
+  worker.add_one();
+  EXPECT_EQ(coordinator.value(), 1u);
 }
 
 }  // namespace
