@@ -183,14 +183,19 @@ ClientMetric value(double v, std::vector<ClientMetric::Label> labels = {},
   return m;
 }
 
+// Each reason that happened.
+void add_by_reason(MetricFamily& f, const std::map<std::string, uint64_t>& counts) {
+  for (const auto& [reason, n] : counts)
+    f.metric.push_back(value(static_cast<double>(n), {{"reason", reason}}, MetricType::Counter));
+}
+
 // Every known reason (0 until it happens), then any other that happened.
 template <size_t N>
 void add_by_reason(MetricFamily& f, const char* const (&known)[N],
                    const std::map<std::string, uint64_t>& counts) {
   std::map<std::string, uint64_t> all(counts);
   for (const char* reason : known) all.try_emplace(reason, 0);
-  for (const auto& [reason, n] : all)
-    f.metric.push_back(value(static_cast<double>(n), {{"reason", reason}}, MetricType::Counter));
+  add_by_reason(f, all);
 }
 
 }  // namespace
