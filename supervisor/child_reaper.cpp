@@ -109,8 +109,12 @@ void ChildReaper::wait_pidfd(pid_t pid) {
 
 void ChildReaper::finish(pid_t pid) {
   // A wake-up of the pidfd is not proof of an exit: seen under load with
-  // the child still running (waitid then says EAGAIN). Killing its group
-  // here would turn a live worker into a "killed by SIGKILL" exit, so wait on.
+  // the child still running (waitid then says EAGAIN). Asio's epoll reactor
+  // keeps the readiness of one turn's events in per-descriptor state that it
+  // recycles: when SIGCHLD finishes a child whose pidfd event is still
+  // queued, and a replacement's pidfd is registered in the same turn, that
+  // event reaches the new pidfd. Killing its group here would turn a live
+  // worker into a "killed by SIGKILL" exit, so wait on.
   if (!exited(pid)) {
     if (watched_.contains(pid)) wait_pidfd(pid);
     return;
