@@ -58,7 +58,7 @@ void Router::route(UniqueFd fd, workers::ConnHeader header) {
     peek->header = std::move(header);
     peek->timer.expires_after(limits_.timeout);
     peek->timer.async_wait([this, id](const boost::system::error_code& ec) {
-      if (!ec && peeking_.contains(id)) reject(id, "peek_timeout");
+      if (!ec && peeking_.contains(id)) guarded(id, [this, id] { reject(id, "peek_timeout"); });
     });
     peeking_.emplace(id, std::move(peek));
   } catch (const std::exception& e) {
