@@ -135,12 +135,9 @@ int main(int argc, char** argv) {
       auto given = [&args](const char* flag) {
         return std::find(args.begin(), args.end(), flag) != args.end();
       };
+      // --admin goes in before validation (it may make a token unnecessary).
       cmd.config = gw::load_config_file(cmd.config_path, given("--admin") ? &flags.admin : nullptr);
       if (given("--log-format")) cmd.config.log_format = flags.log_format;
-      if (given("--admin")) {
-        cmd.config.admin.enabled = flags.admin.enabled;
-        cmd.config.admin.address = flags.admin.address;
-      }
       if (given("--token") || given("--token-file")) cmd.config.admin.token = flags.admin.token;
       if (given("--admin-insecure")) cmd.config.admin.insecure = true;
     }

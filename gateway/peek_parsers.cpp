@@ -296,7 +296,6 @@ HttpHead parse_http_head(std::string_view bytes) {
   if (!head_complete && !have_host) return h;
   // An HTTP/1.1 request without Host is a 400 (RFC 9112 3.2); 1.0 needs none.
   if (head_complete && !have_host && http11) return invalid("bad_host");
-  h.head_complete = head_complete;
 
   // An absolute-form target's authority wins over Host (RFC 9112 3.2.2).
   if (absolute) {

@@ -26,10 +26,6 @@ std::string raw_exchange(int port, const std::string& bytes,
                          std::chrono::milliseconds timeout = std::chrono::seconds(5),
                          bool half_close = true);
 
-// A port nothing listens on right now (bound, read back, released).
-// Racy under `ctest -j`: another test may take it before it is used.
-int free_port();
-
 // A connection to 127.0.0.1:port (invalid if refused) that sends nothing
 // until the caller does.
 UniqueFd connect_loopback(int port);
