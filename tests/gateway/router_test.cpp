@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "gateway/dispatcher.hpp"
+#include "gateway/gateway.hpp"
 #include "workers/control_channel.hpp"
 
 namespace occasional::gateway {
@@ -46,8 +47,9 @@ class RouterTest : public ::testing::Test {
   }
 
   void make_router(std::vector<Route> routes, PeekLimits limits = {}, size_t max_routing = 1000) {
+    stats_.routing_max = max_routing;
     router_ = std::make_unique<Router>(io_, RouteTable(std::move(routes)), limits, dispatcher_,
-                                       stats_, log_, max_routing);
+                                       stats_, log_);
   }
 
   // Connects a client; routes the server's end. Returns the client's end.
@@ -290,6 +292,14 @@ TEST_F(RouterTest, AnHttpRequestIsRoutedOnceItsHostIsInWhateverFollows) {
   ASSERT_TRUE(run_until([&] { return (h = received()).has_value(); }));
   EXPECT_EQ(h->header.route, "http");
   EXPECT_EQ(rejected("too_large"), 0u);
+}
+
+// Half the fd limit, but a limit of about 1e9 (containerd's) bounds nothing.
+TEST(MaxRoutingTest, HalfTheFdLimitFrom64ToAMillion) {
+  EXPECT_EQ(max_routing_for(1024), 512u);
+  EXPECT_EQ(max_routing_for(100), 64u);
+  EXPECT_EQ(max_routing_for(524288), 262144u);
+  EXPECT_EQ(max_routing_for(1'073'741'816), 1'000'000u);
 }
 
 }  // namespace
