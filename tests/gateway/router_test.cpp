@@ -66,6 +66,7 @@ class RouterTest : public ::testing::Test {
     }
     UniqueFd server(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     EXPECT_TRUE(server);
+    server_fd_ = server.get();  // the router registers this very fd
     workers::ConnHeader h;
     h.id = next_id_++;
     h.peer = "127.0.0.1:1";
@@ -131,6 +132,7 @@ class RouterTest : public ::testing::Test {
   Dispatcher dispatcher_{stats_};
   UniqueFd listener_;
   uint16_t port_ = 0;
+  int server_fd_ = -1;  // the server's end of the last connection, now the router's
   UniqueFd worker_end_;
   std::unique_ptr<supervisor::WorkerLink> link_;
   std::unique_ptr<Router> router_;
@@ -173,13 +175,27 @@ TEST_F(RouterTest, APrefaceLineIsConsumedAndTheRestGoesToTheWorker) {
 TEST_F(RouterTest, BytesArrivingOneAtATimeAreRoutedOnceTheLineIsWhole) {
   make_router({preface_route("svc")});
   UniqueFd client = connect_and_route("s");
-  ASSERT_TRUE(run_until([&] { return stats_.peeking == 1; }));
-  for (char c : std::string("vc\n")) {
-    // The router sees each partial line, waits for more (SO_RCVLOWAT one
-    // byte above what it saw), and routes once the line is whole.
+  // After each peek of a partial line the router waits for one byte more
+  // than it saw (SO_RCVLOWAT on its fd): that it got there is the proof it
+  // peeked every byte so far, and it must not have handed anything off.
+  auto peeked = [&](int bytes) {
+    return run_until([&] {
+      int lowat = 0;
+      socklen_t len = sizeof lowat;
+      return ::getsockopt(server_fd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, &len) == 0 &&
+             lowat == bytes + 1;
+    });
+  };
+  ASSERT_TRUE(peeked(1));
+  for (char c : std::string("vc")) {
+    EXPECT_EQ(stats_.handed_off, 0u);
+    EXPECT_FALSE(received().has_value());
     ASSERT_EQ(::send(client.get(), &c, 1, 0), 1);
-    io_.run_for(20ms);
+    ASSERT_TRUE(peeked(c == 'v' ? 2 : 3)) << c;
   }
+  EXPECT_EQ(stats_.handed_off, 0u);
+  EXPECT_FALSE(received().has_value());
+  ASSERT_EQ(::send(client.get(), "\n", 1, 0), 1);
   std::optional<Handed> h;
   ASSERT_TRUE(run_until([&] { return (h = received()).has_value(); }));
   EXPECT_EQ(h->header.route, "preface");
