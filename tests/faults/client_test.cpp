@@ -34,23 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kWorkers = OCCASIONAL_WORKERS_DIR;
 
-int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  // Close with RST: thousands of closes would otherwise leave TIME_WAIT behind.
-  linger l{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Everything the server sends until it closes, or the timeout.
 std::string read_all(int fd, std::chrono::milliseconds timeout = 5s) {
   std::string out;
@@ -133,7 +116,7 @@ const std::string kRequest = "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r
 // and how long that took.
 std::pair<bool, std::chrono::microseconds> normal_client(int port) {
   const auto t0 = Clock::now();
-  UniqueFd fd(connect_to(port));
+  UniqueFd fd = connect_loopback(port, true);
   if (!fd || !send_all(fd.get(), kRequest)) return {false, {}};
   const std::string reply = read_all(fd.get());
   return {reply.starts_with("HTTP/1.1 200 "),
@@ -171,7 +154,7 @@ TEST(ClientFaultsTest, TenThousandSilentConnectionsToARoutedListener) {
   std::vector<UniqueFd> silent;
   silent.reserve(kSilent);
   for (int i = 0; i < kSilent; ++i) {
-    silent.emplace_back(connect_to(g.port));
+    silent.push_back(connect_loopback(g.port, true));
     ASSERT_TRUE(silent.back()) << "connection " << i << ": " << std::strerror(errno);
   }
   const auto opened = Clock::now() - t0;
@@ -216,7 +199,7 @@ TEST(ClientFaultsTest, ASilentFloodPastTheFdLimitEvictsTheOldestAndNewClientsAre
   constexpr int kSilent = 1500;
   std::vector<UniqueFd> silent;
   for (int i = 0; i < kSilent; ++i) {
-    silent.emplace_back(connect_to(g.port));
+    silent.push_back(connect_loopback(g.port, true));
     ASSERT_TRUE(silent.back()) << i;
   }
   ASSERT_TRUE(poll_until(
@@ -245,7 +228,7 @@ TEST(ClientFaultsTest, SlowlorisOnThePeekIsCutAtThePeekTimeoutWhileOthersAreServ
   const std::string drip = "GET / HTTP/1.1\r\nX-Padding: " + std::string(200, 'p');
   std::vector<UniqueFd> slow;
   for (int i = 0; i < kSlow; ++i) {
-    slow.emplace_back(connect_to(g.port));
+    slow.push_back(connect_loopback(g.port, true));
     ASSERT_TRUE(slow.back());
   }
   const auto t0 = Clock::now();
@@ -279,7 +262,7 @@ TEST(ClientFaultsTest, HeaderLinesOf64KiBAreAnswered431OrRoutedOnceHostIsIn) {
   // Before Host: the peek limit (16 KiB) is reached first.
   constexpr int kBig = 20;
   for (int i = 0; i < kBig; ++i) {
-    UniqueFd fd(connect_to(g.port));
+    UniqueFd fd = connect_loopback(g.port, true);
     ASSERT_TRUE(fd);
     // The gateway may close before all is sent: that is the point.
     send_all(fd.get(), "GET / HTTP/1.1\r\nX-Big: " + big + "\r\nHost: app\r\n\r\n");
@@ -289,7 +272,7 @@ TEST(ClientFaultsTest, HeaderLinesOf64KiBAreAnswered431OrRoutedOnceHostIsIn) {
   }
   EXPECT_EQ(metric(g.admin, "occasional_connections_rejected_total{reason=\"too_large\"}"), kBig);
   // After Host the connection is routed: the worker has the rest to judge.
-  UniqueFd fd(connect_to(g.port));
+  UniqueFd fd = connect_loopback(g.port, true);
   ASSERT_TRUE(fd);
   send_all(fd.get(), "GET / HTTP/1.1\r\nHost: app\r\nCookie: " + std::string(5 * 1024, 'c') +
                          "\r\nConnection: close\r\n\r\n");

@@ -15,6 +15,7 @@
 
 #include "gateway/dispatcher.hpp"
 #include "gateway/gateway.hpp"
+#include "tests/integration/http_client.hpp"
 #include "workers/control_channel.hpp"
 
 namespace occasional::gateway {
@@ -54,12 +55,8 @@ class RouterTest : public ::testing::Test {
 
   // Connects a client; routes the server's end. Returns the client's end.
   UniqueFd connect_and_route(const std::string& first_bytes) {
-    UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port_);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    UniqueFd client = testing::connect_loopback(port_);
+    EXPECT_TRUE(client);
     if (!first_bytes.empty()) {
       EXPECT_EQ(::send(client.get(), first_bytes.data(), first_bytes.size(), 0),
                 static_cast<ssize_t>(first_bytes.size()));

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <functional>
 
+#include "tests/integration/http_client.hpp"
+
 namespace occasional::gateway {
 namespace {
 
@@ -19,12 +21,8 @@ using namespace std::chrono_literals;
 class SharedListenerGuardTest : public ::testing::Test {
  protected:
   UniqueFd connect_client() {
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(listener_.port());
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    UniqueFd fd = testing::connect_loopback(listener_.port());
+    EXPECT_TRUE(fd);
     return fd;
   }
 
