@@ -80,27 +80,6 @@ std::string http_config(const std::string& peek) {
                       kWorkers + R"(/http_hello_worker"]}}})");
 }
 
-struct Coordinator {
-  CoordinatorProcess c;
-  int port = 0;
-  int admin = 0;
-  explicit Coordinator(std::vector<std::string> args, std::vector<std::string> wrapper = {})
-      : c(std::move(wrapper), std::move(args)) {
-    port = std::stoi(c.wait_event("listening")["port"]);
-    admin = std::stoi(c.wait_event("admin_listening")["port"]);
-    c.wait_event("ready");
-  }
-};
-
-double metric(int admin_port, const std::string& sample, double absent = 0) {
-  HttpReply r = http_request(admin_port, "GET", "/metrics");
-  if (r.status != 200) return -2;
-  const std::string key = "\n" + sample + " ";
-  auto at = r.body.find(key);
-  if (at == std::string::npos) return absent;
-  return std::stod(r.body.substr(at + key.size()));
-}
-
 bool poll_until(const std::function<bool()>& holds, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (!holds()) {
@@ -145,7 +124,7 @@ TEST(ClientFaultsTest, TenThousandSilentConnectionsToARoutedListener) {
   if (limit.hard() != RLIM_INFINITY && limit.hard() < kSilent + 512)
     GTEST_SKIP() << "hard fd limit " << limit.hard() << " is below " << kSilent + 512;
   const std::string cfg = http_config(R"({"timeout": 60})");
-  Coordinator g({"run", "--config", cfg});
+  RunningCoordinator g({"run", "--config", cfg}, 1);
   ::unlink(cfg.c_str());
   const double cap = metric(g.admin, "occasional_connections_routing_max");
   ASSERT_GT(cap, 0);
@@ -192,7 +171,7 @@ TEST(ClientFaultsTest, ASilentFloodPastTheFdLimitEvictsTheOldestAndNewClientsAre
   // client that speaks at once is served at once instead of waiting in the
   // backlog until silent ones time out.
   const std::string cfg = http_config(R"({"timeout": 60})");
-  Coordinator g({"run", "--config", cfg}, {"prlimit", "--nofile=1024:1024", "--"});
+  RunningCoordinator g({"run", "--config", cfg}, 1, {"prlimit", "--nofile=1024:1024", "--"});
   ::unlink(cfg.c_str());
   EXPECT_EQ(g.c.events("fd_limit").at(0)["hard"], "1024");
   ASSERT_EQ(metric(g.admin, "occasional_connections_routing_max"), 512);
@@ -221,7 +200,7 @@ TEST(ClientFaultsTest, ASilentFloodPastTheFdLimitEvictsTheOldestAndNewClientsAre
 
 TEST(ClientFaultsTest, SlowlorisOnThePeekIsCutAtThePeekTimeoutWhileOthersAreServed) {
   const std::string cfg = http_config(R"({"timeout": 1})");
-  Coordinator g({"run", "--config", cfg});
+  RunningCoordinator g({"run", "--config", cfg}, 1);
   ::unlink(cfg.c_str());
   // Each sends a byte of a head that never reaches Host every 50 ms.
   constexpr int kSlow = 200;
@@ -256,7 +235,7 @@ TEST(ClientFaultsTest, SlowlorisOnThePeekIsCutAtThePeekTimeoutWhileOthersAreServ
 
 TEST(ClientFaultsTest, HeaderLinesOf64KiBAreAnswered431OrRoutedOnceHostIsIn) {
   const std::string cfg = http_config(R"({"timeout": 3})");
-  Coordinator g({"run", "--config", cfg});
+  RunningCoordinator g({"run", "--config", cfg}, 1);
   ::unlink(cfg.c_str());
   const std::string big(64 * 1024, 'b');
   // Before Host: the peek limit (16 KiB) is reached first.

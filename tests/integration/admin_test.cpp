@@ -29,24 +29,7 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kWorkers = OCCASIONAL_WORKERS_DIR;
 
-struct Coordinator {
-  CoordinatorProcess c;
-  int port = 0;
-  int admin = 0;
-  Coordinator(std::vector<std::string> args, int ready) : c(args) {
-    if (std::find(args.begin(), args.end(), "--listen") != args.end()) {
-      Fields f = c.wait_event("listening");
-      port = f.empty() ? 0 : std::stoi(f["port"]);
-    }
-    Fields f = c.wait_event("admin_listening");
-    admin = f.empty() ? 0 : std::stoi(f["port"]);
-    for (int i = 0; i < ready; ++i) c.wait_event("ready");
-  }
-  ~Coordinator() {
-    c.signal(SIGTERM);
-    c.wait_exit();
-  }
-};
+using Coordinator = RunningCoordinator;
 
 // A child process of the test (Prometheus), stopped at scope exit; its
 // stderr goes to `log_file`.
