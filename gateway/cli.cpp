@@ -44,8 +44,8 @@ Options:
                            window fails the service (default 10)
   --restart-window SEC     the window for --max-restarts (default 60)
   --cooloff SEC            a failed service is started again after SEC, doubled for
-                           each failure in a row, at most 300 (default 10); 0: it
-                           stays failed until `occasional ctl start`
+                           each failure in a row up to 300 or SEC if larger
+                           (default 10); 0: it stays failed until `occasional ctl start`
   --grace SEC              SIGTERM to SIGKILL when stopping (default 10)
   --admin ADDR|off         the admin endpoint: /healthz, /readyz, /metrics,
                            /v1/status, POST /v1/services/... (default 127.0.0.1:9090;

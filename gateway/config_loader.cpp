@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <fstream>
-#include <map>
 #include <set>
 #include <sstream>
 #include <variant>
@@ -248,13 +247,12 @@ class Loader {
   // so `"replicas": 2, "replicas": 3` would quietly mean 2.
   void no_duplicate_keys(object o, const std::vector<Step>& path) {
     std::set<std::string_view> seen;
-    std::map<std::string_view, int> repeats;
     for (auto [key, value] : o) {
       if (seen.insert(key).second) continue;
       auto p = path;
       p.emplace_back(std::string(key));
-      fail(p, "duplicate key '" + std::string(key) + "' (each key may appear once)", true,
-           ++repeats[key]);
+      // The first repeat fails: point past the key's first occurrence.
+      fail(p, "duplicate key '" + std::string(key) + "' (each key may appear once)", true, 1);
     }
   }
 
@@ -378,7 +376,8 @@ class Loader {
         }
       }
     }
-    if (o["insecure"].get(v) == simdjson::SUCCESS) admin.insecure = boolean(v, {"admin", "insecure"});
+    if (o["insecure"].get(v) == simdjson::SUCCESS)
+      admin.insecure = boolean(v, {"admin", "insecure"});
     const bool has_token = o["token"].get(v) == simdjson::SUCCESS;
     if (has_token) {
       admin.token = str(v, {"admin", "token"});

@@ -1,7 +1,5 @@
 #include "gateway/gateway.hpp"
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <set>
@@ -12,23 +10,15 @@ size_t max_routing_for(uint64_t fd_limit) {
   // Half the fds for connections being routed leaves the other half for
   // queued connections, workers' sockets and pidfds, spawns and the admin
   // endpoint: a flood of silent clients can then not starve a spawn of fds.
-  return static_cast<size_t>(std::max<uint64_t>(64, fd_limit / 2));
+  // Where the hard limit is all but unbounded (containerd's is about 1e9),
+  // half of it bounds nothing: memory would run out first.
+  return static_cast<size_t>(std::clamp<uint64_t>(fd_limit / 2, 64, kMaxRoutingCap));
 }
-
-namespace {
-
-uint64_t fd_limit() {
-  rlimit r{};
-  if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return 1u << 20;
-  return r.rlim_cur;
-}
-
-}  // namespace
 
 Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBudget& cpu,
-                 const supervisor::EventLog& log)
+                 uint64_t fd_limit, const supervisor::EventLog& log)
     : log_(log), dispatcher_(stats_) {
-  const size_t max_routing = max_routing_for(fd_limit());
+  const size_t max_routing = max_routing_for(fd_limit);
   stats_.routing_max = max_routing;
   for (const ServiceEntry& s : config.services) {
     if (s.service.mode != supervisor::WorkerMode::handoff) continue;
@@ -57,8 +47,8 @@ Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBud
       port.guard = std::make_unique<SharedListenerGuard>(io, *port.listener, std::move(sharing),
                                                          grace, stats_, log);
     if (!l.routes.empty())
-      port.router = std::make_unique<Router>(io, RouteTable(l.routes), l.peek, dispatcher_, stats_,
-                                             log, max_routing);
+      port.router =
+          std::make_unique<Router>(io, RouteTable(l.routes), l.peek, dispatcher_, stats_, log);
     log.event(supervisor::LogLevel::info, "listening")
         .str("listener", l.name)
         .str("address", l.address.text)

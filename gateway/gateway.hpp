@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,16 +18,19 @@
 namespace occasional::gateway {
 
 // The bound on connections being routed (in the peek) at once, across
-// listeners, for a process allowed `fd_limit` open fds.
+// listeners, for a process allowed `fd_limit` open fds: half of them, at
+// least 64 and at most kMaxRoutingCap.
+inline constexpr uint64_t kMaxRoutingCap = 1'000'000;
 size_t max_routing_for(uint64_t fd_limit);
 
 // The data plane: the listeners, each with its Router, feeding one
 // Dispatcher. Binds every listener at construction (startup: throws).
-// `cpu` decides how a service whose `burst` is auto deals out bursts.
+// `cpu` decides how a service whose `burst` is auto deals out bursts;
+// `fd_limit` is the coordinator's soft RLIMIT_NOFILE (raise_fd_limit).
 class Gateway {
  public:
   Gateway(boost::asio::io_context& io, const Config& config, const CpuBudget& cpu,
-          const supervisor::EventLog& log);
+          uint64_t fd_limit, const supervisor::EventLog& log);
 
   Dispatcher& dispatcher() { return dispatcher_; }
   // What must hear the supervisor's reports: the dispatcher, and the guard

@@ -158,7 +158,13 @@ std::string sockaddr_text(const sockaddr_storage& ss) {
 
 Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
                    bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log)
-    : io_(io), name_(std::move(name)), socket_(io), pause_timer_(io), stats_(stats), log_(log) {
+    : io_(io),
+      name_(std::move(name)),
+      socket_(io),
+      pause_timer_(io),
+      stats_(stats),
+      log_(log),
+      failures_(stats, log, name_) {
   socket_.assign(bind_listener(address, defer_accept, port_));
   if (!wildcard(address))
     local_text_ =
@@ -289,18 +295,7 @@ void Listener::yield_between_drains() {
 }
 
 void Listener::handler_failed(const std::exception& e) {
-  stats_.reject("internal_error");
-  ++unlogged_failures_;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - last_failure_log_ < std::chrono::seconds(1)) return;
-  log_.event(LogLevel::error, "route_failed")
-      .str("listener", name_)
-      .str("reason", "internal_error")
-      .str("error", e.what())
-      .num("failures_since_last_line", static_cast<int64_t>(unlogged_failures_))
-      .str("action", "connection closed");
-  last_failure_log_ = now;
-  unlogged_failures_ = 0;
+  failures_.record("internal_error", e.what());
 }
 
 void Listener::hold() {

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "gateway/gateway_stats.hpp"
+#include "gateway/loop_failures.hpp"
 #include "supervisor/event_log.hpp"
 #include "workers/protocol.hpp"
 #include "workers/read_batching.hpp"
@@ -92,8 +93,7 @@ class Listener {
   Admit admit_;
   Burst burst_;
   bool held_ = false;
-  std::chrono::steady_clock::time_point last_failure_log_{};
-  uint64_t unlogged_failures_ = 0;
+  LoopFailures failures_;
   std::string local_text_;  // empty when bound to a wildcard address
   uint16_t port_ = 0;
   bool stopped_ = false;

@@ -34,10 +34,12 @@ namespace {
 // by default) would be reached long before memory runs short. The hard
 // limit is what the operator allowed; Go's runtime raises to it the same
 // way, and systemd's default (1024 soft, 524288 hard) expects programs that
-// need many fds to do so.
-void raise_fd_limit(const sv::EventLog& log) {
+// need many fds to do so. Returns the soft limit now in force (2^20 when
+// unknown or unlimited).
+uint64_t raise_fd_limit(const sv::EventLog& log) {
+  constexpr uint64_t kUnknown = 1u << 20;
   rlimit r{};
-  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return kUnknown;
   const rlim_t before = r.rlim_cur;
   if (r.rlim_cur != r.rlim_max) {
     r.rlim_cur = r.rlim_max;
@@ -48,6 +50,7 @@ void raise_fd_limit(const sv::EventLog& log) {
       .num("soft_before", value(before))
       .num("soft", value(r.rlim_cur))
       .num("hard", value(r.rlim_max));
+  return r.rlim_cur == RLIM_INFINITY ? kUnknown : static_cast<uint64_t>(r.rlim_cur);
 }
 
 mx::AdminConfig admin_config(const gw::AdminSettings& admin) {
@@ -66,11 +69,11 @@ int run(const gw::Config& config) {
   // `io` from another thread.
   boost::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
   sv::EventLog log(config.log_format);
-  raise_fd_limit(log);
+  const uint64_t fd_limit = raise_fd_limit(log);
   sv::Supervisor supervisor(io, log);
   sv::ServiceLog service_log(log);
   supervisor.add_observer(service_log);
-  gw::Gateway gateway(io, config, gw::read_cpu_budget(), log);
+  gw::Gateway gateway(io, config, gw::read_cpu_budget(), fd_limit, log);
   for (sv::ServiceObserver* observer : gateway.observers()) supervisor.add_observer(*observer);
   gw::Shutdown shutdown(io, supervisor, log, [&gateway] { gateway.stop(); });
   gw::CoordinatorAdmin* backend_ptr = nullptr;
@@ -135,12 +138,9 @@ int main(int argc, char** argv) {
       auto given = [&args](const char* flag) {
         return std::find(args.begin(), args.end(), flag) != args.end();
       };
+      // --admin goes in before validation (it may make a token unnecessary).
       cmd.config = gw::load_config_file(cmd.config_path, given("--admin") ? &flags.admin : nullptr);
       if (given("--log-format")) cmd.config.log_format = flags.log_format;
-      if (given("--admin")) {
-        cmd.config.admin.enabled = flags.admin.enabled;
-        cmd.config.admin.address = flags.admin.address;
-      }
       if (given("--token") || given("--token-file")) cmd.config.admin.token = flags.admin.token;
       if (given("--admin-insecure")) cmd.config.admin.insecure = true;
     }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string_view>
+#include <vector>
 
 namespace occasional::gateway {
 
@@ -128,6 +130,35 @@ std::string remove_dot_segments(std::string_view in) {
   return out;
 }
 
+// Whether a segment walks up for a server that reads more into a path than
+// RFC 3986 does: "..;" is ".." with a path parameter to Tomcat and Jetty, and
+// servers that decode "%2F" (or "%5C", or take "\" as "/") find ".." in
+// "a%2F..%2Fb". Only ".." next to such a separator is refused, so that an
+// encoded slash in a name (GitLab's "group%2Fproject") still passes.
+bool walks_up_elsewhere(std::string_view segment) {
+  if (segment.starts_with("..;")) return true;
+  bool split = false;
+  std::vector<std::string_view> pieces;
+  for (;;) {
+    size_t at = std::string_view::npos;
+    size_t width = 0;
+    for (std::string_view sep : {"%2F", "%5C", "\\"}) {
+      const size_t found = segment.find(sep);
+      if (found < at) {
+        at = found;
+        width = sep.size();
+      }
+    }
+    pieces.push_back(segment.substr(0, at));
+    if (at == std::string_view::npos) break;
+    split = true;
+    segment.remove_prefix(at + width);
+  }
+  if (!split) return false;
+  return std::any_of(pieces.begin(), pieces.end(),
+                     [](std::string_view p) { return p == ".." || p.starts_with("..;"); });
+}
+
 }  // namespace
 
 bool normalise_path(std::string_view raw, std::string& out) {
@@ -155,6 +186,11 @@ bool normalise_path(std::string_view raw, std::string& out) {
       decoded.push_back(kHex[lo]);
     }
     i += 2;
+  }
+  for (std::string_view rest = decoded; !rest.empty();) {
+    const size_t slash = rest.find('/');
+    if (walks_up_elsewhere(rest.substr(0, slash))) return false;
+    rest.remove_prefix(slash == std::string_view::npos ? rest.size() : slash + 1);
   }
   out = remove_dot_segments(decoded);
   return true;
@@ -231,8 +267,10 @@ HttpHead parse_http_head(std::string_view bytes) {
     size_t eol = bytes.find("\r\n", i);
     if (eol == std::string_view::npos) {
       // A bare LF or other control bytes in what is there make it invalid now.
+      // So does a CR that is followed by anything but LF (RFC 9112 2.2).
       for (size_t k = i; k < bytes.size(); ++k)
-        if (bytes[k] == '\n' || bytes[k] == '\0') return invalid("malformed");
+        if (bytes[k] == '\n' || bytes[k] == '\0' || (bytes[k] == '\r' && k + 1 < bytes.size()))
+          return invalid("malformed");
       break;
     }
     std::string_view line = bytes.substr(i, eol - i);
@@ -245,7 +283,7 @@ HttpHead parse_http_head(std::string_view bytes) {
     if (colon == std::string_view::npos || colon == 0) return invalid("malformed");
     std::string_view name = line.substr(0, colon);
     if (!std::all_of(name.begin(), name.end(), token_char) ||
-        line.find('\n') != std::string_view::npos || line.find('\0') != std::string_view::npos)
+        line.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos)
       return invalid("malformed");
     if (iequals(name, "host")) {
       // RFC 9112 3.2: two Host lines, or an invalid value, is a 400.
@@ -258,7 +296,6 @@ HttpHead parse_http_head(std::string_view bytes) {
   if (!head_complete && !have_host) return h;
   // An HTTP/1.1 request without Host is a 400 (RFC 9112 3.2); 1.0 needs none.
   if (head_complete && !have_host && http11) return invalid("bad_host");
-  h.head_complete = head_complete;
 
   // An absolute-form target's authority wins over Host (RFC 9112 3.2.2).
   if (absolute) {

@@ -38,7 +38,6 @@ struct HttpHead {
   PeekStatus status = PeekStatus::need_more;
   std::string host;
   std::string path;
-  bool head_complete = false;  // the blank line that ends the head was seen
   const char* reject_reason = "";
 };
 // Percent-decodes unreserved characters (other escapes keep upper-case hex)

@@ -63,7 +63,20 @@ void PendingQueue::arm_timer() {
   timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;  // cancelled: `this` may be gone
     timer_armed_ = false;
-    expire();
+    try {
+      expire();
+    } catch (const std::exception&) {
+      // As in drain: what the listeners' resume (on_room_) or the re-arm
+      // throws (out of memory) is counted here; out of the handler it would
+      // end the event loop.
+      stats_.reject("internal_error");
+      timer_armed_ = false;
+      try {
+        arm_timer();
+      } catch (const std::exception&) {
+        timer_armed_ = false;  // the next push arms it
+      }
+    }
   });
 }
 

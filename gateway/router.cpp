@@ -9,18 +9,14 @@
 
 namespace occasional::gateway {
 
-using supervisor::LogLevel;
-
 Router::Router(boost::asio::io_context& io, RouteTable table, PeekLimits limits,
-               Dispatcher& dispatcher, GatewayStats& stats, const supervisor::EventLog& log,
-               size_t max_routing)
+               Dispatcher& dispatcher, GatewayStats& stats, const supervisor::EventLog& log)
     : io_(io),
       table_(std::move(table)),
       limits_(limits),
       dispatcher_(dispatcher),
       stats_(stats),
-      log_(log),
-      max_routing_(max_routing) {
+      failures_(stats, log) {
   buffer_.resize(limits_.max_bytes);
 }
 
@@ -37,7 +33,7 @@ void Router::route(UniqueFd fd, workers::ConnHeader header) {
     return;
   }
   const uint64_t id = header.id;
-  if (stats_.peeking >= max_routing_) {
+  if (stats_.peeking >= stats_.routing_max) {
     // The bound is shared by every listener; another's connections may
     // hold it all, and then this one is the one closed.
     if (peeking_.empty()) {
@@ -53,16 +49,16 @@ void Router::route(UniqueFd fd, workers::ConnHeader header) {
     // under exhaustion; the fd is still ours then, and closes on return.
     boost::system::error_code ec;
     peek->socket.assign(fd.get(), ec);
-    if (ec) return loop_error("register_failed", ec.message().c_str());
+    if (ec) return failures_.record("register_failed", ec.message().c_str());
     fd.release();
     peek->header = std::move(header);
     peek->timer.expires_after(limits_.timeout);
     peek->timer.async_wait([this, id](const boost::system::error_code& ec) {
-      if (!ec && peeking_.contains(id)) reject(id, "peek_timeout");
+      if (!ec && peeking_.contains(id)) guarded(id, [this, id] { reject(id, "peek_timeout"); });
     });
     peeking_.emplace(id, std::move(peek));
   } catch (const std::exception& e) {
-    return loop_error("internal_error", e.what());
+    return failures_.record("internal_error", e.what());
   }
   ++stats_.peeking;
   // Clients usually send right after connecting; the bytes may not be here yet.
@@ -75,22 +71,8 @@ void Router::guarded(uint64_t id, Step step) {
     step();
   } catch (const std::exception& e) {
     if (peeking_.erase(id) > 0) --stats_.peeking;
-    loop_error("internal_error", e.what());
+    failures_.record("internal_error", e.what());
   }
-}
-
-void Router::loop_error(const char* reason, const char* error) {
-  stats_.reject(reason);
-  ++unlogged_errors_;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - last_error_log_ < std::chrono::seconds(1)) return;
-  log_.event(LogLevel::error, "route_failed")
-      .str("reason", reason)
-      .str("error", error)
-      .num("failures_since_last_line", static_cast<int64_t>(unlogged_errors_))
-      .str("action", "connection closed");
-  last_error_log_ = now;
-  unlogged_errors_ = 0;
 }
 
 void Router::wait(uint64_t id) {

@@ -10,6 +10,7 @@
 
 #include "gateway/dispatcher.hpp"
 #include "gateway/gateway_stats.hpp"
+#include "gateway/loop_failures.hpp"
 #include "gateway/route_table.hpp"
 #include "supervisor/event_log.hpp"
 #include "workers/protocol.hpp"
@@ -36,7 +37,7 @@ struct PeekLimits {
 class Router {
  public:
   Router(boost::asio::io_context& io, RouteTable table, PeekLimits limits, Dispatcher& dispatcher,
-         GatewayStats& stats, const supervisor::EventLog& log, size_t max_routing);
+         GatewayStats& stats, const supervisor::EventLog& log);
 
   // Never throws: a connection that cannot be routed (the reactor refuses
   // its fd, memory runs out) is closed and counted, and the loop goes on.
@@ -63,20 +64,14 @@ class Router {
   // closes that connection (counted as `internal_error`), not the coordinator.
   template <typename Step>
   void guarded(uint64_t id, Step step);
-  // A failure on the loop that closes a connection: counted by reason,
-  // logged at most once a second.
-  void loop_error(const char* reason, const char* error);
 
   boost::asio::io_context& io_;
   RouteTable table_;
   PeekLimits limits_;
   Dispatcher& dispatcher_;
   GatewayStats& stats_;
-  const supervisor::EventLog& log_;
-  std::chrono::steady_clock::time_point last_error_log_{};
-  uint64_t unlogged_errors_ = 0;
+  LoopFailures failures_;
   std::string buffer_;
-  size_t max_routing_;
   // By connection id, which grows with each accept: the first is the oldest.
   std::map<uint64_t, std::unique_ptr<Peek>> peeking_;
 };

@@ -29,6 +29,7 @@ void SharedListenerGuard::stop() {
 void SharedListenerGuard::on_spawned(const std::string& service, int replica, pid_t) {
   if (!services_.contains(service)) return;
   running_.emplace(service, replica);
+  failed_.erase(service);
   timer_.cancel();
   stop_refusing();
 }
@@ -36,7 +37,15 @@ void SharedListenerGuard::on_spawned(const std::string& service, int replica, pi
 void SharedListenerGuard::on_exited(const supervisor::ExitRecord& record) {
   if (!services_.contains(record.service)) return;
   running_.erase({record.service, record.replica});
-  if (running_.empty()) nobody_running();
+  if (!running_.empty()) return;
+  if (!failed_.empty() && !stopped_) return refuse();
+  nobody_running();
+}
+
+void SharedListenerGuard::on_service_failed(const std::string& service, int, supervisor::Duration) {
+  if (!services_.contains(service)) return;
+  failed_.insert(service);
+  if (running_.empty() && !stopped_) refuse();
 }
 
 void SharedListenerGuard::on_idle(const std::string& service) {

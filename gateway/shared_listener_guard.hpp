@@ -36,6 +36,11 @@ class SharedListenerGuard : public supervisor::ServiceObserver {
   void on_spawned(const std::string& service, int replica, pid_t pid) override;
   void on_exited(const supervisor::ExitRecord& record) override;
   void on_idle(const std::string& service) override;
+  // A failed service's retry is a cool-off away (10 s by default, longer for
+  // each failure in a row), not a backoff: refused at once when its last
+  // worker has gone, until one is spawned again.
+  void on_service_failed(const std::string& service, int restarts,
+                         supervisor::Duration window) override;
 
  private:
   void nobody_running();
@@ -49,6 +54,7 @@ class SharedListenerGuard : public supervisor::ServiceObserver {
   const supervisor::EventLog& log_;
   boost::asio::steady_timer timer_;
   std::set<std::pair<std::string, int>> running_;  // (service, replica)
+  std::set<std::string> failed_;                   // failed, none spawned since
   bool refusing_ = false;
   bool stopped_ = false;
 };

@@ -317,6 +317,7 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
   ++active;
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
+  int served = 0;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<uint32_t>(config.header_limit));
@@ -327,6 +328,10 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
         ec == asio::error::connection_reset)
       break;
     if (ec == beast::error::timeout) {
+      // Between requests on a kept-alive connection the timeout is a client
+      // (Prometheus, scraping less often than the timeout) that keeps the
+      // connection for later: close it quietly, nothing was refused.
+      if (served > 0 && !parser.got_some() && buffer.size() == 0) break;
       metrics.admin_request(408);
       metrics.admin_refused("timeout");
       break;
@@ -373,6 +378,7 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
     stream.expires_after(config.timeout);
     auto [wec, written] = co_await http::async_write(stream, res, kUseTuple);
     if (wec || !keep) break;
+    ++served;
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);

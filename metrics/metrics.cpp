@@ -358,7 +358,7 @@ void Metrics::declare_service(const std::string& service) {
   // Not occasional_worker_closed_counter_unavailable_total: promtool's lint
   // objects to "counter" in its name, which only shows once it exists.
   for (auto* family : {&m.starts, &m.restarts, &m.core_dumps, &m.service_failures,
-                       &m.watchdog_timeouts, &m.killed_at_grace})
+                       &m.watchdog_timeouts, &m.killed_at_grace, &m.accept_probe_failures})
     family->Add(s);
   m.exits.Add({{"service", service}, {"reason", "exited"}, {"signal", "none"}});
   m.exits.Add({{"service", service}, {"reason", "start_failed"}, {"signal", "none"}});

@@ -23,26 +23,15 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kWorkers = OCCASIONAL_WORKERS_DIR;
 
-struct Coordinator {
-  CoordinatorProcess c;
-  int port = 0;
-  int admin = 0;
-  explicit Coordinator(std::vector<std::string> extra) : c(args(std::move(extra))) {
-    Fields l = c.wait_event("listening");
-    port = l.empty() ? 0 : std::stoi(l["port"]);
-    Fields a = c.wait_event("admin_listening");
-    admin = a.empty() ? 0 : std::stoi(a["port"]);
-    c.wait_event("ready");
-  }
+// The coordinator of these tests: one http_hello_worker service, "web".
+struct Coordinator : RunningCoordinator {
+  explicit Coordinator(std::vector<std::string> extra)
+      : RunningCoordinator(args(std::move(extra)), 1) {}
   static std::vector<std::string> args(std::vector<std::string> extra) {
     std::vector<std::string> a{"run", "--listen", "127.0.0.1:0", "--name", "web"};
     a.insert(a.end(), extra.begin(), extra.end());
     a.insert(a.end(), {"--", kWorkers + "/http_hello_worker"});
     return a;
-  }
-  ~Coordinator() {
-    c.signal(SIGTERM);
-    c.wait_exit();
   }
   // The coordinator is up and its data plane serves.
   void expect_serving() {
@@ -52,11 +41,7 @@ struct Coordinator {
   }
   // The value of one series in /metrics, e.g. `occasional_admin_refused_total{reason="x"}`;
   // -1 when it is absent.
-  double metric(const std::string& series) {
-    const std::string body = http_request(admin, "GET", "/metrics").body;
-    const auto at = body.find("\n" + series + " ");
-    return at == std::string::npos ? -1 : std::stod(body.substr(at + series.size() + 2));
-  }
+  double metric(const std::string& series) { return testing::metric(admin, series, -1); }
   int open_fds() {
     int n = 0;
     DIR* d = ::opendir(("/proc/" + std::to_string(c.pid()) + "/fd").c_str());

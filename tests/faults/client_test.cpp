@@ -34,23 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kWorkers = OCCASIONAL_WORKERS_DIR;
 
-int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  // Close with RST: thousands of closes would otherwise leave TIME_WAIT behind.
-  linger l{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Everything the server sends until it closes, or the timeout.
 std::string read_all(int fd, std::chrono::milliseconds timeout = 5s) {
   std::string out;
@@ -97,27 +80,6 @@ std::string http_config(const std::string& peek) {
                       kWorkers + R"(/http_hello_worker"]}}})");
 }
 
-struct Coordinator {
-  CoordinatorProcess c;
-  int port = 0;
-  int admin = 0;
-  explicit Coordinator(std::vector<std::string> args, std::vector<std::string> wrapper = {})
-      : c(std::move(wrapper), std::move(args)) {
-    port = std::stoi(c.wait_event("listening")["port"]);
-    admin = std::stoi(c.wait_event("admin_listening")["port"]);
-    c.wait_event("ready");
-  }
-};
-
-double metric(int admin_port, const std::string& sample, double absent = 0) {
-  HttpReply r = http_request(admin_port, "GET", "/metrics");
-  if (r.status != 200) return -2;
-  const std::string key = "\n" + sample + " ";
-  auto at = r.body.find(key);
-  if (at == std::string::npos) return absent;
-  return std::stod(r.body.substr(at + key.size()));
-}
-
 bool poll_until(const std::function<bool()>& holds, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (!holds()) {
@@ -133,7 +95,7 @@ const std::string kRequest = "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r
 // and how long that took.
 std::pair<bool, std::chrono::microseconds> normal_client(int port) {
   const auto t0 = Clock::now();
-  UniqueFd fd(connect_to(port));
+  UniqueFd fd = connect_loopback(port, true);
   if (!fd || !send_all(fd.get(), kRequest)) return {false, {}};
   const std::string reply = read_all(fd.get());
   return {reply.starts_with("HTTP/1.1 200 "),
@@ -162,7 +124,7 @@ TEST(ClientFaultsTest, TenThousandSilentConnectionsToARoutedListener) {
   if (limit.hard() != RLIM_INFINITY && limit.hard() < kSilent + 512)
     GTEST_SKIP() << "hard fd limit " << limit.hard() << " is below " << kSilent + 512;
   const std::string cfg = http_config(R"({"timeout": 60})");
-  Coordinator g({"run", "--config", cfg});
+  RunningCoordinator g({"run", "--config", cfg}, 1);
   ::unlink(cfg.c_str());
   const double cap = metric(g.admin, "occasional_connections_routing_max");
   ASSERT_GT(cap, 0);
@@ -171,7 +133,7 @@ TEST(ClientFaultsTest, TenThousandSilentConnectionsToARoutedListener) {
   std::vector<UniqueFd> silent;
   silent.reserve(kSilent);
   for (int i = 0; i < kSilent; ++i) {
-    silent.emplace_back(connect_to(g.port));
+    silent.push_back(connect_loopback(g.port, true));
     ASSERT_TRUE(silent.back()) << "connection " << i << ": " << std::strerror(errno);
   }
   const auto opened = Clock::now() - t0;
@@ -209,14 +171,14 @@ TEST(ClientFaultsTest, ASilentFloodPastTheFdLimitEvictsTheOldestAndNewClientsAre
   // client that speaks at once is served at once instead of waiting in the
   // backlog until silent ones time out.
   const std::string cfg = http_config(R"({"timeout": 60})");
-  Coordinator g({"run", "--config", cfg}, {"prlimit", "--nofile=1024:1024", "--"});
+  RunningCoordinator g({"run", "--config", cfg}, 1, {"prlimit", "--nofile=1024:1024", "--"});
   ::unlink(cfg.c_str());
   EXPECT_EQ(g.c.events("fd_limit").at(0)["hard"], "1024");
   ASSERT_EQ(metric(g.admin, "occasional_connections_routing_max"), 512);
   constexpr int kSilent = 1500;
   std::vector<UniqueFd> silent;
   for (int i = 0; i < kSilent; ++i) {
-    silent.emplace_back(connect_to(g.port));
+    silent.push_back(connect_loopback(g.port, true));
     ASSERT_TRUE(silent.back()) << i;
   }
   ASSERT_TRUE(poll_until(
@@ -238,14 +200,14 @@ TEST(ClientFaultsTest, ASilentFloodPastTheFdLimitEvictsTheOldestAndNewClientsAre
 
 TEST(ClientFaultsTest, SlowlorisOnThePeekIsCutAtThePeekTimeoutWhileOthersAreServed) {
   const std::string cfg = http_config(R"({"timeout": 1})");
-  Coordinator g({"run", "--config", cfg});
+  RunningCoordinator g({"run", "--config", cfg}, 1);
   ::unlink(cfg.c_str());
   // Each sends a byte of a head that never reaches Host every 50 ms.
   constexpr int kSlow = 200;
   const std::string drip = "GET / HTTP/1.1\r\nX-Padding: " + std::string(200, 'p');
   std::vector<UniqueFd> slow;
   for (int i = 0; i < kSlow; ++i) {
-    slow.emplace_back(connect_to(g.port));
+    slow.push_back(connect_loopback(g.port, true));
     ASSERT_TRUE(slow.back());
   }
   const auto t0 = Clock::now();
@@ -273,13 +235,13 @@ TEST(ClientFaultsTest, SlowlorisOnThePeekIsCutAtThePeekTimeoutWhileOthersAreServ
 
 TEST(ClientFaultsTest, HeaderLinesOf64KiBAreAnswered431OrRoutedOnceHostIsIn) {
   const std::string cfg = http_config(R"({"timeout": 3})");
-  Coordinator g({"run", "--config", cfg});
+  RunningCoordinator g({"run", "--config", cfg}, 1);
   ::unlink(cfg.c_str());
   const std::string big(64 * 1024, 'b');
   // Before Host: the peek limit (16 KiB) is reached first.
   constexpr int kBig = 20;
   for (int i = 0; i < kBig; ++i) {
-    UniqueFd fd(connect_to(g.port));
+    UniqueFd fd = connect_loopback(g.port, true);
     ASSERT_TRUE(fd);
     // The gateway may close before all is sent: that is the point.
     send_all(fd.get(), "GET / HTTP/1.1\r\nX-Big: " + big + "\r\nHost: app\r\n\r\n");
@@ -289,7 +251,7 @@ TEST(ClientFaultsTest, HeaderLinesOf64KiBAreAnswered431OrRoutedOnceHostIsIn) {
   }
   EXPECT_EQ(metric(g.admin, "occasional_connections_rejected_total{reason=\"too_large\"}"), kBig);
   // After Host the connection is routed: the worker has the rest to judge.
-  UniqueFd fd(connect_to(g.port));
+  UniqueFd fd = connect_loopback(g.port, true);
   ASSERT_TRUE(fd);
   send_all(fd.get(), "GET / HTTP/1.1\r\nHost: app\r\nCookie: " + std::string(5 * 1024, 'c') +
                          "\r\nConnection: close\r\n\r\n");

@@ -10,20 +10,13 @@
 #include <stdexcept>
 #include <vector>
 
+#include "tests/integration/http_client.hpp"
+
 namespace occasional::gateway {
 namespace {
 
 using namespace std::chrono_literals;
-
-UniqueFd connect_to(uint16_t port) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  return fd;
-}
+using testing::connect_loopback;
 
 TEST(ListenerTest, AHandlerThatThrowsClosesThatConnectionAndAcceptingGoesOn) {
   boost::asio::io_context io;
@@ -36,8 +29,8 @@ TEST(ListenerTest, AHandlerThatThrowsClosesThatConnectionAndAcceptingGoesOn) {
     if (header.id % 2 == 1) throw std::bad_alloc();
     kept.push_back(std::move(fd));
   });
-  UniqueFd first = connect_to(listener.port());
-  UniqueFd second = connect_to(listener.port());
+  UniqueFd first = connect_loopback(listener.port());
+  UniqueFd second = connect_loopback(listener.port());
   const auto deadline = std::chrono::steady_clock::now() + 2s;
   while (stats.accepted < 2 && std::chrono::steady_clock::now() < deadline) {
     ASSERT_NO_THROW(io.run_one_for(10ms));

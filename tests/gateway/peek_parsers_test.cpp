@@ -46,7 +46,6 @@ TEST(PeekParsersTest, HttpRoutesOnceTheRequestLineAndHostAreIn) {
   HttpHead h = parse_http_head("GET /a HTTP/1.1\r\nHost: h\r\nCookie: " + std::string(5000, 'c'));
   ASSERT_EQ(h.status, PeekStatus::complete);
   EXPECT_EQ(h.host, "h");
-  EXPECT_FALSE(h.head_complete);
   // Before Host, the head must go on.
   EXPECT_EQ(parse_http_head("GET /a HTTP/1.1\r\nCookie: " + std::string(5000, 'c') + "\r\n").status,
             PeekStatus::need_more);
@@ -54,7 +53,22 @@ TEST(PeekParsersTest, HttpRoutesOnceTheRequestLineAndHostAreIn) {
   HttpHead twice = parse_http_head("GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nHost: b\r\nY");
   EXPECT_EQ(twice.status, PeekStatus::invalid);
   EXPECT_STREQ(twice.reject_reason, "bad_host");
-  EXPECT_TRUE(parse_http_head("GET / HTTP/1.1\r\nHost: a\r\n\r\n").head_complete);
+  EXPECT_EQ(parse_http_head("GET / HTTP/1.1\r\nHost: a\r\n\r\n").status, PeekStatus::complete);
+}
+
+// RFC 9112 2.2: a bare CR anywhere in the head is invalid, whether the line
+// it is in has ended or not.
+TEST(PeekParsersTest, ABareCrIsMalformed) {
+  for (const std::string head :
+       {"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: a\rb\r\nHost: a\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: a\rb", "GET / HTTP/1.1\rHost: a\r\n\r\n"}) {
+    HttpHead h = parse_http_head(head);
+    EXPECT_EQ(h.status, PeekStatus::invalid) << head;
+    EXPECT_STREQ(h.reject_reason, "malformed") << head;
+  }
+  // A CR at the very end of what has arrived may be the start of CRLF.
+  EXPECT_EQ(parse_http_head("GET / HTTP/1.1\r\nX: a\r").status, PeekStatus::need_more);
 }
 
 TEST(PeekParsersTest, HttpHostRulesOfRfc9112) {
@@ -90,7 +104,18 @@ TEST(PeekParsersTest, PathsAreNormalisedBeforeMatching) {
   EXPECT_EQ(norm("/a..b/.c"), "/a..b/.c");
   EXPECT_EQ(norm("/%7Euser/%2e%2E/%61"), "/a");
   EXPECT_EQ(norm("/a%2fb/%2e%2e"), "/");  // %2F stays an escape: one segment
-  EXPECT_EQ(norm("/a%2f..%2fb"), "/a%2F..%2Fb");
+  // Where a server would walk up that RFC 3986 does not: refused.
+  EXPECT_EQ(norm("/a%2f..%2fb"), "<malformed>");
+  EXPECT_EQ(norm("/static/..%2Fadmin"), "<malformed>");
+  EXPECT_EQ(norm("/static/%2e%2e%5cadmin"), "<malformed>");
+  EXPECT_EQ(norm("/static/..\\admin"), "<malformed>");
+  EXPECT_EQ(norm("/static/..;/admin"), "<malformed>");
+  EXPECT_EQ(norm("/static/..;x=1/admin"), "<malformed>");
+  // An encoded slash in a name, and dots that are no segment, still pass.
+  EXPECT_EQ(norm("/api/projects/group%2fproject"), "/api/projects/group%2Fproject");
+  EXPECT_EQ(norm("/a/...%2Fb"), "/a/...%2Fb");
+  EXPECT_EQ(norm("/a/b..%2Fc"), "/a/b..%2Fc");
+  EXPECT_EQ(norm("/a;..;/b"), "/a;..;/b");
   EXPECT_EQ(norm("/%zz"), "<malformed>");
   EXPECT_EQ(norm("/%4"), "<malformed>");
   EXPECT_EQ(norm("/%"), "<malformed>");

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+
 namespace occasional::gateway {
 namespace {
 
@@ -52,6 +54,34 @@ TEST(PendingQueueTest, ExpiryOfAFullQueueReportsRoom) {
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(rooms, 1);
   EXPECT_EQ(stats.rejected["queue_timeout"], 1u);
+}
+
+// What the expiry timer's work throws (here the listeners' resume) is
+// counted and does not leave the Asio handler: the loop goes on, and what
+// else has expired still expires.
+TEST(PendingQueueTest, AThrowAtExpiryStaysInTheHandler) {
+  boost::asio::io_context io;
+  GatewayStats stats;
+  PendingQueue q(io, QueueConfig{1, std::chrono::milliseconds(1)}, stats);
+  int rooms = 0;
+  q.on_room([&rooms] {
+    ++rooms;
+    throw std::runtime_error("resume failed");
+  });
+  q.push(some_fd(), {});
+  ASSERT_TRUE(q.full());
+  EXPECT_NO_THROW(io.run_for(std::chrono::seconds(5)));
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(rooms, 1);
+  EXPECT_EQ(stats.rejected["queue_timeout"], 1u);
+  EXPECT_EQ(stats.rejected["internal_error"], 1u);
+  q.push(some_fd(), {});
+  q.push(some_fd(), {});  // full: queue_full
+  io.restart();
+  EXPECT_NO_THROW(io.run_for(std::chrono::seconds(5)));
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(stats.rejected["queue_timeout"], 2u);
+  EXPECT_EQ(stats.rejected["internal_error"], 2u);
 }
 
 TEST(PendingQueueTest, WithoutAQueueItIsNeverFullSoListenersNeverHold) {

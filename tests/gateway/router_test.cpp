@@ -14,6 +14,8 @@
 #include <optional>
 
 #include "gateway/dispatcher.hpp"
+#include "gateway/gateway.hpp"
+#include "tests/integration/http_client.hpp"
 #include "workers/control_channel.hpp"
 
 namespace occasional::gateway {
@@ -46,24 +48,22 @@ class RouterTest : public ::testing::Test {
   }
 
   void make_router(std::vector<Route> routes, PeekLimits limits = {}, size_t max_routing = 1000) {
+    stats_.routing_max = max_routing;
     router_ = std::make_unique<Router>(io_, RouteTable(std::move(routes)), limits, dispatcher_,
-                                       stats_, log_, max_routing);
+                                       stats_, log_);
   }
 
   // Connects a client; routes the server's end. Returns the client's end.
   UniqueFd connect_and_route(const std::string& first_bytes) {
-    UniqueFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port_);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    UniqueFd client = testing::connect_loopback(port_);
+    EXPECT_TRUE(client);
     if (!first_bytes.empty()) {
       EXPECT_EQ(::send(client.get(), first_bytes.data(), first_bytes.size(), 0),
                 static_cast<ssize_t>(first_bytes.size()));
     }
     UniqueFd server(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     EXPECT_TRUE(server);
+    server_fd_ = server.get();  // the router registers this very fd
     workers::ConnHeader h;
     h.id = next_id_++;
     h.peer = "127.0.0.1:1";
@@ -129,6 +129,7 @@ class RouterTest : public ::testing::Test {
   Dispatcher dispatcher_{stats_};
   UniqueFd listener_;
   uint16_t port_ = 0;
+  int server_fd_ = -1;  // the server's end of the last connection, now the router's
   UniqueFd worker_end_;
   std::unique_ptr<supervisor::WorkerLink> link_;
   std::unique_ptr<Router> router_;
@@ -171,13 +172,27 @@ TEST_F(RouterTest, APrefaceLineIsConsumedAndTheRestGoesToTheWorker) {
 TEST_F(RouterTest, BytesArrivingOneAtATimeAreRoutedOnceTheLineIsWhole) {
   make_router({preface_route("svc")});
   UniqueFd client = connect_and_route("s");
-  ASSERT_TRUE(run_until([&] { return stats_.peeking == 1; }));
-  for (char c : std::string("vc\n")) {
-    // The router sees each partial line, waits for more (SO_RCVLOWAT one
-    // byte above what it saw), and routes once the line is whole.
+  // After each peek of a partial line the router waits for one byte more
+  // than it saw (SO_RCVLOWAT on its fd): that it got there is the proof it
+  // peeked every byte so far, and it must not have handed anything off.
+  auto peeked = [&](int bytes) {
+    return run_until([&] {
+      int lowat = 0;
+      socklen_t len = sizeof lowat;
+      return ::getsockopt(server_fd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, &len) == 0 &&
+             lowat == bytes + 1;
+    });
+  };
+  ASSERT_TRUE(peeked(1));
+  for (char c : std::string("vc")) {
+    EXPECT_EQ(stats_.handed_off, 0u);
+    EXPECT_FALSE(received().has_value());
     ASSERT_EQ(::send(client.get(), &c, 1, 0), 1);
-    io_.run_for(20ms);
+    ASSERT_TRUE(peeked(c == 'v' ? 2 : 3)) << c;
   }
+  EXPECT_EQ(stats_.handed_off, 0u);
+  EXPECT_FALSE(received().has_value());
+  ASSERT_EQ(::send(client.get(), "\n", 1, 0), 1);
   std::optional<Handed> h;
   ASSERT_TRUE(run_until([&] { return (h = received()).has_value(); }));
   EXPECT_EQ(h->header.route, "preface");
@@ -290,6 +305,14 @@ TEST_F(RouterTest, AnHttpRequestIsRoutedOnceItsHostIsInWhateverFollows) {
   ASSERT_TRUE(run_until([&] { return (h = received()).has_value(); }));
   EXPECT_EQ(h->header.route, "http");
   EXPECT_EQ(rejected("too_large"), 0u);
+}
+
+// Half the fd limit, but a limit of about 1e9 (containerd's) bounds nothing.
+TEST(MaxRoutingTest, HalfTheFdLimitFrom64ToAMillion) {
+  EXPECT_EQ(max_routing_for(1024), 512u);
+  EXPECT_EQ(max_routing_for(100), 64u);
+  EXPECT_EQ(max_routing_for(524288), 262144u);
+  EXPECT_EQ(max_routing_for(1'073'741'816), 1'000'000u);
 }
 
 }  // namespace

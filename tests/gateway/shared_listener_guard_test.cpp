@@ -9,6 +9,8 @@
 #include <chrono>
 #include <functional>
 
+#include "tests/integration/http_client.hpp"
+
 namespace occasional::gateway {
 namespace {
 
@@ -19,12 +21,8 @@ using namespace std::chrono_literals;
 class SharedListenerGuardTest : public ::testing::Test {
  protected:
   UniqueFd connect_client() {
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(listener_.port());
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    UniqueFd fd = testing::connect_loopback(listener_.port());
+    EXPECT_TRUE(fd);
     return fd;
   }
 
@@ -125,6 +123,37 @@ TEST_F(SharedListenerGuardTest, AnIdleServiceIsRefusedAtOnceAndStopEndsItForGood
   guard_.on_idle("svc");
   run_for(60ms);
   EXPECT_FALSE(guard_.refusing());
+}
+
+// A failed service is retried after its cool-off, not within the grace: it
+// is refused as soon as its last worker has gone, whichever is reported
+// first, until a worker is spawned again.
+TEST_F(SharedListenerGuardTest, AFailedServiceIsRefusedAtOnceUntilAWorkerIsSpawned) {
+  guard_.start();
+  guard_.on_spawned("svc", 0, 1);
+  guard_.on_spawned("svc", 1, 2);
+  guard_.on_exited(exit_of(0));
+  guard_.on_service_failed("svc", 5, std::chrono::seconds(60));
+  EXPECT_FALSE(guard_.refusing());  // replica 1 still accepts
+  guard_.on_exited(exit_of(1));
+  EXPECT_TRUE(guard_.refusing());
+  UniqueFd refused = connect_client();
+  EXPECT_TRUE(closed_by_peer(refused.get()));
+
+  // The retry spawns a worker: the socket is the workers' again, and its
+  // next exit has the grace.
+  guard_.on_spawned("svc", 0, 3);
+  EXPECT_FALSE(guard_.refusing());
+  guard_.on_exited(exit_of(0));
+  EXPECT_FALSE(guard_.refusing());
+  ASSERT_TRUE(run_until([&] { return guard_.refusing(); }));
+
+  // Failed after its last worker has gone: at once too.
+  guard_.on_spawned("svc", 0, 4);
+  guard_.on_exited(exit_of(0));
+  EXPECT_FALSE(guard_.refusing());
+  guard_.on_service_failed("svc", 5, std::chrono::seconds(60));
+  EXPECT_TRUE(guard_.refusing());
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <optional>
@@ -28,24 +29,7 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kWorkers = OCCASIONAL_WORKERS_DIR;
 
-struct Coordinator {
-  CoordinatorProcess c;
-  int port = 0;
-  int admin = 0;
-  Coordinator(std::vector<std::string> args, int ready) : c(args) {
-    if (std::find(args.begin(), args.end(), "--listen") != args.end()) {
-      Fields f = c.wait_event("listening");
-      port = f.empty() ? 0 : std::stoi(f["port"]);
-    }
-    Fields f = c.wait_event("admin_listening");
-    admin = f.empty() ? 0 : std::stoi(f["port"]);
-    for (int i = 0; i < ready; ++i) c.wait_event("ready");
-  }
-  ~Coordinator() {
-    c.signal(SIGTERM);
-    c.wait_exit();
-  }
-};
+using Coordinator = RunningCoordinator;
 
 // A child process of the test (Prometheus), stopped at scope exit; its
 // stderr goes to `log_file`.
@@ -72,22 +56,33 @@ struct Child {
   }
 };
 
-std::string make_temp_dir() {
-  char dir[] = "/tmp/occasional-test-XXXXXX";
-  EXPECT_NE(::mkdtemp(dir), nullptr);
-  return dir;
-}
+// A directory under /tmp, removed with what is in it at scope exit.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char dir[] = "/tmp/occasional-test-XXXXXX";
+    EXPECT_NE(::mkdtemp(dir), nullptr);
+    path = dir;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
 
 // A real Prometheus scraping `target_port` every second. It binds port 0 and
 // logs the port it got ("Listening on" address=127.0.0.1:PORT), which is read
 // back from its log: no port is chosen here and bound later by someone else.
 struct Prometheus {
+  TempDir temp;  // declared first: removed after Prometheus has stopped
   std::unique_ptr<Child> child;
   int port = 0;
   std::string log_file;
 
   explicit Prometheus(int target_port) {
-    const std::string dir = make_temp_dir();
+    const std::string& dir = temp.path;
     log_file = dir + "/prometheus.log";
     {
       std::ofstream cfg(dir + "/prometheus.yml");
@@ -227,7 +222,8 @@ TEST(AdminTest, PromtoolFindsNothingToSayAboutOurMetrics) {
   ASSERT_EQ(m.status, 200);
   EXPECT_NE(m.body.find("occasional_connections_handed_off_total 1"), std::string::npos);
   EXPECT_NE(m.body.find("process_open_fds"), std::string::npos);
-  const std::string file = make_temp_dir() + "/metrics.txt";
+  TempDir temp;
+  const std::string file = temp.path + "/metrics.txt";
   std::ofstream(file) << m.body;
   const std::string cmd = "promtool check metrics < " + file + " 2>&1";
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -248,7 +244,8 @@ std::chrono::system_clock::time_point parse_ts(const std::string& ts) {
 }
 
 TEST(AdminTest, ReadyzTurns503Within100msOfAFailedServiceAnd200AfterStart) {
-  const std::string flag = make_temp_dir() + "/healthy";
+  TempDir temp;
+  const std::string flag = temp.path + "/healthy";
   // Plain mode: a worker is ready once it runs.
   Coordinator g({"run", "--name", "flaky", "--max-restarts", "2", "--backoff-initial", "0.05", "--",
                  "sh", "-c", "test -e " + flag + " || exit 1; exec sleep 1000"},
@@ -398,7 +395,8 @@ TEST(AdminTest, ANonLoopbackAdminWithoutATokenRefusesToStartUnlessSaidInsecure) 
       << refused.stderr_text();
   EXPECT_TRUE(refused.events("spawn").empty()) << "a worker ran before the refusal";
   // `check` warns (the token may come from run's command line).
-  const std::string open_file = make_temp_dir() + "/open.json";
+  TempDir temp;
+  const std::string open_file = temp.path + "/open.json";
   std::ofstream(open_file) << R"({"services": {"s": {"command": ["sleep", "1000"]}},
                                  "admin": {"address": "0.0.0.0:9090"}})";
   CoordinatorProcess check_open({"check", open_file});
@@ -414,7 +412,7 @@ TEST(AdminTest, ANonLoopbackAdminWithoutATokenRefusesToStartUnlessSaidInsecure) 
   flag.signal(SIGTERM);
   EXPECT_EQ(flag.wait_exit(), 0);
 
-  const std::string file = make_temp_dir() + "/occasional.json";
+  const std::string file = temp.path + "/occasional.json";
   std::ofstream(file) << R"({"services": {"s": {"command": ["sleep", "1000"], "mode": "plain"}},
                             "admin": {"address": "0.0.0.0:0", "insecure": true}})";
   CoordinatorProcess checked({"check", file});

@@ -16,6 +16,7 @@
 #include <fstream>
 
 #include "supervisor/spawner.hpp"
+#include "tests/integration/http_client.hpp"
 
 namespace occasional::testing {
 
@@ -193,6 +194,35 @@ std::vector<pid_t> children_of(pid_t parent) {
   }
   ::closedir(d);
   return out;
+}
+
+RunningCoordinator::RunningCoordinator(std::vector<std::string> args, int ready,
+                                       std::vector<std::string> wrapper)
+    : c(std::move(wrapper), args) {
+  auto has = [&args](const char* flag) {
+    return std::find(args.begin(), args.end(), flag) != args.end();
+  };
+  if (has("--listen") || has("--config")) {
+    Fields f = c.wait_event("listening");
+    port = f.empty() ? 0 : std::stoi(f["port"]);
+  }
+  Fields f = c.wait_event("admin_listening");
+  admin = f.empty() ? 0 : std::stoi(f["port"]);
+  for (int i = 0; i < ready; ++i) c.wait_event("ready");
+}
+
+RunningCoordinator::~RunningCoordinator() {
+  c.signal(SIGTERM);
+  c.wait_exit();
+}
+
+double metric(int admin_port, const std::string& sample, double absent) {
+  HttpReply r = http_request(admin_port, "GET", "/metrics");
+  if (r.status != 200) return -2;
+  const std::string key = "\n" + sample + " ";
+  const auto at = r.body.find(key);
+  if (at == std::string::npos) return absent;
+  return std::stod(r.body.substr(at + key.size()));
 }
 
 }  // namespace occasional::testing

@@ -56,6 +56,27 @@ class CoordinatorProcess {
   int exit_code_ = -1;
 };
 
+// A coordinator run for one test, its ports read back from its events:
+// `port` from `listening` (when `args` has --listen or --config), `admin`
+// from `admin_listening`; `ready` workers waited for. SIGTERMed and reaped
+// at scope exit.
+struct RunningCoordinator {
+  RunningCoordinator(std::vector<std::string> args, int ready,
+                     std::vector<std::string> wrapper = {});
+  ~RunningCoordinator();
+  RunningCoordinator(const RunningCoordinator&) = delete;
+  RunningCoordinator& operator=(const RunningCoordinator&) = delete;
+
+  CoordinatorProcess c;
+  int port = 0;
+  int admin = 0;
+};
+
+// The value of one sample of the admin endpoint's /metrics, e.g.
+// `occasional_admin_refused_total{reason="timeout"}`: `absent` when it is not
+// there, -2 when /metrics does not answer 200.
+double metric(int admin_port, const std::string& sample, double absent = 0);
+
 // Whether `pid` exists and is not a zombie.
 bool process_alive(pid_t pid);
 // Pids whose parent is `parent`.

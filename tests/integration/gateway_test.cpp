@@ -30,25 +30,9 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kWorkers = OCCASIONAL_WORKERS_DIR;
 
-int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  // Close with RST: 100k closes would otherwise fill the ephemeral ports with TIME_WAIT.
-  linger l{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Sends `request`, reads until EOF or `timeout`; empty on failure.
 std::string talk(int port, const std::string& request, std::chrono::milliseconds timeout = 5s) {
-  UniqueFd fd(connect_to(port));
+  UniqueFd fd = connect_loopback(port, true);
   if (!fd) return {};
   if (!request.empty() && ::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) < 0)
     return {};
@@ -164,7 +148,7 @@ TEST(GatewayTest, SequentialAndConcurrentConnectionsAreSpreadEvenly) {
   // 1000 at once: all connected before any is answered.
   std::vector<UniqueFd> fds;
   for (int i = 0; i < 1000; ++i) {
-    fds.emplace_back(connect_to(g.port));
+    fds.push_back(connect_loopback(g.port, true));
     ASSERT_TRUE(fds.back()) << i;
   }
   // connect() returns once the kernel has the connection, before the
@@ -207,7 +191,7 @@ TEST(GatewayTest, ConnectionsQueuedWhileTheCoordinatorIsStoppedAreAllServed) {
     ASSERT_EQ(::kill(g.c.pid(), SIGSTOP), 0);
     std::vector<UniqueFd> fds;
     for (int i = 0; i < 40; ++i) {
-      fds.emplace_back(connect_to(g.port));  // the kernel completes the handshake
+      fds.push_back(connect_loopback(g.port, true));  // the kernel completes the handshake
       ASSERT_TRUE(fds.back()) << i;
       ASSERT_GT(::send(fds.back().get(), request.data(), request.size(), MSG_NOSIGNAL), 0);
     }
@@ -299,7 +283,7 @@ TEST(GatewayTest, SilentClientIsClosedAtPeekTimeoutWhileOthersAreServed) {
   int port = std::stoi(c.wait_event("listening")["port"]);
   c.wait_event("ready");
   ::unlink(cfg.c_str());
-  UniqueFd silent(connect_to(port));
+  UniqueFd silent = connect_loopback(port, true);
   const auto t0 = Clock::now();
   for (int i = 0; i < 20; ++i) EXPECT_NE(talk(port, "t\nping\n").find("pong"), std::string::npos);
   pollfd p{silent.get(), POLLIN, 0};
@@ -335,7 +319,7 @@ TEST(GatewayTest, AFailedListenFdsServiceRefusesClientsPromptly) {
   const int admin = g.admin_port();
   // A client that came while the service was still trying: refused within
   // the queue timeout, or at once when the service is failed.
-  UniqueFd early(connect_to(g.port));
+  UniqueFd early = connect_loopback(g.port, true);
   ASSERT_TRUE(early);
   const auto t0 = Clock::now();
   pollfd p{early.get(), POLLIN, 0};
@@ -382,14 +366,14 @@ TEST(GatewayTest, WorkerReadyLaterGetsTheQueuedConnection) {
 
 TEST(GatewayTest, DrainingWorkerFinishesOpenConnectionsAndGetsNoNewOnes) {
   Gateway g({"run", "--listen", "127.0.0.1:0", "--grace", "5", "--", kWorkers + "/echo_worker"}, 1);
-  UniqueFd open(connect_to(g.port));
+  UniqueFd open = connect_loopback(g.port, true);
   ASSERT_EQ(::send(open.get(), "a", 1, 0), 1);
   char b = 0;
   ASSERT_EQ(::recv(open.get(), &b, 1, 0), 1);
   g.c.signal(SIGTERM);
   g.c.wait_event("stop");
   // New connections are refused (the listener stopped); the open one still echoes.
-  EXPECT_EQ(connect_to(g.port), -1);
+  EXPECT_FALSE(connect_loopback(g.port, true));
   ASSERT_EQ(::send(open.get(), "b", 1, 0), 1);
   ASSERT_EQ(::recv(open.get(), &b, 1, 0), 1);
   EXPECT_EQ(b, 'b');
@@ -409,12 +393,10 @@ TEST(GatewayTest, KillingWorkersUnderLoadRefusesNothingAtTheGateway) {
   for (int t = 0; t < 4; ++t)
     clients.emplace_back([&] {
       while (!done) {
-        int fd = connect_to(g.port);
-        if (fd < 0) {
+        if (!connect_loopback(g.port, true)) {
           ++refused;
           continue;
         }
-        ::close(fd);
         std::string r = http_get(g.port, "/load");
         if (r.find("200 OK") != std::string::npos)
           ++ok;
@@ -516,7 +498,8 @@ void send_text(int fd, const std::string& text) {
 TEST(GatewayTest, InetdRunsCatAsAnEchoServiceWithAProcessCap) {
   Gateway g({"run", "--listen", "127.0.0.1:0", "--mode", "inetd", "--max-processes", "2", "--name",
              "echo", "--", "cat"});
-  UniqueFd a(connect_to(g.port)), b(connect_to(g.port));
+  UniqueFd a = connect_loopback(g.port, true);
+  UniqueFd b = connect_loopback(g.port, true);
   ASSERT_TRUE(a && b);
   send_text(a.get(), "alpha\n");
   send_text(b.get(), "beta\n");
@@ -526,7 +509,7 @@ TEST(GatewayTest, InetdRunsCatAsAnEchoServiceWithAProcessCap) {
   g.c.wait_event("spawn");
 
   // At the cap, a third client waits for a slot instead of being refused.
-  UniqueFd c(connect_to(g.port));
+  UniqueFd c = connect_loopback(g.port, true);
   ASSERT_TRUE(c);
   send_text(c.get(), "gamma\n");
   EXPECT_EQ(read_n(c.get(), 6, 300ms), "");
@@ -577,7 +560,7 @@ TEST(GatewayTest, ClientsBeyondAFullQueueWaitInTheBacklogAndAreAllServed) {
   constexpr int kClients = 8;
   std::vector<UniqueFd> clients;
   for (int i = 0; i < kClients; ++i) {
-    clients.emplace_back(connect_to(g.port));
+    clients.push_back(connect_loopback(g.port, true));
     ASSERT_TRUE(clients.back()) << i;
   }
   ASSERT_TRUE(wait_metric(admin, "occasional_listeners_held", 1));
@@ -604,15 +587,14 @@ TEST(GatewayTest, CoordinatorFdsReturnToBaselineAfter100kConnections) {
   ASSERT_EQ(talk(g.port, "", 100ms), "");
   const int baseline = open_fds(g.c.pid());
   for (int i = 0; i < 100000; ++i) {
-    int fd = connect_to(g.port);
-    ASSERT_GE(fd, 0) << "connection " << i << ": " << std::strerror(errno);
-    ::close(fd);
+    ASSERT_TRUE(connect_loopback(g.port, true))
+        << "connection " << i << ": " << std::strerror(errno);
   }
   // The listen queue is first in, first out, and so is the pending queue: once
   // a connection made after all of them is answered, every one of them has
   // been accepted and handed off or closed. Checking the count before that
   // can meet it at the baseline between two handoffs, with more to come.
-  UniqueFd last(connect_to(g.port));
+  UniqueFd last = connect_loopback(g.port, true);
   ASSERT_TRUE(last);
   send_text(last.get(), "last\n");
   ASSERT_EQ(read_n(last.get(), 5, 30s), "last\n");
@@ -763,7 +745,7 @@ TEST(GatewayTest, OutOfFdsPausesAcceptingWithBackoffAndLosesNoClient) {
   Gateway g({"run", "--listen", "127.0.0.1:0", "--replicas", "1", "--max-connections", "1",
              "--queue-max", "100", "--queue-timeout", "60", "--", kWorkers + "/echo_worker"},
             1);
-  UniqueFd first(connect_to(g.port));
+  UniqueFd first = connect_loopback(g.port, true);
   ASSERT_TRUE(first);
   send_text(first.get(), "0\n");
   ASSERT_EQ(read_n(first.get(), 2), "0\n");
@@ -776,7 +758,7 @@ TEST(GatewayTest, OutOfFdsPausesAcceptingWithBackoffAndLosesNoClient) {
   constexpr int kClients = 20;
   std::vector<UniqueFd> clients;
   for (int i = 0; i < kClients; ++i) {
-    clients.emplace_back(connect_to(g.port));
+    clients.push_back(connect_loopback(g.port, true));
     ASSERT_TRUE(clients.back()) << i;
   }
   const auto t0 = Clock::now();
@@ -813,13 +795,13 @@ TEST(GatewayTest, DrainClosesIdleKeptAliveConnectionsButServesOnesYetToSendARequ
             1);
   const int admin = g.admin_port();
   // A: one request answered, then idle on keep-alive.
-  UniqueFd idle(connect_to(g.port));
+  UniqueFd idle = connect_loopback(g.port, true);
   ASSERT_TRUE(idle);
   send_text(idle.get(), "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
   const std::string first = read_n(idle.get(), 1);
   ASSERT_FALSE(first.empty());
   // B: handed to the worker, its request not sent yet.
-  UniqueFd fresh(connect_to(g.port));
+  UniqueFd fresh = connect_loopback(g.port, true);
   ASSERT_TRUE(fresh);
   ASSERT_TRUE(wait_metric(admin, "occasional_connections_handed_off_total", 2));
 
@@ -920,13 +902,13 @@ TEST(GatewayTest, FinishedConnectionsCountByClosedMessageOrSharedCounter) {
     const int admin = g.admin_port();
     const pid_t worker = std::stoi(g.c.events("spawn").at(0)["pid"]);
 
-    UniqueFd a(connect_to(g.port));
+    UniqueFd a = connect_loopback(g.port, true);
     ASSERT_TRUE(a);
     send_text(a.get(), "a\n");
     ASSERT_EQ(read_n(a.get(), 2), "a\n");
     EXPECT_TRUE(wait_open_connections(admin, 1));
     // At its cap: the next connection waits in the queue.
-    UniqueFd b(connect_to(g.port));
+    UniqueFd b = connect_loopback(g.port, true);
     ASSERT_TRUE(b);
     send_text(b.get(), "b\n");
     ASSERT_TRUE(wait_metric(admin, "occasional_connections_pending", 1));
@@ -980,7 +962,7 @@ while True:
   ASSERT_EQ(::kill(g.c.pid(), SIGSTOP), 0);
   std::vector<UniqueFd> fds;
   for (int i = 0; i < kClients; ++i) {
-    fds.emplace_back(connect_to(g.port));
+    fds.push_back(connect_loopback(g.port, true));
     ASSERT_TRUE(fds.back()) << i;
     send_text(fds.back().get(), "x\n");
   }
@@ -1039,7 +1021,7 @@ TEST(GatewayTest, ABurstGoesOutInBatchesToWorkersThatTakeThemAndEveryClientIsSer
     ASSERT_EQ(::kill(g.c.pid(), SIGSTOP), 0);
     std::vector<UniqueFd> fds;
     for (int i = 0; i < 60; ++i) {
-      fds.emplace_back(connect_to(g.port));
+      fds.push_back(connect_loopback(g.port, true));
       ASSERT_TRUE(fds.back()) << i;
       send_text(fds.back().get(), "c" + std::to_string(i) + "\n");
     }
@@ -1116,7 +1098,7 @@ TEST(GatewayTest, OnOneCpuABurstGoesOutInRunsUnlessSpreadIsAsked) {
     ASSERT_EQ(::kill(c.pid(), SIGSTOP), 0);
     std::vector<UniqueFd> fds;
     for (int i = 0; i < 20; ++i) {
-      fds.emplace_back(connect_to(port));
+      fds.push_back(connect_loopback(port, true));
       ASSERT_TRUE(fds.back()) << i;
       send_text(fds.back().get(), "r" + std::to_string(i) + "\n");
     }
@@ -1154,9 +1136,9 @@ TEST(GatewayTest, DeferAcceptTakesAConnectionOnlyOnceItsClientHasSpoken) {
     EXPECT_EQ(g.c.events("listening").at(0)["defer_accept"], defer ? "true" : "false");
     const int admin = g.admin_port();
 
-    UniqueFd silent(connect_to(g.port));
+    UniqueFd silent = connect_loopback(g.port, true);
     ASSERT_TRUE(silent);
-    UniqueFd talker(connect_to(g.port));
+    UniqueFd talker = connect_loopback(g.port, true);
     ASSERT_TRUE(talker);
     send_text(talker.get(), "hi\n");
     ASSERT_EQ(read_n(talker.get(), 3), "hi\n");

@@ -68,17 +68,13 @@ HttpReply http_request(int port, const std::string& method, const std::string& t
   return r;
 }
 
-int free_port() {
+UniqueFd connect_loopback(int port, bool rst_on_close) {
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a = loopback(0);
-  ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len);
-  return ntohs(a.sin_port);
-}
-
-UniqueFd connect_loopback(int port) {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return {};
+  if (rst_on_close) {
+    linger l{1, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
   sockaddr_in a = loopback(port);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return {};
   return fd;

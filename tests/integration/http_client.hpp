@@ -26,13 +26,11 @@ std::string raw_exchange(int port, const std::string& bytes,
                          std::chrono::milliseconds timeout = std::chrono::seconds(5),
                          bool half_close = true);
 
-// A port nothing listens on right now (bound, read back, released).
-// Racy under `ctest -j`: another test may take it before it is used.
-int free_port();
-
 // A connection to 127.0.0.1:port (invalid if refused) that sends nothing
-// until the caller does.
-UniqueFd connect_loopback(int port);
+// until the caller does. With `rst_on_close` it closes with a reset
+// (SO_LINGER 0): tests that open thousands would otherwise fill the
+// ephemeral ports with TIME_WAIT.
+UniqueFd connect_loopback(int port, bool rst_on_close = false);
 
 // A loopback port bound (so no one else can take it) but not listening, for
 // as long as this object lives: connections to it are refused.

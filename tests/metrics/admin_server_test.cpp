@@ -62,6 +62,7 @@ TEST(AdminServerTest, EverySeriesWithKnownLabelsStartsAtZero) {
         "occasional_service_failures_total{service=\"web\"} 0",
         "occasional_worker_killed_at_grace_total{service=\"web\"} 0",
         "occasional_worker_watchdog_timeouts_total{service=\"web\"} 0",
+        "occasional_worker_accept_probe_failures_total{service=\"web\"} 0",
         "occasional_worker_exits_total{reason=\"exited\",service=\"web\",signal=\"none\"} 0",
         "occasional_worker_exits_total{reason=\"killed\",service=\"web\",signal=\"SIGKILL\"} 0",
         "occasional_worker_exits_total{reason=\"killed\",service=\"web\",signal=\"SIGSEGV\"} 0",
@@ -256,6 +257,27 @@ TEST(AdminServerTest, ASilentConnectionIsClosedAtTheTimeout) {
   EXPECT_EQ(out, "");
   EXPECT_GE(took, std::chrono::milliseconds(150));
   EXPECT_LT(took, std::chrono::seconds(2));
+}
+
+// Prometheus keeps its scrape connection open between scrapes: a wait for a
+// next request that never starts is no refusal, and is not counted as one
+// (the documented alert is on any increase). A request cut off half-way is.
+TEST(AdminServerTest, AnIdleKeptAliveConnectionIsClosedQuietly) {
+  AdminConfig c;
+  c.timeout = std::chrono::milliseconds(200);
+  Served s(c);
+  const std::string out = raw_exchange(s.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                                       std::chrono::seconds(5), false);
+  EXPECT_TRUE(out.starts_with("HTTP/1.1 200")) << out;
+  EXPECT_EQ(out.find("408"), std::string::npos) << out;
+  const std::string cut = raw_exchange(s.port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /he",
+                                       std::chrono::seconds(5), false);
+  EXPECT_TRUE(cut.starts_with("HTTP/1.1 200")) << cut;
+  const std::string metrics = http_request(s.port, "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("occasional_admin_refused_total{reason=\"timeout\"} 1"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("occasional_admin_requests_total{code=\"408\"} 1"), std::string::npos)
+      << metrics;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "supervisor/accept_probe.hpp"
 
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -9,6 +10,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +18,8 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace occasional::supervisor {
 namespace {
@@ -171,6 +175,76 @@ TEST(AcceptProbeTest, AGoneProcessIsNotAccepting) {
   ::waitpid(pid, nullptr, 0);
   std::error_code error;
   EXPECT_EQ(probe_accepting(pid, l.inode, error), AcceptProbe::not_yet);
+}
+
+// The kernel checks ptrace access to /proc/PID/task/TID/syscall when it is
+// read, not when it is opened: root without CAP_SYS_PTRACE opens a worker's
+// file that belongs to another user (CAP_DAC_OVERRIDE) and read() says EPERM.
+// That is a refusal (cannot_tell), not an empty file (not_yet for ever).
+TEST(AcceptProbeTest, AReadRefusedByTheKernelIsCannotTell) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to run the worker as another user";
+  Listener l;
+  Child worker([&] {
+    if (::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0) return;
+    // Changing uid made it non-dumpable; dumpable, its /proc files are its own
+    // (nobody's), so opening them succeeds and only read() is refused.
+    ::prctl(PR_SET_DUMPABLE, 1);
+    ::accept(l.fd, nullptr, nullptr);
+  });
+  const auto deadline = Clock::now() + 5s;
+  while (!blocked(worker.pid) && Clock::now() < deadline) ::usleep(1000);
+  ASSERT_TRUE(blocked(worker.pid));
+
+  // The probe runs in a process that dropped CAP_SYS_PTRACE, as a coordinator
+  // started as root in a container without it does.
+  int result_pipe[2];
+  ASSERT_EQ(::pipe(result_pipe), 0);
+  const pid_t prober = ::fork();
+  if (prober == 0) {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    if (::syscall(SYS_capget, &header, data) != 0) ::_exit(10);
+    data[CAP_SYS_PTRACE / 32].effective &= ~(1u << (CAP_SYS_PTRACE % 32));
+    data[CAP_SYS_PTRACE / 32].permitted &= ~(1u << (CAP_SYS_PTRACE % 32));
+    if (::syscall(SYS_capset, &header, data) != 0) ::_exit(11);
+    std::error_code error;
+    const int r[2] = {static_cast<int>(probe_accepting(worker.pid, l.inode, error)), error.value()};
+    ::_exit(::write(result_pipe[1], r, sizeof r) == sizeof r ? 0 : 12);
+  }
+  ::close(result_pipe[1]);
+  int r[2] = {-1, 0};
+  const ssize_t n = ::read(result_pipe[0], r, sizeof r);
+  ::close(result_pipe[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(prober, &status, 0), prober);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_EQ(n, static_cast<ssize_t>(sizeof r));
+  EXPECT_EQ(static_cast<AcceptProbe>(r[0]), AcceptProbe::cannot_tell);
+  EXPECT_TRUE(r[1] == EPERM || r[1] == EACCES) << r[1];
+}
+
+// A probe reads a bounded amount of /proc whatever the worker looks like: a
+// worker with more threads than one probe may look at is one it cannot tell
+// about (taken as ready), not one it walks for ever on the event loop.
+TEST(AcceptProbeTest, AWorkerTooLargeToLookAtIsCannotTell) {
+  Listener l;
+  constexpr int kThreads = 1100;  // each costs a read of its syscall file at least
+  int ready_pipe[2];
+  ASSERT_EQ(::pipe(ready_pipe), 0);
+  Child c([&] {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) threads.emplace_back([] { ::pause(); });
+    char x = 1;
+    (void)!::write(ready_pipe[1], &x, 1);
+    ::pause();
+  });
+  char x = 0;
+  ASSERT_EQ(::read(ready_pipe[0], &x, 1), 1);
+  ::close(ready_pipe[0]);
+  ::close(ready_pipe[1]);
+  std::error_code error;
+  EXPECT_EQ(probe_accepting(c.pid, l.inode, error), AcceptProbe::cannot_tell);
+  EXPECT_EQ(error, std::errc::value_too_large);
 }
 
 }  // namespace
