@@ -22,6 +22,7 @@
 #include "metrics/metrics.hpp"
 #include "supervisor/event_log.hpp"
 #include "supervisor/service_log.hpp"
+#include "supervisor/spawner.hpp"
 #include "supervisor/supervisor.hpp"
 
 namespace sv = occasional::supervisor;
@@ -34,13 +35,15 @@ namespace {
 // by default) would be reached long before memory runs short. The hard
 // limit is what the operator allowed; Go's runtime raises to it the same
 // way, and systemd's default (1024 soft, 524288 hard) expects programs that
-// need many fds to do so. Returns the soft limit now in force (2^20 when
+// need many fds to do so. Workers start with the soft limit we had
+// (set_worker_fd_limit). Returns the soft limit now in force (2^20 when
 // unknown or unlimited).
 uint64_t raise_fd_limit(const sv::EventLog& log) {
   constexpr uint64_t kUnknown = 1u << 20;
   rlimit r{};
   if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return kUnknown;
   const rlim_t before = r.rlim_cur;
+  sv::set_worker_fd_limit(before);
   if (r.rlim_cur != r.rlim_max) {
     r.rlim_cur = r.rlim_max;
     if (::setrlimit(RLIMIT_NOFILE, &r) != 0) r.rlim_cur = before;

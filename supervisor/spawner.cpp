@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,9 +28,19 @@ struct ChildFailure {
   int step;
 };
 
-constexpr const char* kSteps[] = {
-    "setpgid", "prctl(PR_SET_PDEATHSIG)", "dup", "dup2", "chdir", "close_range", "execve"};
-enum Step { kSetpgid, kPdeathsig, kDup, kDup2, kChdir, kCloseRange, kExecve };
+constexpr const char* kSteps[] = {"setpgid",
+                                  "prctl(PR_SET_PDEATHSIG)",
+                                  "setrlimit(RLIMIT_NOFILE)",
+                                  "dup",
+                                  "dup2",
+                                  "chdir",
+                                  "close_range",
+                                  "execve"};
+enum Step { kSetpgid, kPdeathsig, kFdLimit, kDup, kDup2, kChdir, kCloseRange, kExecve };
+
+// The soft fd limit workers start with; kInherit: the coordinator's own.
+constexpr rlim_t kInherit = ~rlim_t{0} - 1;
+rlim_t worker_soft_fd_limit = kInherit;
 
 [[noreturn]] void child_fail(int report_fd, Step step) {
   ChildFailure failure{errno, step};
@@ -95,7 +106,8 @@ void write_decimal(char* out, long value) {
 }
 
 [[noreturn]] void exec_child(const ProcessSpec& spec, const char* file, char* const* argv,
-                             char* const* envp, int report_fd, pid_t parent, char* listen_pid) {
+                             char* const* envp, int report_fd, pid_t parent, char* listen_pid,
+                             const rlimit* fd_limit) {
   if (::setpgid(0, 0) != 0) child_fail(report_fd, kSetpgid);
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(report_fd, kPdeathsig);
   // The parent may have died before PDEATHSIG was armed; then nobody watches us.
@@ -104,6 +116,7 @@ void write_decimal(char* out, long value) {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  if (fd_limit && ::setrlimit(RLIMIT_NOFILE, fd_limit) != 0) child_fail(report_fd, kFdLimit);
 
   // Move every fd we keep above all the numbers we are about to fill, so that
   // no dup2 overwrites a source still needed.
@@ -156,18 +169,24 @@ struct ChildArgs {
   char* const* envp;
   int report_fd;
   pid_t parent;
-  char* listen_pid;  // the digits of "LISTEN_PID=..." in envp, or null
+  char* listen_pid;        // the digits of "LISTEN_PID=..." in envp, or null
+  const rlimit* fd_limit;  // RLIMIT_NOFILE to set, or null to inherit ours
 };
 
 int child_entry(void* p) {
   auto* a = static_cast<ChildArgs*>(p);
-  exec_child(*a->spec, a->file, a->argv, a->envp, a->report_fd, a->parent, a->listen_pid);
+  exec_child(*a->spec, a->file, a->argv, a->envp, a->report_fd, a->parent, a->listen_pid,
+             a->fd_limit);
 }
 
 // The child's stack while it shares our memory (CLONE_VM) until exec.
 constexpr size_t kChildStack = 256 * 1024;
 
 }  // namespace
+
+void set_worker_fd_limit(rlim_t soft) {
+  worker_soft_fd_limit = soft;
+}
 
 std::string find_executable(const std::string& name, const std::string& path_var) {
   if (name.find('/') != std::string::npos) return name;
@@ -219,8 +238,19 @@ SpawnResult spawn_process(const ProcessSpec& spec) {
   // memory, before it resets dispositions.
   std::unique_ptr<char[]> stack(new char[kChildStack]);
   char* listen_pid = spec.set_listen_pid ? env.back().data() + 11 : nullptr;
-  ChildArgs child_args{&spec,      file.c_str(), argv.data(), envp.data(), report_write.get(),
-                       ::getpid(), listen_pid};
+  rlimit fd_limit{};
+  const bool set_fd_limit = worker_soft_fd_limit != kInherit &&
+                            ::getrlimit(RLIMIT_NOFILE, &fd_limit) == 0 &&
+                            fd_limit.rlim_cur != worker_soft_fd_limit;
+  if (set_fd_limit) fd_limit.rlim_cur = std::min(worker_soft_fd_limit, fd_limit.rlim_max);
+  ChildArgs child_args{&spec,
+                       file.c_str(),
+                       argv.data(),
+                       envp.data(),
+                       report_write.get(),
+                       ::getpid(),
+                       listen_pid,
+                       set_fd_limit ? &fd_limit : nullptr};
   sigset_t all, old;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &old);

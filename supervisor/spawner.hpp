@@ -1,5 +1,6 @@
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <string>
@@ -26,6 +27,13 @@ struct SpawnResult {
 // mask and exactly fds 0, 1, 2 and spec.pass_fds (as 3, 4, ...). Blocks only until the child has
 // exec'd or failed to (a CLOEXEC pipe says which), so an exec failure is known before this returns.
 SpawnResult spawn_process(const ProcessSpec& spec);
+
+// The soft RLIMIT_NOFILE every process spawned from now on starts with.
+// The coordinator raises its own soft limit to the hard one (docs/gateway.md);
+// its workers get the limit it was started with, as systemd and Go's os/exec
+// do: select() fails on fds past 1024, and some programs close every fd up
+// to the limit at start. Without a call, children inherit ours.
+void set_worker_fd_limit(rlim_t soft);
 
 // Looks `name` up like execvp does, in `path_var` (a PATH value). Returns
 // empty when nothing executable is found. Names with a '/' are returned as is.

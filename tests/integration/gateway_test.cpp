@@ -347,6 +347,12 @@ TEST(GatewayTest, TheFdLimitIsRaisedToTheHardLimitAtStart) {
   ASSERT_EQ(::prlimit(g.c.pid(), RLIMIT_NOFILE, nullptr, &now), 0);
   EXPECT_EQ(now.rlim_cur, 4096u);
   EXPECT_EQ(metric(g.admin_port(), "occasional_connections_routing_max"), 2048);
+  // Workers start with the limit the coordinator was started with.
+  Fields spawn = g.c.wait_event("spawn");
+  rlimit worker{};
+  ASSERT_EQ(::prlimit(std::stoi(spawn["pid"]), RLIMIT_NOFILE, nullptr, &worker), 0);
+  EXPECT_EQ(worker.rlim_cur, 256u);
+  EXPECT_EQ(worker.rlim_max, 4096u);
 }
 
 TEST(GatewayTest, WorkerThatIsNotReadyReceivesNothing) {

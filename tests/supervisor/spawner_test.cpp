@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,6 +59,19 @@ TEST(SpawnerTest, ChildSeesOnlyStandardFdsAndPassedOnes) {
   // fd 3 is the one we passed.
   Ran target = run_sh("readlink /proc/self/fd/3", {::open("/dev/zero", O_RDONLY | O_CLOEXEC)});
   EXPECT_EQ(target.out, "/dev/zero\n");
+}
+
+TEST(SpawnerTest, ChildStartsWithTheWorkerFdLimitNotOurs) {
+  rlimit ours{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &ours), 0);
+  ASSERT_GT(ours.rlim_max, 777u);
+  set_worker_fd_limit(777);
+  Ran lowered = run_sh("ulimit -n");
+  // Back to what children inherit: our own soft limit.
+  set_worker_fd_limit(ours.rlim_cur);
+  EXPECT_EQ(lowered.out, "777\n");
+  Ran inherited = run_sh("ulimit -n");
+  EXPECT_EQ(inherited.out, std::to_string(ours.rlim_cur) + "\n");
 }
 
 TEST(SpawnerTest, ChildHasEmptyMaskDefaultDispositionsAndOwnGroup) {
