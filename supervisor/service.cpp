@@ -455,7 +455,13 @@ void Service::look_for_accepting(int replica) {
         set_ready(replica, true);
         return;
       case AcceptProbe::not_yet:
-        look_for_accepting(replica);
+        // One never seen waiting (an io_uring server, one always busy) would
+        // otherwise be looked at every 0.5 s for as long as it runs.
+        if (std::chrono::steady_clock::now() - rr.started_mono < config_.accept_probe_for)
+          return look_for_accepting(replica);
+        observer_.on_accept_probe_failed(config_.name, replica,
+                                         "not seen waiting to accept in time");
+        set_ready(replica, true);
         return;
     }
   });

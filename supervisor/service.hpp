@@ -59,6 +59,9 @@ struct ServiceConfig {
   Duration watchdog{};
   // listen_fds: gunicorn says READY=1; uvicorn and Python's http.server do not.
   Readiness readiness = Readiness::accepting;
+  // readiness `accepting`: a worker not seen waiting to accept by then is
+  // taken as ready and no longer looked at (docs/gateway.md).
+  Duration accept_probe_for = std::chrono::seconds(60);
 };
 
 // A pool of replicas of one command, kept running by its RestartPolicy.

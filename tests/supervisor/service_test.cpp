@@ -2,8 +2,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,6 +64,12 @@ class Recorder : public ServiceObserver {
     events.emplace_back("grace", replica, pid);
   }
   void on_idle(const std::string&) override { events.emplace_back("idle"); }
+  void on_ready(const std::string&, int replica, WorkerLink*) override {
+    events.emplace_back("ready", replica);
+  }
+  void on_accept_probe_failed(const std::string&, int replica, const std::string&) override {
+    events.emplace_back("accept_probe_failed", replica);
+  }
   void on_protocol_error(const std::string&, int replica, const char* reason,
                          const std::string&) override {
     events.emplace_back(std::string("protocol_error:") + reason, replica);
@@ -397,6 +405,35 @@ TEST_F(ServiceTest, WorkerThatClosesItsChannelAndLivesOnIsKilled) {
   s.kill_all();
   s.stop();
   ASSERT_TRUE(wait_for([&] { return s.idle(); }));
+}
+
+}  // namespace
+}  // namespace occasional::supervisor
+
+namespace occasional::supervisor {
+namespace {
+
+// Readiness `accepting` gives up on a worker never seen waiting to accept:
+// it is taken as ready, counted, and no longer looked at.
+TEST_F(ServiceTest, AWorkerNeverSeenAcceptingIsTakenAsReadyAfterTheProbeTime) {
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(listener);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(listener.get(), 8), 0);
+  auto c = config({"/bin/sleep", "100"});
+  c.mode = WorkerMode::listen_fds;
+  c.listen_fd = listener.get();
+  c.listener_name = "main";
+  c.accept_probe_for = 300ms;
+  const auto start = Clock::now();
+  supervisor_->add_service(std::move(c)).start();
+  ASSERT_TRUE(wait_for([&] { return recorder_.count("ready") == 1; }));
+  const auto took = Clock::now() - start;
+  EXPECT_GE(took, 300ms);
+  EXPECT_EQ(recorder_.count("accept_probe_failed"), 1u);
 }
 
 }  // namespace
