@@ -106,7 +106,7 @@ TEST(HostileWorkerTest, ClosedChannelIsUnreadyAtOnceThenKilledAndRestarted) {
                  [](const Fields& f) { return f.at("reason") == "channel_closed"; });
   // A client of h meanwhile waits in the queue; before, it was retried
   // against the closed socket about 1,000 times a second.
-  UniqueFd waiting(connect_to(s.hostile_port));
+  UniqueFd waiting = connect_loopback(s.hostile_port);
   ASSERT_TRUE(waiting);
   EXPECT_FALSE(poll_until(
       [&] { return metric_sum(s.admin_port, "occasional_handoff_retries_total") >= 10; }, 1s));

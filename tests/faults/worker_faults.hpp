@@ -53,39 +53,10 @@ inline std::string write_config(const std::string& json) {
   return path;
 }
 
-inline int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Sends `request`, reads until EOF or `timeout`; empty on failure.
 inline std::string talk(int port, const std::string& request,
                         std::chrono::milliseconds timeout = 5s) {
-  UniqueFd fd(connect_to(port));
-  if (!fd) return {};
-  if (!request.empty() && ::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) < 0)
-    return {};
-  std::string out;
-  const auto deadline = Clock::now() + timeout;
-  char buf[4096];
-  while (Clock::now() < deadline) {
-    pollfd p{fd.get(), POLLIN, 0};
-    int ms = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
-    if (::poll(&p, 1, std::max(ms, 1)) <= 0) break;
-    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
+  return raw_exchange(port, request, timeout, false);
 }
 
 // Sum of every sample of `name` whose labels contain each of `labels`
