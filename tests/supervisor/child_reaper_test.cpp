@@ -144,7 +144,11 @@ TEST_F(ChildReaperTest, WorkersGroupIsKilledWhenItExits) {
 // the worker exits and is killed as an orphan; with the kernel's list of
 // our children, without walking all of /proc.
 TEST_F(ChildReaperTest, OrphanIsKilledWithoutWalkingAllOfProc) {
-  const pid_t pid = spawn("setsid sleep 60 & echo $!; exit 0");
+  // The worker exits only once the orphan has left its group: were it still
+  // in it, the group kill at the worker's exit would take it first.
+  const pid_t pid = spawn(
+      "f=$(mktemp -u); mkfifo $f; setsid sh -c \"echo \\$\\$ > $f; exec sleep 60\" & "
+      "read -r p < $f; rm $f; echo $p; exit 0");
   const pid_t orphan = std::stoi(read_line(out_.get()));
   ASSERT_TRUE(run_until([&] { return exit_.has_value(); }));
   ASSERT_TRUE(run_until([&] { return reaper_->orphans_killed() >= 1; }));
@@ -193,11 +197,19 @@ TEST(GuardianTest, KillsKnownGroupsWhenItsCoordinatorDies) {
     SpawnResult r = spawn_process(spec);
     if (!r.ok()) ::_exit(1);
     g.watch(r.pid);
+    if (::write(wr.get(), "watched\n", 8) < 0) ::_exit(1);
     ::pause();
   }
   wr.reset();
   const pid_t guardian = std::stoi(read_line(rd.get()));
-  const pid_t grandchild = std::stoi(read_line(rd.get()));
+  // The worker's line and "watched" (the guardian has been told of the
+  // group), in either order: killing the coordinator before the second
+  // would leave a group the guardian never knew.
+  std::string first = read_line(rd.get());
+  std::string second = read_line(rd.get());
+  if (first == "watched") std::swap(first, second);
+  ASSERT_EQ(second, "watched");
+  const pid_t grandchild = std::stoi(first);
   ASSERT_FALSE(gone(grandchild));
   ASSERT_FALSE(gone(guardian));
   ::kill(coordinator, SIGKILL);
