@@ -114,21 +114,12 @@ TEST_F(WorkerLinkTest, ABurstIsReadInSlicesThatLetOthersRun) {
 // and reported once per run of bad reads.
 TEST_F(WorkerLinkTest, ClosedCounterIsClampedToWhatWasHandedAndNeverGoesBack) {
   ASSERT_FALSE(link->share_closed_counter());
-  char buf[256];
-  char control[CMSG_SPACE(sizeof(int))];
-  iovec iov{buf, sizeof buf};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ASSERT_GT(::recvmsg(worker_end.get(), &msg, 0), 0);
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  ASSERT_NE(c, nullptr);
-  int memfd;
-  std::memcpy(&memfd, CMSG_DATA(c), sizeof memfd);
-  UniqueFd memfd_owner(memfd);
-  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  // Sent before share_closed_counter() returned: already queued.
+  workers::Received got = workers::receive_datagram(worker_end.get());
+  ASSERT_EQ(got.status, workers::ReceiveStatus::message) << got.error;
+  ASSERT_EQ(got.fds.size(), 1u);
+  UniqueFd memfd = std::move(got.fds[0]);
+  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0);
   ASSERT_NE(page, MAP_FAILED);
   auto* value = static_cast<uint64_t*>(page);
 
