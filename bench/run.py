@@ -311,6 +311,7 @@ backend workers
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         return {"rps": rps, "p50": latency(50), "p99": latency(99),
                 "errors": sum(int(x) for x in errors.groups()) if errors else 0,
+                "error_kinds": errors.group(0) if errors else "",
                 "non2xx": int(non2xx.group(1)) if non2xx else 0,
                 "server_cpu_busy": busy_share(ticks0, ticks1, int(SERVER_CPU)),
                 "client_cpu_busy": busy_share(ticks0, ticks1, int(CLIENT_CPU))}
@@ -348,6 +349,8 @@ backend workers
                         cpu0, handed0 = proc_cpu_seconds(a.pid), metric(
                             a_admin, "occasional_connections_handed_off_total")
                     r = self.wrk(port, keepalive)
+                    if r["errors"] or r["non2xx"]:
+                        r = self.explain_errors(s, port, keepalive, r)
                     if s == "a" and not keepalive:
                         cpu = proc_cpu_seconds(a.pid) - cpu0
                         handed = metric(a_admin, "occasional_connections_handed_off_total") - handed0
@@ -361,13 +364,37 @@ backend workers
                           f"wrk {r['client_cpu_busy']:4.0%}", flush=True)
         med = {}
         for (s, ka), rs in runs.items():
-            med[(s, ka)] = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            med[(s, ka)] = {k: statistics.median(r[k] for r in rs) for k in rs[0]
+                            if k != "error_kinds"}
         self.results["http"] = {f"{s}/{'keepalive' if ka else 'fresh'}": v
                                 for (s, ka), v in med.items()}
         self.results["http_runs"] = {f"{s}/{'keepalive' if ka else 'fresh'}": rs
                                      for (s, ka), rs in runs.items()}
         self.results["ceiling_handoffs_per_cpu_second"] = statistics.median(ceiling) if ceiling else 0
         return med
+
+    def explain_errors(self, setup, port, keepalive, r):
+        """A run with failed requests: say which kind, and what the setup's
+        own log said (warnings and errors). In --smoke (a 1 s run inside the
+        test suite, on a shared CI machine) the run is repeated once, both are
+        printed, and only errors that repeat fail the suite; a full run keeps
+        the first result, so errors there always fail."""
+        print(f"  setup {setup}: {r['errors']} socket errors ({r['error_kinds']}), "
+              f"{r['non2xx']} non-2xx", flush=True)
+        for name in sorted(os.listdir(self.work)):
+            if not name.startswith(f"{setup}-") or not name.endswith(".log"):
+                continue
+            with open(os.path.join(self.work, name), errors="replace") as f:
+                noted = [line.rstrip() for line in f
+                         if '"level":"warn"' in line or '"level":"error"' in line]
+            for line in noted[-20:]:
+                print(f"    {name}: {line}", flush=True)
+        if not self.args.smoke:
+            return r
+        again = self.wrk(port, keepalive)
+        print(f"  setup {setup} again: {again['rps']:.0f} req/s, {again['errors']} socket errors "
+              f"({again['error_kinds']}), {again['non2xx']} non-2xx", flush=True)
+        return again
 
     # -- fd passing by batch size -------------------------------------------
 
