@@ -11,13 +11,13 @@
 #include <string>
 #include <vector>
 
-#include "gateway/cli.hpp"
-#include "gateway/config_loader.hpp"
-#include "gateway/coordinator_admin.hpp"
-#include "gateway/ctl.hpp"
+#include "app/cli.hpp"
+#include "app/config_loader.hpp"
+#include "app/coordinator_admin.hpp"
+#include "app/ctl.hpp"
+#include "app/metrics_feed.hpp"
+#include "app/shutdown.hpp"
 #include "gateway/gateway.hpp"
-#include "gateway/metrics_feed.hpp"
-#include "gateway/shutdown.hpp"
 #include "metrics/admin_server.hpp"
 #include "metrics/metrics.hpp"
 #include "supervisor/event_log.hpp"

@@ -1,4 +1,4 @@
-#include "gateway/cli.hpp"
+#include "app/cli.hpp"
 
 #include <gtest/gtest.h>
 

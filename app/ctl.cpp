@@ -1,4 +1,4 @@
-#include "gateway/ctl.hpp"
+#include "app/ctl.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,7 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "gateway/cli.hpp"
+#include "app/cli.hpp"
 #include "gateway/config.hpp"
 #include "gateway/listener.hpp"
 #include "workers/unique_fd.hpp"

@@ -1,4 +1,4 @@
-#include "gateway/coordinator_admin.hpp"
+#include "app/coordinator_admin.hpp"
 
 #include <algorithm>
 
