@@ -135,7 +135,7 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
       listen = need_value(args, i);
     } else if (a == "--mode") {
       mode = need_value(args, i);
-      if (mode != "handoff" && mode != "listen_fds" && mode != "inetd" && mode != "plain")
+      if (!workers::parse_service_mode(mode))
         throw UsageError("--mode: expected handoff, listen_fds, inetd or plain, got '" + mode +
                          "'");
     } else if (a == "--readiness") {
@@ -247,10 +247,7 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     service.name = slash == std::string::npos ? file : file.substr(slash + 1);
   }
   if (mode.empty()) mode = listen.empty() ? "plain" : "handoff";
-  service.mode = mode == "handoff"      ? supervisor::WorkerMode::handoff
-                 : mode == "listen_fds" ? supervisor::WorkerMode::listen_fds
-                 : mode == "inetd"      ? supervisor::WorkerMode::inetd
-                                        : supervisor::WorkerMode::plain;
+  service.mode = *workers::parse_service_mode(mode);
   if (mode != "plain" && listen.empty())
     throw UsageError("--mode " + mode + " needs --listen ADDR");
   if (defer_accept && listen.empty()) throw UsageError("--defer-accept needs --listen ADDR");
@@ -267,8 +264,7 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     } catch (const std::invalid_argument& e) {
       throw UsageError(std::string("--listen: ") + e.what());
     }
-    if (service.mode == supervisor::WorkerMode::handoff ||
-        service.mode == supervisor::WorkerMode::inetd)
+    if (service.mode == workers::WorkerMode::handoff || service.mode == workers::WorkerMode::inetd)
       l.routes.push_back(Route{RouteKind::default_route, service.name, "", "", "", ""});
     else
       entry.listener = l.name;

@@ -444,13 +444,10 @@ class Loader {
       }
       if (o["cwd"].get(v) == simdjson::SUCCESS) s.process.cwd = str(v, at("cwd"));
       if (o["mode"].get(v) == simdjson::SUCCESS) {
-        std::string m = one_of(v, at("mode"), {"handoff", "listen_fds", "inetd", "plain"});
-        s.mode = m == "handoff"      ? supervisor::WorkerMode::handoff
-                 : m == "listen_fds" ? supervisor::WorkerMode::listen_fds
-                 : m == "inetd"      ? supervisor::WorkerMode::inetd
-                                     : supervisor::WorkerMode::plain;
+        s.mode = *workers::parse_service_mode(
+            one_of(v, at("mode"), {"handoff", "listen_fds", "inetd", "plain"}));
       } else {
-        s.mode = supervisor::WorkerMode::handoff;
+        s.mode = workers::WorkerMode::handoff;
       }
       if (o["replicas"].get(v) == simdjson::SUCCESS)
         s.replicas = static_cast<int>(integer(v, at("replicas"), 1, 4096));
@@ -500,7 +497,7 @@ class Loader {
       if (o["listener"].get(v) == simdjson::SUCCESS) entry.listener = str(v, at("listener"));
       if (o["readiness"].get(v) == simdjson::SUCCESS) {
         const std::string r = one_of(v, at("readiness"), {"notify", "started", "accepting"});
-        if (s.mode != supervisor::WorkerMode::listen_fds)
+        if (s.mode != workers::WorkerMode::listen_fds)
           fail(at("readiness"),
                "applies to listen_fds services only (a handoff worker says "
                "`ready`; a plain one is ready once it runs)");
@@ -508,7 +505,7 @@ class Loader {
                       : r == "started" ? supervisor::Readiness::started
                                        : supervisor::Readiness::accepting;
       }
-      if (s.mode == supervisor::WorkerMode::listen_fds && entry.listener.empty())
+      if (s.mode == workers::WorkerMode::listen_fds && entry.listener.empty())
         fail(path, "mode listen_fds needs \"listener\": the name of the listener to share");
       config.services.push_back(std::move(entry));
     }

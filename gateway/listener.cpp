@@ -157,7 +157,8 @@ std::string sockaddr_text(const sockaddr_storage& ss) {
 }
 
 Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
-                   bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log)
+                   bool defer_accept, metrics::ConnectionStats& stats,
+                   const supervisor::EventLog& log)
     : io_(io),
       name_(std::move(name)),
       socket_(io),
@@ -201,19 +202,19 @@ void Listener::wait() {
 }
 
 void Listener::accept_ready() {
-  // One connection per wake-up while they come one at a time, a drain when
+  // One connection per wake-up while they come one at a time, a sweep when
   // they come in bursts (workers/read_batching.hpp): the accept4 that would
   // find the queue empty sits between the handoff and our sleep, and a
   // worker on the same CPU waits for that sleep.
   // A bounded batch per wake-up keeps other work on the loop going under a flood.
-  // While draining, the handoffs of this wake-up may go out together.
+  // While sweeping, the handoffs of this wake-up may go out together.
   struct BurstScope {
     const Burst& burst;
     bool open;
     ~BurstScope() {
       if (open) burst(false);
     }
-  } scope{burst_, burst_ && batching_.draining()};
+  } scope{burst_, burst_ && batching_.sweeping()};
   if (scope.open) burst_(true);
   bool accepted = false;
   bool yielded = false;
@@ -231,12 +232,12 @@ void Listener::accept_ready() {
 #if EAGAIN != EWOULDBLOCK
         case EWOULDBLOCK:
 #endif
-          // A drained burst yields once before it waits: the workers it fed
-          // run first if they share this CPU, and the next drain takes what
+          // A swept burst yields once before it waits: the workers it fed
+          // run first if they share this CPU, and the next sweep takes what
           // arrived meanwhile in one go instead of one epoll round each.
           if (scope.open && accepted && !yielded) {
             yielded = true;
-            yield_between_drains();
+            yield_between_sweeps();
             continue;
           }
           pause_ = std::chrono::milliseconds(0);
@@ -281,7 +282,7 @@ void Listener::accept_ready() {
   });
 }
 
-void Listener::yield_between_drains() {
+void Listener::yield_between_sweeps() {
   // A yield that runs another task costs two context switches and that
   // task's time, well over this; one that finds nothing else runnable on the
   // CPU returns in about a microsecond.

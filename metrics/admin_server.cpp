@@ -363,10 +363,10 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
       beast::error_code ignored;
       stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
       char sink[16384];
-      for (size_t drained = 0; drained < 4 * 1024 * 1024;) {
+      for (size_t discarded = 0; discarded < 4 * 1024 * 1024;) {
         auto [rec, got] = co_await stream.async_read_some(asio::buffer(sink), kUseTuple);
         if (rec) break;
-        drained += got;
+        discarded += got;
       }
       break;
     }

@@ -20,20 +20,6 @@
 
 namespace occasional::supervisor {
 
-const char* worker_mode_name(WorkerMode mode) {
-  switch (mode) {
-    case WorkerMode::plain:
-      return "plain";
-    case WorkerMode::handoff:
-      return "handoff";
-    case WorkerMode::listen_fds:
-      return "listen_fds";
-    case WorkerMode::inetd:
-      return "inetd";
-  }
-  return "?";
-}
-
 namespace {
 // A starting worker is looked at this often at first, then less and less.
 constexpr Duration kFirstProbe = std::chrono::milliseconds(10);
@@ -56,7 +42,7 @@ Service::Service(boost::asio::io_context& io, ServiceConfig config, ChildReaper&
       policy_(config_.restart, config_.replicas, jitter_source()),
       retry_timer_(io) {
   struct stat st {};
-  if (config_.mode == WorkerMode::listen_fds && ::fstat(config_.listen_fd, &st) == 0)
+  if (config_.mode == workers::WorkerMode::listen_fds && ::fstat(config_.listen_fd, &st) == 0)
     listen_inode_ = st.st_ino;
   grow_to(config_.replicas);
 }
@@ -191,9 +177,9 @@ void Service::spawn(int replica) {
   spec.env.push_back("OCCASIONAL_REPLICA=" + std::to_string(replica));
   UniqueFd ours, theirs;
   switch (config_.mode) {
-    case WorkerMode::plain:
+    case workers::WorkerMode::plain:
       break;
-    case WorkerMode::handoff: {
+    case workers::WorkerMode::handoff: {
       int pair[2];
       if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
         start_failed(replica, errno, "socketpair");
@@ -227,7 +213,7 @@ void Service::spawn(int replica) {
                          std::to_string(workers::kControlFd));
       break;
     }
-    case WorkerMode::listen_fds:
+    case workers::WorkerMode::listen_fds:
       spec.pass_fds = {config_.listen_fd};
       spec.env.push_back("LISTEN_FDS=1");
       spec.env.push_back("LISTEN_FDNAMES=" + config_.listener_name);
@@ -239,9 +225,10 @@ void Service::spawn(int replica) {
             std::to_string(
                 std::chrono::duration_cast<std::chrono::microseconds>(config_.watchdog).count()));
       break;
-    case WorkerMode::inetd:
-      std::fprintf(stderr, "occasional: bug: service %s: inetd services are InetdService\n",
-                   config_.name.c_str());
+    case workers::WorkerMode::inetd:
+    case workers::WorkerMode::standalone:
+      std::fprintf(stderr, "occasional: bug: service %s: mode %s is not a Service's\n",
+                   config_.name.c_str(), workers::worker_mode_name(config_.mode));
       std::abort();
   }
 
@@ -267,13 +254,13 @@ void Service::spawn(int replica) {
   observer_.on_spawned(config_.name, replica, pid);
 
   switch (config_.mode) {
-    case WorkerMode::plain:
+    case workers::WorkerMode::plain:
       set_ready(replica, true);
       break;
-    case WorkerMode::handoff:
+    case workers::WorkerMode::handoff:
       r.link->send(workers::encode_hello_coordinator());
       break;
-    case WorkerMode::listen_fds:
+    case workers::WorkerMode::listen_fds:
       // The watchdog starts with READY=1 (or a first WATCHDOG=1), as
       // systemd's does once start-up is complete: a slow start is not a hang.
       if (config_.readiness == Readiness::started) {
@@ -283,7 +270,8 @@ void Service::spawn(int replica) {
         look_for_accepting(replica);
       }
       break;
-    case WorkerMode::inetd:
+    case workers::WorkerMode::inetd:
+    case workers::WorkerMode::standalone:
       break;
   }
 }
@@ -475,7 +463,7 @@ void Service::on_exit(int replica, const siginfo_t& info) {
   set_exit_status(record, info);
   // A stated reason may still sit in the control socket, sent just before exit.
   if (r.link) {
-    r.link->drain_pending();
+    r.link->read_remaining();
     r.link.reset();
   }
   record.stated_reason = std::move(r.stated_reason);

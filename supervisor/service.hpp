@@ -18,18 +18,9 @@
 #include "supervisor/restart_policy.hpp"
 #include "supervisor/service_observer.hpp"
 #include "supervisor/worker_link.hpp"
+#include "workers/worker_mode.hpp"
 
 namespace occasional::supervisor {
-
-// How a worker is connected to the coordinator (ARCHITECTURE.md, Worker kinds).
-enum class WorkerMode {
-  plain,       // no connections: ready once spawned
-  handoff,     // control socket at fd 3; ready on `ready`; connections as fds
-  listen_fds,  // the listener at fd 3 (LISTEN_FDS); ready on READY=1 (NOTIFY_SOCKET)
-  inetd,       // one process per connection: an InetdService, never a Service
-};
-
-const char* worker_mode_name(WorkerMode mode);
 
 // When a listen_fds worker starts taking connections, as systemd's Type=.
 enum class Readiness {
@@ -46,7 +37,7 @@ inline constexpr std::chrono::milliseconds kChannelClosedGrace{200};
 struct ServiceConfig {
   std::string name;
   ProcessSpec process;
-  WorkerMode mode = WorkerMode::plain;
+  workers::WorkerMode mode = workers::WorkerMode::plain;
   int replicas = 1;
   RestartConfig restart;
   // Between SIGTERM (or `drain`) and SIGKILL of the process group when stopping.
