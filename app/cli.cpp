@@ -140,15 +140,11 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
                          "'");
     } else if (a == "--readiness") {
       readiness = need_value(args, i);
-      if (readiness == "notify")
-        service.readiness = supervisor::Readiness::notify;
-      else if (readiness == "started")
-        service.readiness = supervisor::Readiness::started;
-      else if (readiness == "accepting")
-        service.readiness = supervisor::Readiness::accepting;
-      else
+      const std::optional<supervisor::Readiness> r = supervisor::parse_readiness(readiness);
+      if (!r)
         throw UsageError("--readiness: expected notify, started or accepting, got '" + readiness +
                          "'");
+      service.readiness = *r;
     } else if (a == "--max-processes") {
       entry.max_processes = parse_count(a, need_value(args, i), 1);
     } else if (a == "--max-connections") {
@@ -172,15 +168,10 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     } else if (a == "--replicas") {
       service.replicas = parse_count(a, need_value(args, i), 1);
     } else if (a == "--restart") {
-      std::string v = need_value(args, i);
-      if (v == "always")
-        restart.mode = supervisor::RestartMode::always;
-      else if (v == "on-failure")
-        restart.mode = supervisor::RestartMode::on_failure;
-      else if (v == "never")
-        restart.mode = supervisor::RestartMode::never;
-      else
-        throw UsageError("--restart: expected always, on-failure or never, got '" + v + "'");
+      const std::string v = need_value(args, i);
+      const std::optional<supervisor::RestartMode> m = supervisor::parse_restart_mode(v);
+      if (!m) throw UsageError("--restart: expected always, on-failure or never, got '" + v + "'");
+      restart.mode = *m;
     } else if (a == "--backoff-initial") {
       restart.backoff_initial = to_duration(parse_seconds(a, need_value(args, i)));
     } else if (a == "--backoff-max") {

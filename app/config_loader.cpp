@@ -452,10 +452,8 @@ class Loader {
       if (o["replicas"].get(v) == simdjson::SUCCESS)
         s.replicas = static_cast<int>(integer(v, at("replicas"), 1, 4096));
       if (o["restart"].get(v) == simdjson::SUCCESS) {
-        std::string r = one_of(v, at("restart"), {"always", "on-failure", "never"});
-        s.restart.mode = r == "always"       ? supervisor::RestartMode::always
-                         : r == "on-failure" ? supervisor::RestartMode::on_failure
-                                             : supervisor::RestartMode::never;
+        s.restart.mode = *supervisor::parse_restart_mode(
+            one_of(v, at("restart"), {"always", "on-failure", "never"}));
       }
       if (o["backoff_initial"].get(v) == simdjson::SUCCESS)
         s.restart.backoff_initial = seconds(v, at("backoff_initial"));
@@ -501,9 +499,7 @@ class Loader {
           fail(at("readiness"),
                "applies to listen_fds services only (a handoff worker says "
                "`ready`; a plain one is ready once it runs)");
-        s.readiness = r == "notify"    ? supervisor::Readiness::notify
-                      : r == "started" ? supervisor::Readiness::started
-                                       : supervisor::Readiness::accepting;
+        s.readiness = *supervisor::parse_readiness(r);
       }
       if (s.mode == workers::WorkerMode::listen_fds && entry.listener.empty())
         fail(path, "mode listen_fds needs \"listener\": the name of the listener to share");

@@ -67,6 +67,26 @@ const char* accept_error_reason(int err) {
   }
 }
 
+}  // namespace
+
+socklen_t to_sockaddr(const ListenAddress& a, sockaddr_storage& out) {
+  out = {};
+  if (a.v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&out);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(a.port);
+    ::inet_pton(AF_INET6, a.host.c_str(), &s6->sin6_addr);
+    return sizeof(sockaddr_in6);
+  }
+  auto* s4 = reinterpret_cast<sockaddr_in*>(&out);
+  s4->sin_family = AF_INET;
+  s4->sin_port = htons(a.port);
+  ::inet_pton(AF_INET, a.host.c_str(), &s4->sin_addr);
+  return sizeof(sockaddr_in);
+}
+
+namespace {
+
 int bind_listener(const ListenAddress& a, bool defer_accept, uint16_t& bound_port) {
   const int family = a.v6 ? AF_INET6 : AF_INET;
   UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -77,20 +97,7 @@ int bind_listener(const ListenAddress& a, bool defer_accept, uint16_t& bound_por
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (a.v6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   sockaddr_storage ss{};
-  socklen_t len;
-  if (a.v6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(a.port);
-    ::inet_pton(AF_INET6, a.host.c_str(), &s6->sin6_addr);
-    len = sizeof(sockaddr_in6);
-  } else {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(a.port);
-    ::inet_pton(AF_INET, a.host.c_str(), &s4->sin_addr);
-    len = sizeof(sockaddr_in);
-  }
+  const socklen_t len = to_sockaddr(a, ss);
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
     throw std::runtime_error("bind() failed for listener " + a.text + ": " + std::strerror(errno) +
                              (errno == EADDRINUSE ? " (another process has this port)" : ""));

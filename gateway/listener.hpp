@@ -33,6 +33,8 @@ ListenAddress parse_listen_address(const std::string& text);
 // An accepted peer or local address as the `conn` header carries it:
 // "127.0.0.1:50312", "[::1]:50312".
 std::string sockaddr_text(const sockaddr_storage& address);
+// Fills `out` for bind or connect; returns its length.
+socklen_t to_sockaddr(const ListenAddress& address, sockaddr_storage& out);
 
 // One listening socket. Binds at construction (startup: throws on failure).
 // The accept loop only accepts and hands each connection on: one accept4

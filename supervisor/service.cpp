@@ -20,6 +20,24 @@
 
 namespace occasional::supervisor {
 
+const char* readiness_name(Readiness readiness) {
+  switch (readiness) {
+    case Readiness::notify:
+      return "notify";
+    case Readiness::started:
+      return "started";
+    case Readiness::accepting:
+      return "accepting";
+  }
+  return "?";
+}
+
+std::optional<Readiness> parse_readiness(std::string_view name) {
+  for (Readiness r : {Readiness::notify, Readiness::started, Readiness::accepting})
+    if (name == readiness_name(r)) return r;
+  return std::nullopt;
+}
+
 namespace {
 // A starting worker is looked at this often at first, then less and less.
 constexpr Duration kFirstProbe = std::chrono::milliseconds(10);
@@ -458,9 +476,7 @@ void Service::look_for_accepting(int replica) {
 void Service::on_exit(int replica, const siginfo_t& info) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   guardian_.forget(r.pid);
-  ExitRecord record;
-  record.pid = r.pid;
-  set_exit_status(record, info);
+  ExitRecord record = process_exit_record(r.pid, info);
   // A stated reason may still sit in the control socket, sent just before exit.
   if (r.link) {
     r.link->read_remaining();
@@ -518,20 +534,12 @@ void Service::start_failed(int replica, int error, const char* call) {
 }
 
 void Service::record_start_failure(int replica, int error, const char* call) {
-  ExitRecord record;
-  record.kind = ExitKind::start_failed;
-  record.error = error;
-  record.failed_call = call;
-  finish_exit(replica, std::move(record));
+  finish_exit(replica, start_failure_record(error, call));
 }
 
 void Service::finish_exit(int replica, ExitRecord record) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
-  record.service = config_.name;
-  record.replica = replica;
-  record.started_at = r.started_wall;
-  record.exited_at = std::chrono::system_clock::now();
-  record.uptime = std::chrono::steady_clock::now() - r.started_mono;
+  finish_exit_record(record, config_.name, replica, r.started_wall, r.started_mono);
   observer_.on_exited(record);
   handle(replica, {PolicyEventKind::exited, record.clean(), record.uptime});
 }

@@ -29,6 +29,10 @@ enum class Readiness {
   accepting,  // on READY=1, or once it is seen waiting to accept on the listener
 };
 
+const char* readiness_name(Readiness readiness);
+// The readiness of that name (notify, started, accepting), or nullopt.
+std::optional<Readiness> parse_readiness(std::string_view name);
+
 // How long a running worker that closed its control socket without saying
 // `exit` may take to exit before it counts as a protocol error
 // (channel_closed) and is killed: enough for an exit already under way.
