@@ -77,7 +77,7 @@ void Service::start() {
 }
 
 void Service::stop() {
-  abort_rolling_restart();
+  rolling_.abort();
   policy_.cancel_retry();
   retry_timer_.cancel();
   for (int i = 0; i < policy_.table_size(); ++i) handle(i, {PolicyEventKind::stop});
@@ -88,39 +88,22 @@ void Service::kill_all() {
 }
 
 void Service::scale(int replicas) {
-  abort_rolling_restart();
+  rolling_.abort();
   grow_to(replicas);
   apply(policy_.scale(replicas));
   report_idle();
 }
 
 bool Service::rolling_restart() {
-  if (surge_ >= 0 || policy_.failed()) return false;
-  for (int i = 0; i < policy_.table_size(); ++i)
-    if (policy_.wanted(i) && policy_.state(i) == ReplicaState::running) to_replace_.push_back(i);
+  if (!rolling_.begin(policy_)) return false;
   next_replacement();
   return true;
 }
 
 void Service::next_replacement() {
-  surge_ = -1;
-  while (!to_replace_.empty() && !(policy_.wanted(to_replace_.front()) &&
-                                   policy_.state(to_replace_.front()) == ReplicaState::running))
-    to_replace_.pop_front();
-  if (to_replace_.empty()) return;
-  std::vector<Action> actions = policy_.add_replica();
-  if (actions.empty()) {
-    to_replace_.clear();
-    return;
-  }
-  surge_ = actions.front().replica;
+  std::vector<Action> actions = rolling_.next(policy_);
   grow_to(policy_.table_size());
   apply(actions);
-}
-
-void Service::abort_rolling_restart() {
-  to_replace_.clear();
-  surge_ = -1;
 }
 
 bool Service::idle() const {
@@ -165,7 +148,7 @@ void Service::apply(const std::vector<Action>& actions) {
         signal_group(a.replica, SIGKILL);
         break;
       case ActionKind::service_failed:
-        abort_rolling_restart();
+        rolling_.abort();
         observer_.on_service_failed(config_.name, policy_.config().max_restarts,
                                     policy_.config().window);
         break;
@@ -321,11 +304,10 @@ void Service::set_ready(int replica, bool ready) {
     observer_.on_ready(config_.name, replica, r.link.get());
   else
     observer_.on_unready(config_.name, replica);
-  if (ready && replica == surge_) {
-    // The replacement serves: now the old replica drains.
-    const int old = to_replace_.front();
-    to_replace_.pop_front();
-    apply(policy_.retire(old));
+  if (!ready) return;
+  // A rolling restart's replacement serves: now the old replica drains.
+  if (std::optional<std::vector<Action>> retire = rolling_.on_ready(policy_, replica)) {
+    apply(*retire);
     next_replacement();
   }
 }

@@ -16,6 +16,7 @@
 #include "supervisor/guardian.hpp"
 #include "supervisor/process_spec.hpp"
 #include "supervisor/restart_policy.hpp"
+#include "supervisor/rolling_restart.hpp"
 #include "supervisor/service_observer.hpp"
 #include "supervisor/worker_link.hpp"
 #include "workers/worker_mode.hpp"
@@ -80,7 +81,7 @@ class Service {
   // waits until it is ready, then drains (stops) the old one, so the service
   // never has fewer ready workers than before. False if one is under way.
   bool rolling_restart();
-  bool rolling_restart_active() const { return surge_ >= 0; }
+  bool rolling_restart_active() const { return rolling_.active(); }
   // A NOTIFY_SOCKET datagram from replica's main process: "READY=1", "WATCHDOG=1", ...
   void on_notify(int replica, std::string_view assignment);
 
@@ -157,7 +158,6 @@ class Service {
   void arm_timer(int replica, Duration delay, PolicyEventKind event);
   void grow_to(int size);
   void next_replacement();
-  void abort_rolling_restart();
 
   boost::asio::io_context& io_;
   ServiceConfig config_;
@@ -168,10 +168,7 @@ class Service {
   RestartPolicy policy_;
   std::vector<std::unique_ptr<Replica>> replicas_;
   bool idle_reported_ = false;
-  // Rolling restart: the old replicas still to replace, and the new one
-  // being waited for (-1: none under way).
-  std::deque<int> to_replace_;
-  int surge_ = -1;
+  RollingRestart rolling_;
   boost::asio::steady_timer retry_timer_;  // a failed service's cool-off
   ino_t listen_inode_ = 0;                 // listen_fds: what look_for_accepting looks for
 };
