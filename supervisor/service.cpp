@@ -396,7 +396,7 @@ void Service::on_notify(int replica, std::string_view assignment) {
   Replica& r = *replicas_.at(static_cast<size_t>(replica));
   if (assignment == "READY=1") {
     set_ready(replica, true);
-    if (!r.watchdog_armed) arm_watchdog(replica);
+    if (!r.watchdog.armed()) arm_watchdog(replica);
   } else if (assignment == "WATCHDOG=1") {
     arm_watchdog(replica);
   } else if (assignment == "STOPPING=1") {
@@ -411,12 +411,10 @@ void Service::on_notify(int replica, std::string_view assignment) {
 void Service::arm_watchdog(int replica) {
   if (config_.watchdog <= Duration::zero()) return;
   Replica& r = *replicas_[static_cast<size_t>(replica)];
-  r.watchdog_armed = true;
-  r.watchdog.expires_after(config_.watchdog);
   const pid_t pid = r.pid;
-  r.watchdog.async_wait([this, replica, pid](const boost::system::error_code& ec) {
+  r.watchdog.kick(config_.watchdog, [this, replica, pid] {
     Replica& rr = *replicas_[static_cast<size_t>(replica)];
-    if (ec || rr.pid != pid || pid <= 0) return;
+    if (rr.pid != pid || pid <= 0) return;
     observer_.on_watchdog_timeout(config_.name, replica, pid);
     set_ready(replica, false);
     signal_group(replica, SIGKILL);
@@ -469,9 +467,8 @@ void Service::on_exit(int replica, const siginfo_t& info) {
   r.ready = false;
   r.pid = -1;
   r.timer.cancel();
-  r.watchdog.cancel();
+  r.watchdog.disarm();
   r.overdue.cancel();
-  r.watchdog_armed = false;
   r.probe.cancel();
   finish_exit(replica, std::move(record));
 }

@@ -18,6 +18,7 @@
 #include "supervisor/restart_policy.hpp"
 #include "supervisor/rolling_restart.hpp"
 #include "supervisor/service_observer.hpp"
+#include "supervisor/watchdog.hpp"
 #include "supervisor/worker_link.hpp"
 #include "workers/worker_mode.hpp"
 
@@ -125,10 +126,9 @@ class Service {
     std::unique_ptr<WorkerLink> link;  // handoff mode
     std::optional<std::string> stated_reason;
     std::string status_text;
-    boost::asio::steady_timer timer;     // backoff or grace, never both
-    boost::asio::steady_timer watchdog;  // listen_fds with a watchdog
-    bool watchdog_armed = false;         // since its READY=1 or first WATCHDOG=1
-    boost::asio::steady_timer probe;     // listen_fds, readiness `accepting`
+    boost::asio::steady_timer timer;  // backoff or grace, never both
+    Watchdog watchdog;                // listen_fds with a watchdog
+    boost::asio::steady_timer probe;  // listen_fds, readiness `accepting`
     Duration probe_every{};
     // A running worker that said `exit` or closed its control socket must
     // exit by this deadline (exit_overdue, channel_closed).
