@@ -27,7 +27,7 @@ std::optional<BurstMode> parse_burst_mode(std::string_view name) {
 }
 
 Balancer::Balancer(boost::asio::io_context& io, std::string service, BalancerConfig config,
-                   GatewayStats& stats, const supervisor::EventLog& log)
+                   metrics::ConnectionStats& stats, const supervisor::EventLog& log)
     : service_(std::move(service)),
       config_(config),
       stats_(stats),
@@ -42,7 +42,7 @@ void Balancer::add(int replica, supervisor::WorkerLink* link) {
   b.link = link;
   b.counted_base = link->counted_closed();
   backends_.push_back(std::move(b));
-  drain_queue();
+  hand_out_queued();
 }
 
 void Balancer::remove(int replica) {
@@ -62,7 +62,7 @@ void Balancer::remove(int replica) {
 void Balancer::on_closed(int replica) {
   for (Backend& b : backends_)
     if (b.replica == replica && b.outstanding > 0) --b.outstanding;
-  drain_queue();
+  hand_out_queued();
 }
 
 uint64_t Balancer::open_connections(const Backend& b) {
@@ -97,7 +97,7 @@ void Balancer::arm_retry() {
   retry_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;  // cancelled: `this` may be gone
     retry_armed_ = false;
-    drain_queue();
+    hand_out_queued();
     arm_retry();
   });
 }
@@ -142,7 +142,7 @@ bool Balancer::hand_off(UniqueFd& fd, workers::ConnHeader& header, bool stage, i
       fd.reset();  // the worker has its own copy now
       return true;
     }
-    retried(b, ec);
+    record_failed_send(b, ec);
   }
   return false;
 }
@@ -207,7 +207,7 @@ void Balancer::flush(Backend& b) {
   }
   // Not taken: each goes to another worker, one at a time, or to the queue.
   b.outstanding -= std::min<uint64_t>(b.outstanding, staged.size());
-  retried(b, ec, staged.size());
+  record_failed_send(b, ec, staged.size());
   // `b` stays valid: nothing below adds or removes workers.
   for (Staged& s : staged)
     if (!hand_off(s.fd, s.header, false, b.replica))
@@ -221,7 +221,7 @@ void Balancer::handed(const workers::ConnHeader& header, int64_t now_ns) {
   stats_.handoff_duration.observe(static_cast<double>(now_ns - header.accepted_at_ns) * 1e-9);
 }
 
-void Balancer::retried(const Backend& b, const std::error_code& ec, size_t connections) {
+void Balancer::record_failed_send(const Backend& b, const std::error_code& ec, size_t connections) {
   const bool busy = ec == std::errc::resource_unavailable_try_again;
   stats_.handoff_retries[busy ? "worker_busy" : "worker_gone"] += connections;
   // Under a burst this happens per connection: log at most once a second,
@@ -240,8 +240,9 @@ void Balancer::retried(const Backend& b, const std::error_code& ec, size_t conne
   }
 }
 
-void Balancer::drain_queue() {
-  queue_.drain([this](UniqueFd& fd, workers::ConnHeader& header) { return hand_off(fd, header); });
+void Balancer::hand_out_queued() {
+  queue_.hand_out(
+      [this](UniqueFd& fd, workers::ConnHeader& header) { return hand_off(fd, header); });
 }
 
 void Balancer::close_queue() {

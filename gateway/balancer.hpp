@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "gateway/gateway_stats.hpp"
 #include "gateway/pending_queue.hpp"
+#include "metrics/connection_stats.hpp"
 #include "supervisor/event_log.hpp"
 #include "supervisor/worker_link.hpp"
 #include "workers/protocol.hpp"
@@ -54,7 +54,7 @@ struct BalancerConfig {
 class Balancer {
  public:
   Balancer(boost::asio::io_context& io, std::string service, BalancerConfig config,
-           GatewayStats& stats, const supervisor::EventLog& log);
+           metrics::ConnectionStats& stats, const supervisor::EventLog& log);
 
   void add(int replica, supervisor::WorkerLink* link);
   void remove(int replica);
@@ -104,13 +104,13 @@ class Balancer {
   // A connection went to a worker: counted, and its accept-to-handoff time observed.
   void handed(const workers::ConnHeader& header, int64_t now_ns);
   // A send of `connections` failed: counts them and logs (at most a line a second).
-  void retried(const Backend& b, const std::error_code& ec, size_t connections = 1);
-  void drain_queue();
+  void record_failed_send(const Backend& b, const std::error_code& ec, size_t connections = 1);
+  void hand_out_queued();
   void arm_retry();
 
   std::string service_;
   BalancerConfig config_;
-  GatewayStats& stats_;
+  metrics::ConnectionStats& stats_;
   const supervisor::EventLog& log_;
   std::vector<Backend> backends_;
   size_t next_ = 0;  // round-robin start among ties

@@ -74,7 +74,7 @@ void validate(const Config& config) {
     bool shared = false;
     for (const auto& s : config.services)
       shared =
-          shared || (s.service.mode == supervisor::WorkerMode::listen_fds && s.listener == l.name);
+          shared || (s.service.mode == workers::WorkerMode::listen_fds && s.listener == l.name);
     if (shared && !l.routes.empty())
       throw ConfigError("listener '" + l.name + "' is shared with a listen_fds service, which " +
                             "accepts on it itself: it can have no routes",
@@ -89,10 +89,10 @@ void validate(const Config& config) {
         throw ConfigError("listener '" + l.name + "': route to unknown service '" + r.service + "'",
                           at);
       for (const auto& s : config.services)
-        if (s.service.name == r.service && s.service.mode != supervisor::WorkerMode::handoff &&
-            s.service.mode != supervisor::WorkerMode::inetd)
+        if (s.service.name == r.service && s.service.mode != workers::WorkerMode::handoff &&
+            s.service.mode != workers::WorkerMode::inetd)
           throw ConfigError("listener '" + l.name + "': route to service '" + r.service +
-                                "', whose mode is " + supervisor::worker_mode_name(s.service.mode) +
+                                "', whose mode is " + workers::worker_mode_name(s.service.mode) +
                                 "; only handoff and inetd services take routed connections",
                             at);
     }
@@ -103,7 +103,7 @@ void validate(const Config& config) {
     }
   }
   for (const auto& s : config.services)
-    if (s.service.mode == supervisor::WorkerMode::listen_fds && !listeners.contains(s.listener))
+    if (s.service.mode == workers::WorkerMode::listen_fds && !listeners.contains(s.listener))
       throw ConfigError("service '" + s.service.name + "' (mode listen_fds) needs \"listener\" " +
                             "to name one of the listeners",
                         {"services", s.service.name, "listener"});

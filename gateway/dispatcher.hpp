@@ -7,8 +7,8 @@
 #include <string>
 
 #include "gateway/balancer.hpp"
-#include "gateway/gateway_stats.hpp"
 #include "gateway/inetd_launcher.hpp"
+#include "metrics/connection_stats.hpp"
 #include "supervisor/service_observer.hpp"
 
 namespace occasional::gateway {
@@ -17,7 +17,7 @@ namespace occasional::gateway {
 // set of ready workers in step with the supervisor's reports.
 class Dispatcher : public supervisor::ServiceObserver {
  public:
-  Dispatcher(GatewayStats& stats) : stats_(stats) {}
+  Dispatcher(metrics::ConnectionStats& stats) : stats_(stats) {}
 
   void add_service(boost::asio::io_context& io, const std::string& service, BalancerConfig config,
                    const supervisor::EventLog& log);
@@ -40,7 +40,7 @@ class Dispatcher : public supervisor::ServiceObserver {
   void on_exited(const supervisor::ExitRecord& record) override;
 
  private:
-  GatewayStats& stats_;
+  metrics::ConnectionStats& stats_;
   std::map<std::string, std::unique_ptr<Balancer>, std::less<>> balancers_;
   std::map<std::string, std::unique_ptr<InetdLauncher>, std::less<>> inetd_;
 };

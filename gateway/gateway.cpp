@@ -21,7 +21,7 @@ Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBud
   const size_t max_routing = max_routing_for(fd_limit);
   stats_.routing_max = max_routing;
   for (const ServiceEntry& s : config.services) {
-    if (s.service.mode != supervisor::WorkerMode::handoff) continue;
+    if (s.service.mode != workers::WorkerMode::handoff) continue;
     BalancerConfig balancer = s.balancer;
     if (balancer.burst == BurstMode::automatic)
       balancer.burst = cpu.one_cpu() ? BurstMode::runs : BurstMode::spread;
@@ -39,7 +39,7 @@ Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBud
     std::set<std::string> sharing;
     std::chrono::milliseconds grace = std::chrono::milliseconds::max();
     for (const ServiceEntry& s : config.services)
-      if (s.service.mode == supervisor::WorkerMode::listen_fds && s.listener == l.name) {
+      if (s.service.mode == workers::WorkerMode::listen_fds && s.listener == l.name) {
         sharing.insert(s.service.name);
         grace = std::min(grace, s.balancer.queue_timeout);
       }

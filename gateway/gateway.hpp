@@ -9,10 +9,10 @@
 #include "gateway/config.hpp"
 #include "gateway/cpu_budget.hpp"
 #include "gateway/dispatcher.hpp"
-#include "gateway/gateway_stats.hpp"
 #include "gateway/listener.hpp"
 #include "gateway/router.hpp"
 #include "gateway/shared_listener_guard.hpp"
+#include "metrics/connection_stats.hpp"
 #include "supervisor/event_log.hpp"
 
 namespace occasional::gateway {
@@ -36,7 +36,7 @@ class Gateway {
   // What must hear the supervisor's reports: the dispatcher, and the guard
   // of each listener shared with listen_fds workers.
   std::vector<supervisor::ServiceObserver*> observers();
-  GatewayStats& stats() { return stats_; }
+  metrics::ConnectionStats& stats() { return stats_; }
   // The listening fd of a listener (for listen_fds services), or -1.
   int listener_fd(const std::string& name);
   // Starts accepting on every listener that has routes.
@@ -52,7 +52,7 @@ class Gateway {
   };
 
   const supervisor::EventLog& log_;
-  GatewayStats stats_;
+  metrics::ConnectionStats stats_;
   Dispatcher dispatcher_;
   std::vector<Port> ports_;
 };

@@ -5,7 +5,7 @@ namespace occasional::gateway {
 using Launch = supervisor::InetdService::Launch;
 
 InetdLauncher::InetdLauncher(boost::asio::io_context& io, supervisor::InetdService& service,
-                             QueueConfig queue, GatewayStats& stats)
+                             QueueConfig queue, metrics::ConnectionStats& stats)
     : service_(service), stats_(stats), queue_(io, queue, stats) {}
 
 void InetdLauncher::dispatch(UniqueFd fd, workers::ConnHeader header) {
@@ -39,8 +39,8 @@ bool InetdLauncher::launch(UniqueFd& fd, const workers::ConnHeader& header) {
   return false;
 }
 
-void InetdLauncher::drain() {
-  queue_.drain([this](UniqueFd& fd, workers::ConnHeader& header) { return launch(fd, header); });
+void InetdLauncher::hand_out_queued() {
+  queue_.hand_out([this](UniqueFd& fd, workers::ConnHeader& header) { return launch(fd, header); });
 }
 
 }  // namespace occasional::gateway

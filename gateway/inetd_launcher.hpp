@@ -2,8 +2,8 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "gateway/gateway_stats.hpp"
 #include "gateway/pending_queue.hpp"
+#include "metrics/connection_stats.hpp"
 #include "supervisor/inetd_service.hpp"
 #include "workers/protocol.hpp"
 #include "workers/unique_fd.hpp"
@@ -15,13 +15,13 @@ namespace occasional::gateway {
 class InetdLauncher {
  public:
   InetdLauncher(boost::asio::io_context& io, supervisor::InetdService& service, QueueConfig queue,
-                GatewayStats& stats);
+                metrics::ConnectionStats& stats);
 
   void dispatch(UniqueFd fd, workers::ConnHeader header);
   // A process of this service exited: its slot is free.
   void on_exited() {
-    // A process that fails to start exits inside launch(): no nested drain.
-    if (!launching_) drain();
+    // A process that fails to start exits inside launch(): no nested hand-out.
+    if (!launching_) hand_out_queued();
   }
   void close_queue() { queue_.close_all(); }
   size_t queued() const { return queue_.size(); }
@@ -29,10 +29,10 @@ class InetdLauncher {
 
  private:
   bool launch(UniqueFd& fd, const workers::ConnHeader& header);
-  void drain();
+  void hand_out_queued();
 
   supervisor::InetdService& service_;
-  GatewayStats& stats_;
+  metrics::ConnectionStats& stats_;
   PendingQueue queue_;
   bool launching_ = false;
 };

@@ -67,6 +67,26 @@ const char* accept_error_reason(int err) {
   }
 }
 
+}  // namespace
+
+socklen_t to_sockaddr(const ListenAddress& a, sockaddr_storage& out) {
+  out = {};
+  if (a.v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&out);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(a.port);
+    ::inet_pton(AF_INET6, a.host.c_str(), &s6->sin6_addr);
+    return sizeof(sockaddr_in6);
+  }
+  auto* s4 = reinterpret_cast<sockaddr_in*>(&out);
+  s4->sin_family = AF_INET;
+  s4->sin_port = htons(a.port);
+  ::inet_pton(AF_INET, a.host.c_str(), &s4->sin_addr);
+  return sizeof(sockaddr_in);
+}
+
+namespace {
+
 int bind_listener(const ListenAddress& a, bool defer_accept, uint16_t& bound_port) {
   const int family = a.v6 ? AF_INET6 : AF_INET;
   UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -77,20 +97,7 @@ int bind_listener(const ListenAddress& a, bool defer_accept, uint16_t& bound_por
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (a.v6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   sockaddr_storage ss{};
-  socklen_t len;
-  if (a.v6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(a.port);
-    ::inet_pton(AF_INET6, a.host.c_str(), &s6->sin6_addr);
-    len = sizeof(sockaddr_in6);
-  } else {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(a.port);
-    ::inet_pton(AF_INET, a.host.c_str(), &s4->sin_addr);
-    len = sizeof(sockaddr_in);
-  }
+  const socklen_t len = to_sockaddr(a, ss);
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
     throw std::runtime_error("bind() failed for listener " + a.text + ": " + std::strerror(errno) +
                              (errno == EADDRINUSE ? " (another process has this port)" : ""));
@@ -157,7 +164,8 @@ std::string sockaddr_text(const sockaddr_storage& ss) {
 }
 
 Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
-                   bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log)
+                   bool defer_accept, metrics::ConnectionStats& stats,
+                   const supervisor::EventLog& log)
     : io_(io),
       name_(std::move(name)),
       socket_(io),
@@ -201,19 +209,19 @@ void Listener::wait() {
 }
 
 void Listener::accept_ready() {
-  // One connection per wake-up while they come one at a time, a drain when
+  // One connection per wake-up while they come one at a time, a sweep when
   // they come in bursts (workers/read_batching.hpp): the accept4 that would
   // find the queue empty sits between the handoff and our sleep, and a
   // worker on the same CPU waits for that sleep.
   // A bounded batch per wake-up keeps other work on the loop going under a flood.
-  // While draining, the handoffs of this wake-up may go out together.
+  // While sweeping, the handoffs of this wake-up may go out together.
   struct BurstScope {
     const Burst& burst;
     bool open;
     ~BurstScope() {
       if (open) burst(false);
     }
-  } scope{burst_, burst_ && batching_.draining()};
+  } scope{burst_, burst_ && batching_.sweeping()};
   if (scope.open) burst_(true);
   bool accepted = false;
   bool yielded = false;
@@ -231,12 +239,12 @@ void Listener::accept_ready() {
 #if EAGAIN != EWOULDBLOCK
         case EWOULDBLOCK:
 #endif
-          // A drained burst yields once before it waits: the workers it fed
-          // run first if they share this CPU, and the next drain takes what
+          // A swept burst yields once before it waits: the workers it fed
+          // run first if they share this CPU, and the next sweep takes what
           // arrived meanwhile in one go instead of one epoll round each.
           if (scope.open && accepted && !yielded) {
             yielded = true;
-            yield_between_drains();
+            yield_between_sweeps();
             continue;
           }
           pause_ = std::chrono::milliseconds(0);
@@ -281,7 +289,7 @@ void Listener::accept_ready() {
   });
 }
 
-void Listener::yield_between_drains() {
+void Listener::yield_between_sweeps() {
   // A yield that runs another task costs two context switches and that
   // task's time, well over this; one that finds nothing else runnable on the
   // CPU returns in about a microsecond.

@@ -11,8 +11,8 @@
 #include <functional>
 #include <string>
 
-#include "gateway/gateway_stats.hpp"
 #include "gateway/loop_failures.hpp"
+#include "metrics/connection_stats.hpp"
 #include "supervisor/event_log.hpp"
 #include "workers/protocol.hpp"
 #include "workers/read_batching.hpp"
@@ -33,11 +33,13 @@ ListenAddress parse_listen_address(const std::string& text);
 // An accepted peer or local address as the `conn` header carries it:
 // "127.0.0.1:50312", "[::1]:50312".
 std::string sockaddr_text(const sockaddr_storage& address);
+// Fills `out` for bind or connect; returns its length.
+socklen_t to_sockaddr(const ListenAddress& address, sockaddr_storage& out);
 
 // One listening socket. Binds at construction (startup: throws on failure).
 // The accept loop only accepts and hands each connection on: one accept4
 // per wake-up while connections come one at a time, else accept4 until
-// EAGAIN, then one yield of the CPU and one more drain before it waits
+// EAGAIN, then one yield of the CPU and one more sweep before it waits
 // (docs/gateway.md, "Batches"); out of fds (EMFILE/ENFILE) or memory pauses
 // accepting with a growing delay instead of spinning, counted by reason.
 class Listener {
@@ -51,7 +53,7 @@ class Listener {
 
   // defer_accept: set TCP_DEFER_ACCEPT (docs/configuration.md, `defer_accept`).
   Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
-           bool defer_accept, GatewayStats& stats, const supervisor::EventLog& log);
+           bool defer_accept, metrics::ConnectionStats& stats, const supervisor::EventLog& log);
 
   const std::string& name() const { return name_; }
   int fd() { return socket_.native_handle(); }
@@ -71,10 +73,10 @@ class Listener {
  private:
   void wait();
   void accept_ready();
-  // Between two drains of one wake-up: sends what the first staged, lets
+  // Between two sweeps of one wake-up: sends what the first staged, lets
   // whatever else is runnable on this CPU go first, and counts whether any
   // did (occasional_accept_yields_total).
-  void yield_between_drains();
+  void yield_between_sweeps();
   void pause(int err);  // err: the errno accept4 failed with
   // The accepted connection's handler threw: counted, logged at most once a second.
   void handler_failed(const std::exception& e);
@@ -87,7 +89,7 @@ class Listener {
   boost::asio::steady_timer pause_timer_;
   std::chrono::milliseconds pause_{0};
   workers::ReadBatching batching_;
-  GatewayStats& stats_;
+  metrics::ConnectionStats& stats_;
   const supervisor::EventLog& log_;
   Accepted on_accepted_;
   Admit admit_;

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "gateway/gateway_stats.hpp"
+#include "metrics/connection_stats.hpp"
 #include "supervisor/event_log.hpp"
 
 namespace occasional::gateway {
@@ -16,7 +16,8 @@ namespace occasional::gateway {
 class LoopFailures {
  public:
   // `listener`, if not empty, is named in each line.
-  LoopFailures(GatewayStats& stats, const supervisor::EventLog& log, std::string listener = {})
+  LoopFailures(metrics::ConnectionStats& stats, const supervisor::EventLog& log,
+               std::string listener = {})
       : stats_(stats), log_(log), listener_(std::move(listener)) {}
 
   void record(const char* reason, const char* error) {
@@ -35,7 +36,7 @@ class LoopFailures {
   }
 
  private:
-  GatewayStats& stats_;
+  metrics::ConnectionStats& stats_;
   const supervisor::EventLog& log_;
   std::string listener_;
   std::chrono::steady_clock::time_point last_line_{};

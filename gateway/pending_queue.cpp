@@ -15,7 +15,8 @@ void refuse(const UniqueFd& fd, const workers::ConnHeader& header, const char* r
 
 }  // namespace
 
-PendingQueue::PendingQueue(boost::asio::io_context& io, QueueConfig config, GatewayStats& stats)
+PendingQueue::PendingQueue(boost::asio::io_context& io, QueueConfig config,
+                           metrics::ConnectionStats& stats)
     : config_(config), stats_(stats), timer_(io) {}
 
 void PendingQueue::push(UniqueFd fd, workers::ConnHeader header) {
@@ -30,14 +31,14 @@ void PendingQueue::push(UniqueFd fd, workers::ConnHeader header) {
   arm_timer();
 }
 
-void PendingQueue::drain(const Taker& take) {
+void PendingQueue::hand_out(const Taker& take) {
   while (!queue_.empty()) {
     Pending& p = queue_.front();
     bool taken = false;
     try {
       taken = take(p.fd, p.header);
     } catch (const std::exception&) {
-      // Drains run from timers and worker events: what a handoff throws
+      // Hand-outs run from timers and worker events: what a handoff throws
       // (out of memory) closes that connection, not the coordinator.
       pop("internal_error");
       continue;
@@ -66,7 +67,7 @@ void PendingQueue::arm_timer() {
     try {
       expire();
     } catch (const std::exception&) {
-      // As in drain: what the listeners' resume (on_room_) or the re-arm
+      // As in hand_out: what the listeners' resume (on_room_) or the re-arm
       // throws (out of memory) is counted here; out of the handler it would
       // end the event loop.
       stats_.reject("internal_error");

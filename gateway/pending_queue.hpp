@@ -6,7 +6,7 @@
 #include <deque>
 #include <functional>
 
-#include "gateway/gateway_stats.hpp"
+#include "metrics/connection_stats.hpp"
 #include "workers/protocol.hpp"
 #include "workers/unique_fd.hpp"
 
@@ -28,11 +28,11 @@ class PendingQueue {
   // Takes the connection (and resets `fd`; it may move `header`), or returns false.
   using Taker = std::function<bool(UniqueFd& fd, workers::ConnHeader& header)>;
 
-  PendingQueue(boost::asio::io_context& io, QueueConfig config, GatewayStats& stats);
+  PendingQueue(boost::asio::io_context& io, QueueConfig config, metrics::ConnectionStats& stats);
 
   void push(UniqueFd fd, workers::ConnHeader header);
   // Offers connections in order until `take` refuses one.
-  void drain(const Taker& take);
+  void hand_out(const Taker& take);
   // Closes every waiting connection (counted as `shutdown`).
   void close_all();
 
@@ -57,7 +57,7 @@ class PendingQueue {
   void expire();
 
   QueueConfig config_;
-  GatewayStats& stats_;
+  metrics::ConnectionStats& stats_;
   std::deque<Pending> queue_;
   boost::asio::steady_timer timer_;
   bool timer_armed_ = false;

@@ -10,7 +10,8 @@
 namespace occasional::gateway {
 
 Router::Router(boost::asio::io_context& io, RouteTable table, PeekLimits limits,
-               Dispatcher& dispatcher, GatewayStats& stats, const supervisor::EventLog& log)
+               Dispatcher& dispatcher, metrics::ConnectionStats& stats,
+               const supervisor::EventLog& log)
     : io_(io),
       table_(std::move(table)),
       limits_(limits),

@@ -9,9 +9,9 @@
 #include <string>
 
 #include "gateway/dispatcher.hpp"
-#include "gateway/gateway_stats.hpp"
 #include "gateway/loop_failures.hpp"
 #include "gateway/route_table.hpp"
+#include "metrics/connection_stats.hpp"
 #include "supervisor/event_log.hpp"
 #include "workers/protocol.hpp"
 #include "workers/unique_fd.hpp"
@@ -37,7 +37,7 @@ struct PeekLimits {
 class Router {
  public:
   Router(boost::asio::io_context& io, RouteTable table, PeekLimits limits, Dispatcher& dispatcher,
-         GatewayStats& stats, const supervisor::EventLog& log);
+         metrics::ConnectionStats& stats, const supervisor::EventLog& log);
 
   // Never throws: a connection that cannot be routed (the reactor refuses
   // its fd, memory runs out) is closed and counted, and the loop goes on.
@@ -69,7 +69,7 @@ class Router {
   RouteTable table_;
   PeekLimits limits_;
   Dispatcher& dispatcher_;
-  GatewayStats& stats_;
+  metrics::ConnectionStats& stats_;
   LoopFailures failures_;
   std::string buffer_;
   // By connection id, which grows with each accept: the first is the oldest.

@@ -6,7 +6,8 @@ using supervisor::LogLevel;
 
 SharedListenerGuard::SharedListenerGuard(boost::asio::io_context& io, Listener& listener,
                                          std::set<std::string> services,
-                                         std::chrono::milliseconds grace, GatewayStats& stats,
+                                         std::chrono::milliseconds grace,
+                                         metrics::ConnectionStats& stats,
                                          const supervisor::EventLog& log)
     : listener_(listener),
       services_(std::move(services)),

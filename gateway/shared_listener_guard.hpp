@@ -7,8 +7,8 @@
 #include <string>
 #include <utility>
 
-#include "gateway/gateway_stats.hpp"
 #include "gateway/listener.hpp"
+#include "metrics/connection_stats.hpp"
 #include "supervisor/event_log.hpp"
 #include "supervisor/service_observer.hpp"
 
@@ -25,7 +25,7 @@ class SharedListenerGuard : public supervisor::ServiceObserver {
  public:
   SharedListenerGuard(boost::asio::io_context& io, Listener& listener,
                       std::set<std::string> services, std::chrono::milliseconds grace,
-                      GatewayStats& stats, const supervisor::EventLog& log);
+                      metrics::ConnectionStats& stats, const supervisor::EventLog& log);
 
   // Before the first worker is spawned: refuses after `grace` unless one runs.
   void start();
@@ -50,7 +50,7 @@ class SharedListenerGuard : public supervisor::ServiceObserver {
   Listener& listener_;
   std::set<std::string> services_;
   std::chrono::milliseconds grace_;
-  GatewayStats& stats_;
+  metrics::ConnectionStats& stats_;
   const supervisor::EventLog& log_;
   boost::asio::steady_timer timer_;
   std::set<std::pair<std::string, int>> running_;  // (service, replica)

@@ -1,5 +1,7 @@
 #include "metrics/admin_server.hpp"
 
+#include "workers/json.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -27,21 +29,9 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kCsrfHeader = "X-Occasional-Admin";
 
 std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", u);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
+  std::string out;
+  workers::append_json_string(out, s);
+  return out;
 }
 
 std::string json_number(double v) {
@@ -363,10 +353,10 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
       beast::error_code ignored;
       stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
       char sink[16384];
-      for (size_t drained = 0; drained < 4 * 1024 * 1024;) {
+      for (size_t discarded = 0; discarded < 4 * 1024 * 1024;) {
         auto [rec, got] = co_await stream.async_read_some(asio::buffer(sink), kUseTuple);
         if (rec) break;
-        drained += got;
+        discarded += got;
       }
       break;
     }

@@ -47,7 +47,7 @@ struct ConnectionStats {
   // full pending queue, and how many listeners are holding now (a gauge).
   uint64_t accept_holds = 0;
   uint64_t listeners_held = 0;
-  // Yields of the CPU between two drains of one wake-up, by whether other
+  // Yields of the CPU between two sweeps (accept4 until EAGAIN) of one wake-up, by whether other
   // work ran meanwhile (shared) or not (free): docs/gateway.md, "Batches".
   uint64_t accept_yields_shared = 0;
   uint64_t accept_yields_free = 0;

@@ -45,6 +45,30 @@ void set_exit_status(ExitRecord& record, const siginfo_t& info) {
   }
 }
 
+ExitRecord process_exit_record(pid_t pid, const siginfo_t& info) {
+  ExitRecord record;
+  record.pid = pid;
+  set_exit_status(record, info);
+  return record;
+}
+
+ExitRecord start_failure_record(int error, const char* call) {
+  ExitRecord record;
+  record.kind = ExitKind::start_failed;
+  record.error = error;
+  record.failed_call = call;
+  return record;
+}
+
+void finish_exit_record(ExitRecord& record, const std::string& service, int replica,
+                        WallTime started_wall, MonoTime started_mono) {
+  record.service = service;
+  record.replica = replica;
+  record.started_at = started_wall;
+  record.exited_at = std::chrono::system_clock::now();
+  record.uptime = std::chrono::steady_clock::now() - started_mono;
+}
+
 std::string signal_name(int signal) {
   const char* abbrev = ::sigabbrev_np(signal);
   return abbrev ? std::string("SIG") + abbrev : "SIG" + std::to_string(signal);

@@ -46,6 +46,15 @@ struct ExitRecord {
 // Sets kind, code, signal and core_dumped from a waitid() result.
 void set_exit_status(ExitRecord& record, const siginfo_t& info);
 
+// A process that ran: its pid and how waitid() says it ended.
+ExitRecord process_exit_record(pid_t pid, const siginfo_t& info);
+// A spawn that failed: errno `error` from `call`.
+ExitRecord start_failure_record(int error, const char* call);
+// Fills in what every record carries, whoever made it: the service, the
+// replica (an inetd service's slot), when the process started, and now.
+void finish_exit_record(ExitRecord& record, const std::string& service, int replica,
+                        WallTime started_wall, MonoTime started_mono);
+
 // "SIGKILL" for 9; "SIG42" for a signal without a name.
 std::string signal_name(int signal);
 

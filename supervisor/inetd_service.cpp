@@ -105,9 +105,7 @@ void InetdService::kill_all() {
 void InetdService::on_exit(int slot, const siginfo_t& info) {
   Slot& s = *slots_[static_cast<size_t>(slot)];
   guardian_.forget(s.pid);
-  ExitRecord record;
-  record.pid = s.pid;
-  set_exit_status(record, info);
+  ExitRecord record = process_exit_record(s.pid, info);
   s.pid = -1;
   s.grace.cancel();
   --running_;
@@ -116,20 +114,12 @@ void InetdService::on_exit(int slot, const siginfo_t& info) {
 }
 
 void InetdService::record_start_failure(int slot, int error, const char* call) {
-  ExitRecord record;
-  record.kind = ExitKind::start_failed;
-  record.error = error;
-  record.failed_call = call;
-  finish(slot, std::move(record));
+  finish(slot, start_failure_record(error, call));
 }
 
 void InetdService::finish(int slot, ExitRecord record) {
   const Slot& s = *slots_[static_cast<size_t>(slot)];
-  record.service = config_.name;
-  record.replica = slot;
-  record.started_at = s.started_wall;
-  record.exited_at = std::chrono::system_clock::now();
-  record.uptime = std::chrono::steady_clock::now() - s.started_mono;
+  finish_exit_record(record, config_.name, slot, s.started_wall, s.started_mono);
   observer_.on_exited(record);
 }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "workers/control_channel.hpp"
 #include "workers/unique_fd.hpp"
 
 namespace occasional::supervisor {
@@ -68,20 +69,14 @@ void NotifySocket::read_all() {
       break;  // EAGAIN: all read
     }
     const ucred* cred = nullptr;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
-          c->cmsg_len >= CMSG_LEN(sizeof(ucred)))
-        cred = reinterpret_cast<const ucred*>(CMSG_DATA(c));
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        // Nobody passes fds here (FDSTORE is not supported): close them.
-        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-          ::close(fd);
-        }
-      }
-    }
+    // Nobody passes fds here (FDSTORE is not supported): they close at once.
+    workers::for_each_control_message(
+        msg, [](UniqueFd) {},
+        [&cred](const cmsghdr& c) {
+          if (c.cmsg_level == SOL_SOCKET && c.cmsg_type == SCM_CREDENTIALS &&
+              c.cmsg_len >= CMSG_LEN(sizeof(ucred)))
+            cred = reinterpret_cast<const ucred*>(CMSG_DATA(&c));
+        });
     if (!cred) {
       rejected_("no_credentials");
       continue;

@@ -19,6 +19,12 @@ const char* restart_mode_name(RestartMode mode) {
   return "?";
 }
 
+std::optional<RestartMode> parse_restart_mode(std::string_view name) {
+  for (RestartMode mode : {RestartMode::always, RestartMode::on_failure, RestartMode::never})
+    if (name == restart_mode_name(mode)) return mode;
+  return std::nullopt;
+}
+
 const char* replica_state_name(ReplicaState state) {
   switch (state) {
     case ReplicaState::stopped:

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <deque>
 #include <functional>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "supervisor/exit_record.hpp"
@@ -12,6 +14,8 @@ namespace occasional::supervisor {
 enum class RestartMode { always, on_failure, never };
 
 const char* restart_mode_name(RestartMode mode);
+// The mode of that name (always, on-failure, never), or nullopt.
+std::optional<RestartMode> parse_restart_mode(std::string_view name);
 
 struct RestartConfig {
   RestartMode mode = RestartMode::always;

@@ -20,18 +20,22 @@
 
 namespace occasional::supervisor {
 
-const char* worker_mode_name(WorkerMode mode) {
-  switch (mode) {
-    case WorkerMode::plain:
-      return "plain";
-    case WorkerMode::handoff:
-      return "handoff";
-    case WorkerMode::listen_fds:
-      return "listen_fds";
-    case WorkerMode::inetd:
-      return "inetd";
+const char* readiness_name(Readiness readiness) {
+  switch (readiness) {
+    case Readiness::notify:
+      return "notify";
+    case Readiness::started:
+      return "started";
+    case Readiness::accepting:
+      return "accepting";
   }
   return "?";
+}
+
+std::optional<Readiness> parse_readiness(std::string_view name) {
+  for (Readiness r : {Readiness::notify, Readiness::started, Readiness::accepting})
+    if (name == readiness_name(r)) return r;
+  return std::nullopt;
 }
 
 namespace {
@@ -56,7 +60,7 @@ Service::Service(boost::asio::io_context& io, ServiceConfig config, ChildReaper&
       policy_(config_.restart, config_.replicas, jitter_source()),
       retry_timer_(io) {
   struct stat st {};
-  if (config_.mode == WorkerMode::listen_fds && ::fstat(config_.listen_fd, &st) == 0)
+  if (config_.mode == workers::WorkerMode::listen_fds && ::fstat(config_.listen_fd, &st) == 0)
     listen_inode_ = st.st_ino;
   grow_to(config_.replicas);
 }
@@ -73,7 +77,7 @@ void Service::start() {
 }
 
 void Service::stop() {
-  abort_rolling_restart();
+  rolling_.abort();
   policy_.cancel_retry();
   retry_timer_.cancel();
   for (int i = 0; i < policy_.table_size(); ++i) handle(i, {PolicyEventKind::stop});
@@ -84,39 +88,22 @@ void Service::kill_all() {
 }
 
 void Service::scale(int replicas) {
-  abort_rolling_restart();
+  rolling_.abort();
   grow_to(replicas);
   apply(policy_.scale(replicas));
   report_idle();
 }
 
 bool Service::rolling_restart() {
-  if (surge_ >= 0 || policy_.failed()) return false;
-  for (int i = 0; i < policy_.table_size(); ++i)
-    if (policy_.wanted(i) && policy_.state(i) == ReplicaState::running) to_replace_.push_back(i);
+  if (!rolling_.begin(policy_)) return false;
   next_replacement();
   return true;
 }
 
 void Service::next_replacement() {
-  surge_ = -1;
-  while (!to_replace_.empty() && !(policy_.wanted(to_replace_.front()) &&
-                                   policy_.state(to_replace_.front()) == ReplicaState::running))
-    to_replace_.pop_front();
-  if (to_replace_.empty()) return;
-  std::vector<Action> actions = policy_.add_replica();
-  if (actions.empty()) {
-    to_replace_.clear();
-    return;
-  }
-  surge_ = actions.front().replica;
+  std::vector<Action> actions = rolling_.next(policy_);
   grow_to(policy_.table_size());
   apply(actions);
-}
-
-void Service::abort_rolling_restart() {
-  to_replace_.clear();
-  surge_ = -1;
 }
 
 bool Service::idle() const {
@@ -161,7 +148,7 @@ void Service::apply(const std::vector<Action>& actions) {
         signal_group(a.replica, SIGKILL);
         break;
       case ActionKind::service_failed:
-        abort_rolling_restart();
+        rolling_.abort();
         observer_.on_service_failed(config_.name, policy_.config().max_restarts,
                                     policy_.config().window);
         break;
@@ -191,9 +178,9 @@ void Service::spawn(int replica) {
   spec.env.push_back("OCCASIONAL_REPLICA=" + std::to_string(replica));
   UniqueFd ours, theirs;
   switch (config_.mode) {
-    case WorkerMode::plain:
+    case workers::WorkerMode::plain:
       break;
-    case WorkerMode::handoff: {
+    case workers::WorkerMode::handoff: {
       int pair[2];
       if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
         start_failed(replica, errno, "socketpair");
@@ -227,7 +214,7 @@ void Service::spawn(int replica) {
                          std::to_string(workers::kControlFd));
       break;
     }
-    case WorkerMode::listen_fds:
+    case workers::WorkerMode::listen_fds:
       spec.pass_fds = {config_.listen_fd};
       spec.env.push_back("LISTEN_FDS=1");
       spec.env.push_back("LISTEN_FDNAMES=" + config_.listener_name);
@@ -239,9 +226,10 @@ void Service::spawn(int replica) {
             std::to_string(
                 std::chrono::duration_cast<std::chrono::microseconds>(config_.watchdog).count()));
       break;
-    case WorkerMode::inetd:
-      std::fprintf(stderr, "occasional: bug: service %s: inetd services are InetdService\n",
-                   config_.name.c_str());
+    case workers::WorkerMode::inetd:
+    case workers::WorkerMode::standalone:
+      std::fprintf(stderr, "occasional: bug: service %s: mode %s is not a Service's\n",
+                   config_.name.c_str(), workers::worker_mode_name(config_.mode));
       std::abort();
   }
 
@@ -267,13 +255,13 @@ void Service::spawn(int replica) {
   observer_.on_spawned(config_.name, replica, pid);
 
   switch (config_.mode) {
-    case WorkerMode::plain:
+    case workers::WorkerMode::plain:
       set_ready(replica, true);
       break;
-    case WorkerMode::handoff:
+    case workers::WorkerMode::handoff:
       r.link->send(workers::encode_hello_coordinator());
       break;
-    case WorkerMode::listen_fds:
+    case workers::WorkerMode::listen_fds:
       // The watchdog starts with READY=1 (or a first WATCHDOG=1), as
       // systemd's does once start-up is complete: a slow start is not a hang.
       if (config_.readiness == Readiness::started) {
@@ -283,7 +271,8 @@ void Service::spawn(int replica) {
         look_for_accepting(replica);
       }
       break;
-    case WorkerMode::inetd:
+    case workers::WorkerMode::inetd:
+    case workers::WorkerMode::standalone:
       break;
   }
 }
@@ -315,11 +304,10 @@ void Service::set_ready(int replica, bool ready) {
     observer_.on_ready(config_.name, replica, r.link.get());
   else
     observer_.on_unready(config_.name, replica);
-  if (ready && replica == surge_) {
-    // The replacement serves: now the old replica drains.
-    const int old = to_replace_.front();
-    to_replace_.pop_front();
-    apply(policy_.retire(old));
+  if (!ready) return;
+  // A rolling restart's replacement serves: now the old replica drains.
+  if (std::optional<std::vector<Action>> retire = rolling_.on_ready(policy_, replica)) {
+    apply(*retire);
     next_replacement();
   }
 }
@@ -408,7 +396,7 @@ void Service::on_notify(int replica, std::string_view assignment) {
   Replica& r = *replicas_.at(static_cast<size_t>(replica));
   if (assignment == "READY=1") {
     set_ready(replica, true);
-    if (!r.watchdog_armed) arm_watchdog(replica);
+    if (!r.watchdog.armed()) arm_watchdog(replica);
   } else if (assignment == "WATCHDOG=1") {
     arm_watchdog(replica);
   } else if (assignment == "STOPPING=1") {
@@ -423,12 +411,10 @@ void Service::on_notify(int replica, std::string_view assignment) {
 void Service::arm_watchdog(int replica) {
   if (config_.watchdog <= Duration::zero()) return;
   Replica& r = *replicas_[static_cast<size_t>(replica)];
-  r.watchdog_armed = true;
-  r.watchdog.expires_after(config_.watchdog);
   const pid_t pid = r.pid;
-  r.watchdog.async_wait([this, replica, pid](const boost::system::error_code& ec) {
+  r.watchdog.kick(config_.watchdog, [this, replica, pid] {
     Replica& rr = *replicas_[static_cast<size_t>(replica)];
-    if (ec || rr.pid != pid || pid <= 0) return;
+    if (rr.pid != pid || pid <= 0) return;
     observer_.on_watchdog_timeout(config_.name, replica, pid);
     set_ready(replica, false);
     signal_group(replica, SIGKILL);
@@ -470,12 +456,10 @@ void Service::look_for_accepting(int replica) {
 void Service::on_exit(int replica, const siginfo_t& info) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   guardian_.forget(r.pid);
-  ExitRecord record;
-  record.pid = r.pid;
-  set_exit_status(record, info);
+  ExitRecord record = process_exit_record(r.pid, info);
   // A stated reason may still sit in the control socket, sent just before exit.
   if (r.link) {
-    r.link->drain_pending();
+    r.link->read_remaining();
     r.link.reset();
   }
   record.stated_reason = std::move(r.stated_reason);
@@ -483,9 +467,8 @@ void Service::on_exit(int replica, const siginfo_t& info) {
   r.ready = false;
   r.pid = -1;
   r.timer.cancel();
-  r.watchdog.cancel();
+  r.watchdog.disarm();
   r.overdue.cancel();
-  r.watchdog_armed = false;
   r.probe.cancel();
   finish_exit(replica, std::move(record));
 }
@@ -530,20 +513,12 @@ void Service::start_failed(int replica, int error, const char* call) {
 }
 
 void Service::record_start_failure(int replica, int error, const char* call) {
-  ExitRecord record;
-  record.kind = ExitKind::start_failed;
-  record.error = error;
-  record.failed_call = call;
-  finish_exit(replica, std::move(record));
+  finish_exit(replica, start_failure_record(error, call));
 }
 
 void Service::finish_exit(int replica, ExitRecord record) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
-  record.service = config_.name;
-  record.replica = replica;
-  record.started_at = r.started_wall;
-  record.exited_at = std::chrono::system_clock::now();
-  record.uptime = std::chrono::steady_clock::now() - r.started_mono;
+  finish_exit_record(record, config_.name, replica, r.started_wall, r.started_mono);
   observer_.on_exited(record);
   handle(replica, {PolicyEventKind::exited, record.clean(), record.uptime});
 }

@@ -16,20 +16,13 @@
 #include "supervisor/guardian.hpp"
 #include "supervisor/process_spec.hpp"
 #include "supervisor/restart_policy.hpp"
+#include "supervisor/rolling_restart.hpp"
 #include "supervisor/service_observer.hpp"
+#include "supervisor/watchdog.hpp"
 #include "supervisor/worker_link.hpp"
+#include "workers/worker_mode.hpp"
 
 namespace occasional::supervisor {
-
-// How a worker is connected to the coordinator (ARCHITECTURE.md, Worker kinds).
-enum class WorkerMode {
-  plain,       // no connections: ready once spawned
-  handoff,     // control socket at fd 3; ready on `ready`; connections as fds
-  listen_fds,  // the listener at fd 3 (LISTEN_FDS); ready on READY=1 (NOTIFY_SOCKET)
-  inetd,       // one process per connection: an InetdService, never a Service
-};
-
-const char* worker_mode_name(WorkerMode mode);
 
 // When a listen_fds worker starts taking connections, as systemd's Type=.
 enum class Readiness {
@@ -37,6 +30,10 @@ enum class Readiness {
   started,    // once it runs (Type=exec)
   accepting,  // on READY=1, or once it is seen waiting to accept on the listener
 };
+
+const char* readiness_name(Readiness readiness);
+// The readiness of that name (notify, started, accepting), or nullopt.
+std::optional<Readiness> parse_readiness(std::string_view name);
 
 // How long a running worker that closed its control socket without saying
 // `exit` may take to exit before it counts as a protocol error
@@ -46,7 +43,7 @@ inline constexpr std::chrono::milliseconds kChannelClosedGrace{200};
 struct ServiceConfig {
   std::string name;
   ProcessSpec process;
-  WorkerMode mode = WorkerMode::plain;
+  workers::WorkerMode mode = workers::WorkerMode::plain;
   int replicas = 1;
   RestartConfig restart;
   // Between SIGTERM (or `drain`) and SIGKILL of the process group when stopping.
@@ -85,7 +82,7 @@ class Service {
   // waits until it is ready, then drains (stops) the old one, so the service
   // never has fewer ready workers than before. False if one is under way.
   bool rolling_restart();
-  bool rolling_restart_active() const { return surge_ >= 0; }
+  bool rolling_restart_active() const { return rolling_.active(); }
   // A NOTIFY_SOCKET datagram from replica's main process: "READY=1", "WATCHDOG=1", ...
   void on_notify(int replica, std::string_view assignment);
 
@@ -129,10 +126,9 @@ class Service {
     std::unique_ptr<WorkerLink> link;  // handoff mode
     std::optional<std::string> stated_reason;
     std::string status_text;
-    boost::asio::steady_timer timer;     // backoff or grace, never both
-    boost::asio::steady_timer watchdog;  // listen_fds with a watchdog
-    bool watchdog_armed = false;         // since its READY=1 or first WATCHDOG=1
-    boost::asio::steady_timer probe;     // listen_fds, readiness `accepting`
+    boost::asio::steady_timer timer;  // backoff or grace, never both
+    Watchdog watchdog;                // listen_fds with a watchdog
+    boost::asio::steady_timer probe;  // listen_fds, readiness `accepting`
     Duration probe_every{};
     // A running worker that said `exit` or closed its control socket must
     // exit by this deadline (exit_overdue, channel_closed).
@@ -162,7 +158,6 @@ class Service {
   void arm_timer(int replica, Duration delay, PolicyEventKind event);
   void grow_to(int size);
   void next_replacement();
-  void abort_rolling_restart();
 
   boost::asio::io_context& io_;
   ServiceConfig config_;
@@ -173,10 +168,7 @@ class Service {
   RestartPolicy policy_;
   std::vector<std::unique_ptr<Replica>> replicas_;
   bool idle_reported_ = false;
-  // Rolling restart: the old replicas still to replace, and the new one
-  // being waited for (-1: none under way).
-  std::deque<int> to_replace_;
-  int surge_ = -1;
+  RollingRestart rolling_;
   boost::asio::steady_timer retry_timer_;  // a failed service's cool-off
   ino_t listen_inode_ = 0;                 // listen_fds: what look_for_accepting looks for
 };

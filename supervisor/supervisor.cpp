@@ -66,7 +66,7 @@ void Supervisor::count_loop_error(const std::string& what, int error) {
 }
 
 Service& Supervisor::add_service(ServiceConfig config) {
-  if (config.mode == WorkerMode::listen_fds && !notify_) {
+  if (config.mode == workers::WorkerMode::listen_fds && !notify_) {
     notify_ = std::make_unique<NotifySocket>(
         io_, [this](pid_t pid, std::string_view a) { on_notify(pid, a); },
         [this](const char* reason) {

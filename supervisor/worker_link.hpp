@@ -60,7 +60,7 @@ class WorkerLink {
   uint64_t counted_closed() const;
   // Reads what is already queued (an `exit` sent just before the worker
   // exited), synchronously, before the link goes away.
-  void drain_pending() {
+  void read_remaining() {
     if (!closed_) read_all(false);
   }
 

@@ -72,18 +72,9 @@ Received receive_datagram(int socket, size_t max_fds) {
   // Take ownership of every fd that arrived before judging the message.
   FdList& fds = r.fds;
   bool foreign_control = false;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        fds.push_back(UniqueFd(fd));
-      }
-    } else {
-      foreign_control = true;
-    }
-  }
+  for_each_control_message(
+      msg, [&fds](UniqueFd fd) { fds.push_back(std::move(fd)); },
+      [&foreign_control](const cmsghdr&) { foreign_control = true; });
   auto bad = [&](const char* reason, std::string error) {
     fds.clear();  // refused: its fds close now
     r.status = ReceiveStatus::bad_message;

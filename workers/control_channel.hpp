@@ -1,6 +1,9 @@
 #pragma once
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -65,5 +68,25 @@ struct Received {
 // control data, no MSG_CTRUNC or MSG_TRUNC, at most `max_fds` fds. A message
 // that fails a check is bad_message, and any fds that came with it are closed.
 Received receive_datagram(int socket, size_t max_fds = 1);
+
+// The one walk over what recvmsg put in `msg`'s control data: each fd passed
+// with SCM_RIGHTS goes to `take_fd` as a UniqueFd, so that none leaks
+// whatever the caller then decides; every other control message goes to
+// `other` (a const cmsghdr&).
+template <typename TakeFd, typename Other>
+void for_each_control_message(msghdr& msg, TakeFd&& take_fd, Other&& other) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+      other(static_cast<const cmsghdr&>(*c));
+      continue;
+    }
+    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      take_fd(UniqueFd(fd));
+    }
+  }
+}
 
 }  // namespace occasional::workers

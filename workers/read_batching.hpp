@@ -16,9 +16,9 @@ namespace occasional::workers {
 // queues connections behind a stopped coordinator fail if that changes.
 //
 // When items come in bursts, one epoll round per item costs more than the
-// one EAGAIN per burst, so a full drain every kSingleWakeups-th wake-up
-// checks, and finding two or more items switches to draining on every
-// wake-up until a drain finds at most one again.
+// one EAGAIN per burst, so a sweep (reading until EAGAIN) every
+// kSingleWakeups-th wake-up checks, and finding two or more items switches
+// to sweeping on every wake-up until a sweep finds at most one again.
 class ReadBatching {
  public:
   // After taking an item: true when this wake-up is done and the caller
@@ -37,12 +37,12 @@ class ReadBatching {
     items_ = 0;
   }
 
-  bool draining() const { return single_wakeups_ == 0; }
+  bool sweeping() const { return single_wakeups_ == 0; }
 
  private:
   static constexpr int kSingleWakeups = 16;
-  int single_wakeups_ = 0;  // wake-ups with one item each until the next full drain
-  int items_ = 0;           // taken in the current draining wake-up
+  int single_wakeups_ = 0;  // wake-ups with one item each until the next sweep
+  int items_ = 0;           // taken in the current sweeping wake-up
 };
 
 }  // namespace occasional::workers

@@ -24,18 +24,6 @@ namespace occasional::workers {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-const char* worker_mode_name(WorkerMode mode) {
-  switch (mode) {
-    case WorkerMode::handoff:
-      return "handoff";
-    case WorkerMode::listen_fds:
-      return "listen_fds";
-    case WorkerMode::standalone:
-      return "standalone";
-  }
-  return "?";
-}
-
 namespace {
 
 const char* env(const char* name) {

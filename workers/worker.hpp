@@ -17,16 +17,9 @@
 #include "workers/protocol.hpp"
 #include "workers/read_batching.hpp"
 #include "workers/unique_fd.hpp"
+#include "workers/worker_mode.hpp"
 
 namespace occasional::workers {
-
-enum class WorkerMode {
-  handoff,     // OCCASIONAL_CONTROL_FD: connections arrive over the control socket
-  listen_fds,  // LISTEN_FDS: accept on the inherited listener, notify over NOTIFY_SOCKET
-  standalone,  // no coordinator: listen on an address with SO_REUSEPORT
-};
-
-const char* worker_mode_name(WorkerMode mode);
 
 struct Connection {
   boost::asio::ip::tcp::socket socket;

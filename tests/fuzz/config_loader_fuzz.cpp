@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "gateway/config_loader.hpp"
+#include "app/config_loader.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view json(reinterpret_cast<const char*>(data), size);

@@ -36,7 +36,7 @@ class BalancerTest : public ::testing::Test {
     }
   }
 
-  // One burst of `count` connections, as a listener's drain makes it.
+  // One burst of `count` connections, as a listener's sweep makes it.
   void burst(size_t count) {
     balancer_->begin_burst();
     for (size_t i = 0; i < count; ++i) {
@@ -84,7 +84,7 @@ class BalancerTest : public ::testing::Test {
   }
 
   boost::asio::io_context io_;
-  GatewayStats stats_;
+  metrics::ConnectionStats stats_;
   supervisor::EventLog log_{supervisor::LogFormat::json, -1};
   std::vector<UniqueFd> worker_ends_;
   std::vector<std::unique_ptr<supervisor::WorkerLink>> links_;

@@ -51,7 +51,7 @@ class DispatcherTest : public ::testing::Test {
   }
 
   boost::asio::io_context io_;
-  GatewayStats stats_;
+  metrics::ConnectionStats stats_;
   supervisor::EventLog log_{supervisor::LogFormat::json, -1};
   Dispatcher dispatcher_{stats_};
   std::vector<UniqueFd> ends_;

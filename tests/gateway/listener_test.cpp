@@ -20,7 +20,7 @@ using testing::connect_loopback;
 
 TEST(ListenerTest, AHandlerThatThrowsClosesThatConnectionAndAcceptingGoesOn) {
   boost::asio::io_context io;
-  GatewayStats stats;
+  metrics::ConnectionStats stats;
   supervisor::EventLog log(supervisor::LogFormat::json, -1);
   Listener listener(io, "l", parse_listen_address("127.0.0.1:0"), false, stats, log);
   std::vector<UniqueFd> kept;

@@ -18,7 +18,7 @@ UniqueFd some_fd() {
 
 TEST(PendingQueueTest, FullAtMaxAndRoomIsReportedOnceWhenItLeavesFull) {
   boost::asio::io_context io;
-  GatewayStats stats;
+  metrics::ConnectionStats stats;
   PendingQueue q(io, QueueConfig{2, std::chrono::seconds(5)}, stats);
   int rooms = 0;
   q.on_room([&rooms] { ++rooms; });
@@ -32,11 +32,11 @@ TEST(PendingQueueTest, FullAtMaxAndRoomIsReportedOnceWhenItLeavesFull) {
     fd.reset();
     return true;
   };
-  q.drain(take_one);
+  q.hand_out(take_one);
   EXPECT_FALSE(q.full());
   EXPECT_EQ(rooms, 1);
   taken = 0;
-  q.drain(take_one);  // from one to none: it was not full
+  q.hand_out(take_one);  // from one to none: it was not full
   EXPECT_EQ(rooms, 1);
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(stats.pending, 0u);
@@ -44,7 +44,7 @@ TEST(PendingQueueTest, FullAtMaxAndRoomIsReportedOnceWhenItLeavesFull) {
 
 TEST(PendingQueueTest, ExpiryOfAFullQueueReportsRoom) {
   boost::asio::io_context io;
-  GatewayStats stats;
+  metrics::ConnectionStats stats;
   PendingQueue q(io, QueueConfig{1, std::chrono::milliseconds(1)}, stats);
   int rooms = 0;
   q.on_room([&rooms] { ++rooms; });
@@ -61,7 +61,7 @@ TEST(PendingQueueTest, ExpiryOfAFullQueueReportsRoom) {
 // else has expired still expires.
 TEST(PendingQueueTest, AThrowAtExpiryStaysInTheHandler) {
   boost::asio::io_context io;
-  GatewayStats stats;
+  metrics::ConnectionStats stats;
   PendingQueue q(io, QueueConfig{1, std::chrono::milliseconds(1)}, stats);
   int rooms = 0;
   q.on_room([&rooms] {
@@ -86,7 +86,7 @@ TEST(PendingQueueTest, AThrowAtExpiryStaysInTheHandler) {
 
 TEST(PendingQueueTest, WithoutAQueueItIsNeverFullSoListenersNeverHold) {
   boost::asio::io_context io;
-  GatewayStats stats;
+  metrics::ConnectionStats stats;
   PendingQueue q(io, QueueConfig{0, std::chrono::seconds(5)}, stats);
   EXPECT_FALSE(q.full());
   q.push(some_fd(), {});
@@ -95,14 +95,14 @@ TEST(PendingQueueTest, WithoutAQueueItIsNeverFullSoListenersNeverHold) {
   EXPECT_EQ(stats.rejected["queue_full"], 1u);
 }
 
-TEST(PendingQueueTest, ATakerThatThrowsClosesThatConnectionAndTheDrainGoesOn) {
+TEST(PendingQueueTest, ATakerThatThrowsClosesThatConnectionAndTheHandOutGoesOn) {
   boost::asio::io_context io;
-  GatewayStats stats;
+  metrics::ConnectionStats stats;
   PendingQueue q(io, QueueConfig{4, std::chrono::seconds(5)}, stats);
   q.push(some_fd(), {});
   q.push(some_fd(), {});
   int calls = 0;
-  EXPECT_NO_THROW(q.drain([&calls](UniqueFd& fd, workers::ConnHeader&) {
+  EXPECT_NO_THROW(q.hand_out([&calls](UniqueFd& fd, workers::ConnHeader&) {
     if (calls++ == 0) throw std::bad_alloc();
     fd.reset();
     return true;
@@ -114,7 +114,7 @@ TEST(PendingQueueTest, ATakerThatThrowsClosesThatConnectionAndTheDrainGoesOn) {
 
 TEST(PendingQueueTest, AnHttpRoutedConnectionThatTimesOutIsAnswered503OthersAreClosedBare) {
   boost::asio::io_context io;
-  GatewayStats stats;
+  metrics::ConnectionStats stats;
   PendingQueue q(io, QueueConfig{4, std::chrono::milliseconds(1)}, stats);
   int http[2], other[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, http), 0);

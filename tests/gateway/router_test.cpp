@@ -124,7 +124,7 @@ class RouterTest : public ::testing::Test {
   }
 
   boost::asio::io_context io_;
-  GatewayStats stats_;
+  metrics::ConnectionStats stats_;
   supervisor::EventLog log_{supervisor::LogFormat::json, -1};
   Dispatcher dispatcher_{stats_};
   UniqueFd listener_;

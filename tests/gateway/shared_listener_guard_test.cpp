@@ -60,7 +60,7 @@ class SharedListenerGuardTest : public ::testing::Test {
   }
 
   boost::asio::io_context io_;
-  GatewayStats stats_;
+  metrics::ConnectionStats stats_;
   supervisor::EventLog log_{supervisor::LogFormat::json, -1};
   Listener listener_{io_, "shared", parse_listen_address("127.0.0.1:0"), false, stats_, log_};
   SharedListenerGuard guard_{io_, listener_, {"svc"}, 20ms, stats_, log_};

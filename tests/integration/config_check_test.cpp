@@ -1,5 +1,5 @@
 // `occasional check` on every malformed configuration under
-// tests/gateway/bad_configs: exit 2 and exactly the expected one line
+// tests/app/bad_configs: exit 2 and exactly the expected one line
 // (FILE stands for the path given).
 #include <dirent.h>
 

@@ -178,7 +178,7 @@ TEST(GatewayTest, SequentialAndConcurrentConnectionsAreSpreadEvenly) {
 
 // Connections that queue up while the coordinator cannot run are all
 // handed off once it can, whether the listener was accepting one per
-// wake-up (after sequential traffic) or draining: none waits for a later
+// wake-up (after sequential traffic) or sweeping: none waits for a later
 // connection to wake the listener again.
 TEST(GatewayTest, ConnectionsQueuedWhileTheCoordinatorIsStoppedAreAllServed) {
   Gateway g({"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/http_hello_worker"}, 1);
@@ -1047,7 +1047,7 @@ TEST(GatewayTest, ABurstGoesOutInBatchesToWorkersThatTakeThemAndEveryClientIsSer
       fds[i].reset();  // the Python worker serves one connection at a time, to its end
     }
     EXPECT_EQ(metric(admin, "occasional_connections_handed_off_total"), 60);
-    // The drain that found the backlog empty yielded once before waiting.
+    // The sweep that found the backlog empty yielded once before waiting.
     EXPECT_GE(metric(admin, "occasional_accept_yields_total{cpu=\"shared\"}") +
                   metric(admin, "occasional_accept_yields_total{cpu=\"free\"}"),
               1);
@@ -1100,7 +1100,7 @@ TEST(GatewayTest, OnOneCpuABurstGoesOutInRunsUnlessSpreadIsAsked) {
     const int port = std::stoi(c.wait_event("listening")["port"]);
     for (int i = 0; i < 4; ++i) c.wait_event("ready");
     const int admin = std::stoi(c.events("admin_listening").at(0).at("port"));
-    // The backlog builds up while the coordinator cannot run: one drain takes it all.
+    // The backlog builds up while the coordinator cannot run: one sweep takes it all.
     ASSERT_EQ(::kill(c.pid(), SIGSTOP), 0);
     std::vector<UniqueFd> fds;
     for (int i = 0; i < 20; ++i) {

@@ -368,7 +368,7 @@ TEST_F(ServiceTest, ThousandCrashCyclesLeaveNoZombieAndNoFd) {
 // socket and lives on (channel_closed).
 TEST_F(ServiceTest, ExitingHandoffWorkersAreNeverReportedAsChannelClosed) {
   auto c = config({"/bin/sh", "-c", "exit 1"});
-  c.mode = WorkerMode::handoff;
+  c.mode = workers::WorkerMode::handoff;
   c.restart.backoff_initial = 0ms;
   c.restart.max_restarts = 100000;
   Service& s = supervisor_->add_service(c);
@@ -392,7 +392,7 @@ TEST_F(ServiceTest, ExitingHandoffWorkersAreNeverReportedAsChannelClosed) {
 // reason channel_closed, and restarted.
 TEST_F(ServiceTest, WorkerThatClosesItsChannelAndLivesOnIsKilled) {
   auto c = config({"/bin/sh", "-c", "exec 3>&-; exec sleep 30"});
-  c.mode = WorkerMode::handoff;
+  c.mode = workers::WorkerMode::handoff;
   Service& s = supervisor_->add_service(c);
   s.start();
   ASSERT_TRUE(wait_for([&] { return recorder_.count("spawned") >= 2; }, 5s));
@@ -424,7 +424,7 @@ TEST_F(ServiceTest, AWorkerNeverSeenAcceptingIsTakenAsReadyAfterTheProbeTime) {
   ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   ASSERT_EQ(::listen(listener.get(), 8), 0);
   auto c = config({"/bin/sleep", "100"});
-  c.mode = WorkerMode::listen_fds;
+  c.mode = workers::WorkerMode::listen_fds;
   c.listen_fd = listener.get();
   c.listener_name = "main";
   c.accept_probe_for = 300ms;

@@ -68,7 +68,7 @@ struct WorkerLinkTest : ::testing::Test {
 
 TEST_F(WorkerLinkTest, MessagesOneAtATimeAndInBurstsAllArriveInOrder) {
   for (int round = 0; round < 3; ++round) {
-    // Singly, long enough to pass through one-per-wake-up mode and its full drain.
+    // Singly, long enough to pass through one-per-wake-up mode and its sweep.
     for (int i = 0; i < 40; ++i) {
       send_closed(1);
       ASSERT_TRUE(all_arrive()) << "round " << round << ", single " << i;

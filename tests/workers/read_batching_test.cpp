@@ -17,44 +17,44 @@ int wake_up(ReadBatching& b, int items) {
   return taken;
 }
 
-TEST(ReadBatchingTest, StartsByDrainingThenTakesOnePerWakeUpWhileItemsComeSingly) {
+TEST(ReadBatchingTest, StartsBySweepingThenTakesOnePerWakeUpWhileItemsComeSingly) {
   ReadBatching b;
-  EXPECT_TRUE(b.draining());
+  EXPECT_TRUE(b.sweeping());
   EXPECT_EQ(wake_up(b, 1), 1);
-  EXPECT_FALSE(b.draining());
+  EXPECT_FALSE(b.sweeping());
   // 16 wake-ups with one item each, none of them reading past it...
   for (int i = 0; i < 16; ++i) {
-    ASSERT_FALSE(b.draining()) << i;
+    ASSERT_FALSE(b.sweeping()) << i;
     EXPECT_TRUE(b.wait_after_item()) << i;
   }
-  // ...then a full drain checks for bursts.
-  EXPECT_TRUE(b.draining());
+  // ...then a sweep checks for bursts.
+  EXPECT_TRUE(b.sweeping());
 }
 
-TEST(ReadBatchingTest, ABurstSwitchesToDrainingUntilADrainFindsAtMostOne) {
+TEST(ReadBatchingTest, ABurstSwitchesToSweepingUntilASweepFindsAtMostOne) {
   ReadBatching b;
   wake_up(b, 1);
-  while (!b.draining()) EXPECT_TRUE(b.wait_after_item());
+  while (!b.sweeping()) EXPECT_TRUE(b.wait_after_item());
   EXPECT_EQ(wake_up(b, 5), 5);
-  EXPECT_TRUE(b.draining());
+  EXPECT_TRUE(b.sweeping());
   EXPECT_EQ(wake_up(b, 3), 3);
-  EXPECT_TRUE(b.draining());
+  EXPECT_TRUE(b.sweeping());
   EXPECT_EQ(wake_up(b, 1), 1);
-  EXPECT_FALSE(b.draining());
+  EXPECT_FALSE(b.sweeping());
 }
 
-TEST(ReadBatchingTest, AWakeUpWithNothingToReadLeavesDrainingMode) {
+TEST(ReadBatchingTest, AWakeUpWithNothingToReadLeavesSweepingMode) {
   ReadBatching b;
   b.found_empty();
-  EXPECT_FALSE(b.draining());
+  EXPECT_FALSE(b.sweeping());
 }
 
-TEST(ReadBatchingTest, ItemsAreCountedAcrossReadsInOneDrainingWakeUp) {
+TEST(ReadBatchingTest, ItemsAreCountedAcrossReadsInOneSweepingWakeUp) {
   ReadBatching b;
   EXPECT_FALSE(b.wait_after_item());
   EXPECT_FALSE(b.wait_after_item());
   b.found_empty();
-  EXPECT_TRUE(b.draining());  // two in one wake-up is a burst
+  EXPECT_TRUE(b.sweeping());  // two in one wake-up is a burst
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "gateway/config_loader.hpp"
+#include "app/config_loader.hpp"
 
 #include <simdjson.h>
 
@@ -444,21 +444,16 @@ class Loader {
       }
       if (o["cwd"].get(v) == simdjson::SUCCESS) s.process.cwd = str(v, at("cwd"));
       if (o["mode"].get(v) == simdjson::SUCCESS) {
-        std::string m = one_of(v, at("mode"), {"handoff", "listen_fds", "inetd", "plain"});
-        s.mode = m == "handoff"      ? supervisor::WorkerMode::handoff
-                 : m == "listen_fds" ? supervisor::WorkerMode::listen_fds
-                 : m == "inetd"      ? supervisor::WorkerMode::inetd
-                                     : supervisor::WorkerMode::plain;
+        s.mode = *workers::parse_service_mode(
+            one_of(v, at("mode"), {"handoff", "listen_fds", "inetd", "plain"}));
       } else {
-        s.mode = supervisor::WorkerMode::handoff;
+        s.mode = workers::WorkerMode::handoff;
       }
       if (o["replicas"].get(v) == simdjson::SUCCESS)
         s.replicas = static_cast<int>(integer(v, at("replicas"), 1, 4096));
       if (o["restart"].get(v) == simdjson::SUCCESS) {
-        std::string r = one_of(v, at("restart"), {"always", "on-failure", "never"});
-        s.restart.mode = r == "always"       ? supervisor::RestartMode::always
-                         : r == "on-failure" ? supervisor::RestartMode::on_failure
-                                             : supervisor::RestartMode::never;
+        s.restart.mode = *supervisor::parse_restart_mode(
+            one_of(v, at("restart"), {"always", "on-failure", "never"}));
       }
       if (o["backoff_initial"].get(v) == simdjson::SUCCESS)
         s.restart.backoff_initial = seconds(v, at("backoff_initial"));
@@ -500,15 +495,13 @@ class Loader {
       if (o["listener"].get(v) == simdjson::SUCCESS) entry.listener = str(v, at("listener"));
       if (o["readiness"].get(v) == simdjson::SUCCESS) {
         const std::string r = one_of(v, at("readiness"), {"notify", "started", "accepting"});
-        if (s.mode != supervisor::WorkerMode::listen_fds)
+        if (s.mode != workers::WorkerMode::listen_fds)
           fail(at("readiness"),
                "applies to listen_fds services only (a handoff worker says "
                "`ready`; a plain one is ready once it runs)");
-        s.readiness = r == "notify"    ? supervisor::Readiness::notify
-                      : r == "started" ? supervisor::Readiness::started
-                                       : supervisor::Readiness::accepting;
+        s.readiness = *supervisor::parse_readiness(r);
       }
-      if (s.mode == supervisor::WorkerMode::listen_fds && entry.listener.empty())
+      if (s.mode == workers::WorkerMode::listen_fds && entry.listener.empty())
         fail(path, "mode listen_fds needs \"listener\": the name of the listener to share");
       config.services.push_back(std::move(entry));
     }

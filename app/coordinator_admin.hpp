@@ -4,8 +4,8 @@
 #include <set>
 #include <string>
 
+#include "app/metrics_feed.hpp"
 #include "gateway/dispatcher.hpp"
-#include "gateway/metrics_feed.hpp"
 #include "metrics/admin_server.hpp"
 #include "supervisor/event_log.hpp"
 #include "supervisor/supervisor.hpp"

@@ -1,4 +1,4 @@
-#include "gateway/cli.hpp"
+#include "app/cli.hpp"
 
 #include <gtest/gtest.h>
 
@@ -99,7 +99,7 @@ TEST(CliTest, ListenMakesAHandoffServiceBehindADefaultRoute) {
   ASSERT_EQ(c.config.listeners[0].routes.size(), 1u);
   EXPECT_EQ(c.config.listeners[0].routes[0].kind, RouteKind::default_route);
   EXPECT_EQ(c.config.listeners[0].routes[0].service, "w");
-  EXPECT_EQ(c.config.services.at(0).service.mode, supervisor::WorkerMode::handoff);
+  EXPECT_EQ(c.config.services.at(0).service.mode, workers::WorkerMode::handoff);
   EXPECT_FALSE(c.config.listeners[0].defer_accept);
   EXPECT_TRUE(
       parse({"run", "--listen", ":0", "--defer-accept", "./w"}).config.listeners[0].defer_accept);
@@ -135,7 +135,7 @@ TEST(CliTest, ReadinessAndCooloff) {
 TEST(CliTest, NoListenIsPlain) {
   Command c = parse({"run", "--", "sleep", "1"});
   EXPECT_TRUE(c.config.listeners.empty());
-  EXPECT_EQ(c.config.services.at(0).service.mode, supervisor::WorkerMode::plain);
+  EXPECT_EQ(c.config.services.at(0).service.mode, workers::WorkerMode::plain);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "gateway/config_loader.hpp"
+#include "app/config_loader.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "gateway/coordinator_admin.hpp"
+#include "app/coordinator_admin.hpp"
 
 #include <algorithm>
 
@@ -24,7 +24,7 @@ CoordinatorAdmin::CoordinatorAdmin(supervisor::Supervisor& supervisor, Dispatche
 metrics::ServiceStatus CoordinatorAdmin::service_status(const supervisor::Service& s) {
   metrics::ServiceStatus out;
   out.name = s.name();
-  out.mode = supervisor::worker_mode_name(s.config().mode);
+  out.mode = workers::worker_mode_name(s.config().mode);
   out.replicas = s.replica_count();
   out.failed = s.failed();
   if (const auto retry = s.retry_at()) out.retry_in_seconds = std::max(0.0, -seconds_since(*retry));

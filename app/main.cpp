@@ -11,13 +11,13 @@
 #include <string>
 #include <vector>
 
-#include "gateway/cli.hpp"
-#include "gateway/config_loader.hpp"
-#include "gateway/coordinator_admin.hpp"
-#include "gateway/ctl.hpp"
+#include "app/cli.hpp"
+#include "app/config_loader.hpp"
+#include "app/coordinator_admin.hpp"
+#include "app/ctl.hpp"
+#include "app/metrics_feed.hpp"
+#include "app/shutdown.hpp"
 #include "gateway/gateway.hpp"
-#include "gateway/metrics_feed.hpp"
-#include "gateway/shutdown.hpp"
 #include "metrics/admin_server.hpp"
 #include "metrics/metrics.hpp"
 #include "supervisor/event_log.hpp"
@@ -101,13 +101,13 @@ int run(const gw::Config& config) {
   }
   for (const gw::ServiceEntry& entry : config.services) {
     sv::ServiceConfig service = entry.service;
-    if (service.mode == sv::WorkerMode::inetd) {
+    if (service.mode == occasional::workers::WorkerMode::inetd) {
       sv::InetdService& inetd = supervisor.add_inetd(
           sv::InetdConfig{service.name, service.process, entry.max_processes, service.grace});
       gateway.dispatcher().add_inetd(
           io, inetd, gw::QueueConfig{entry.balancer.queue_max, entry.balancer.queue_timeout});
     } else {
-      if (service.mode == sv::WorkerMode::listen_fds) {
+      if (service.mode == occasional::workers::WorkerMode::listen_fds) {
         service.listen_fd = gateway.listener_fd(entry.listener);
         service.listener_name = entry.listener;
       }
@@ -116,7 +116,7 @@ int run(const gw::Config& config) {
     metrics.declare_service(entry.service.name);
     log.event(sv::LogLevel::info, "service")
         .str("service", entry.service.name)
-        .str("mode", sv::worker_mode_name(entry.service.mode))
+        .str("mode", occasional::workers::worker_mode_name(entry.service.mode))
         .num("replicas", entry.service.replicas)
         .str("restart", sv::restart_mode_name(entry.service.restart.mode));
   }

@@ -1,4 +1,4 @@
-#include "gateway/cli.hpp"
+#include "app/cli.hpp"
 
 #include <charconv>
 #include <cmath>
@@ -135,20 +135,16 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
       listen = need_value(args, i);
     } else if (a == "--mode") {
       mode = need_value(args, i);
-      if (mode != "handoff" && mode != "listen_fds" && mode != "inetd" && mode != "plain")
+      if (!workers::parse_service_mode(mode))
         throw UsageError("--mode: expected handoff, listen_fds, inetd or plain, got '" + mode +
                          "'");
     } else if (a == "--readiness") {
       readiness = need_value(args, i);
-      if (readiness == "notify")
-        service.readiness = supervisor::Readiness::notify;
-      else if (readiness == "started")
-        service.readiness = supervisor::Readiness::started;
-      else if (readiness == "accepting")
-        service.readiness = supervisor::Readiness::accepting;
-      else
+      const std::optional<supervisor::Readiness> r = supervisor::parse_readiness(readiness);
+      if (!r)
         throw UsageError("--readiness: expected notify, started or accepting, got '" + readiness +
                          "'");
+      service.readiness = *r;
     } else if (a == "--max-processes") {
       entry.max_processes = parse_count(a, need_value(args, i), 1);
     } else if (a == "--max-connections") {
@@ -172,15 +168,10 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     } else if (a == "--replicas") {
       service.replicas = parse_count(a, need_value(args, i), 1);
     } else if (a == "--restart") {
-      std::string v = need_value(args, i);
-      if (v == "always")
-        restart.mode = supervisor::RestartMode::always;
-      else if (v == "on-failure")
-        restart.mode = supervisor::RestartMode::on_failure;
-      else if (v == "never")
-        restart.mode = supervisor::RestartMode::never;
-      else
-        throw UsageError("--restart: expected always, on-failure or never, got '" + v + "'");
+      const std::string v = need_value(args, i);
+      const std::optional<supervisor::RestartMode> m = supervisor::parse_restart_mode(v);
+      if (!m) throw UsageError("--restart: expected always, on-failure or never, got '" + v + "'");
+      restart.mode = *m;
     } else if (a == "--backoff-initial") {
       restart.backoff_initial = to_duration(parse_seconds(a, need_value(args, i)));
     } else if (a == "--backoff-max") {
@@ -247,10 +238,7 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     service.name = slash == std::string::npos ? file : file.substr(slash + 1);
   }
   if (mode.empty()) mode = listen.empty() ? "plain" : "handoff";
-  service.mode = mode == "handoff"      ? supervisor::WorkerMode::handoff
-                 : mode == "listen_fds" ? supervisor::WorkerMode::listen_fds
-                 : mode == "inetd"      ? supervisor::WorkerMode::inetd
-                                        : supervisor::WorkerMode::plain;
+  service.mode = *workers::parse_service_mode(mode);
   if (mode != "plain" && listen.empty())
     throw UsageError("--mode " + mode + " needs --listen ADDR");
   if (defer_accept && listen.empty()) throw UsageError("--defer-accept needs --listen ADDR");
@@ -267,8 +255,7 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
     } catch (const std::invalid_argument& e) {
       throw UsageError(std::string("--listen: ") + e.what());
     }
-    if (service.mode == supervisor::WorkerMode::handoff ||
-        service.mode == supervisor::WorkerMode::inetd)
+    if (service.mode == workers::WorkerMode::handoff || service.mode == workers::WorkerMode::inetd)
       l.routes.push_back(Route{RouteKind::default_route, service.name, "", "", "", ""});
     else
       entry.listener = l.name;

@@ -1,4 +1,4 @@
-#include "gateway/ctl.hpp"
+#include "app/ctl.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,7 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "gateway/cli.hpp"
+#include "app/cli.hpp"
 #include "gateway/config.hpp"
 #include "gateway/listener.hpp"
 #include "workers/unique_fd.hpp"
@@ -51,21 +51,10 @@ Reply http_call(const ListenAddress& to, const std::string& method, const std::s
   const std::string where = to.text;
   UniqueFd fd(::socket(to.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) throw Unreachable(std::string("socket(): ") + std::strerror(errno));
+  ListenAddress address = to;
+  if (!address.v6 && address.host == "0.0.0.0") address.host = "127.0.0.1";
   sockaddr_storage ss{};
-  socklen_t len;
-  if (to.v6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(to.port);
-    ::inet_pton(AF_INET6, to.host.c_str(), &a->sin6_addr);
-    len = sizeof *a;
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(to.port);
-    ::inet_pton(AF_INET, to.host == "0.0.0.0" ? "127.0.0.1" : to.host.c_str(), &a->sin_addr);
-    len = sizeof *a;
-  }
+  const socklen_t len = to_sockaddr(address, ss);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
     throw Unreachable("cannot reach the admin endpoint at " + where + ": " + std::strerror(errno) +
                       " (is the coordinator running? --admin ADDR)");

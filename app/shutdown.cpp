@@ -1,4 +1,4 @@
-#include "gateway/shutdown.hpp"
+#include "app/shutdown.hpp"
 
 #include <csignal>
 

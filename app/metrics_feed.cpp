@@ -1,4 +1,4 @@
-#include "gateway/metrics_feed.hpp"
+#include "app/metrics_feed.hpp"
 
 #include <cstring>
 
