@@ -287,8 +287,8 @@ void ProcessHub::handle(Proc& p, const pc::Message& m) {
     protocol_error(p, "request without a tag: " + m.term.to_string());
   } else if (name == pc::kSpawn && n == 3 && m[1].as_bool() && m[2].as_bool()) {
     do_spawn(p, m[0], *m[1].as_bool(), *m[2].as_bool());
-  } else if (name == pc::kSpawnExecutable && n == 2 && m[1].as_list()) {
-    do_spawn_executable(p, m[0], m[1]);
+  } else if (name == pc::kSpawnExecutable && n == 3 && m[1].as_list() && m[2].as_bool()) {
+    do_spawn_executable(p, m[0], m[1], *m[2].as_bool());
   } else if (name == pc::kConnect && n == 2) {
     do_connect(p, m[0], m[1]);
   } else if (name == pc::kMonitor && n == 2) {
@@ -336,14 +336,7 @@ void ProcessHub::do_spawn(Proc& p, const Value& tag, bool link, bool monitor) {
     p.links.insert(c->id);
     c->links.insert(p.id);
   }
-  if (monitor) {
-    Reference r = make_ref();
-    const uint64_t key = next_ref_ - 1;
-    monitors_[key] = Monitor{p.id, c->id};
-    p.monitoring.push_back(key);
-    c->monitored_by.push_back(key);
-    ref = Value(std::move(r));
-  }
+  if (monitor) ref = add_monitor(p, *c);
   reply(p, tag, tuple(address_of(c->id), static_cast<int64_t>(self_pid_), std::move(ref)),
         std::move(child_end));
 }
@@ -369,7 +362,16 @@ void ProcessHub::do_spawned(Proc& p, const Value& address, const Value& pid) {
   watch(*c, child, std::move(pidfd));
 }
 
-void ProcessHub::do_spawn_executable(Proc& p, const Value& tag, const Value& argv) {
+Reference ProcessHub::add_monitor(Proc& watcher, Proc& target) {
+  Reference r = make_ref();
+  const uint64_t key = next_ref_ - 1;
+  monitors_[key] = Monitor{watcher.id, target.id};
+  watcher.monitoring.push_back(key);
+  target.monitored_by.push_back(key);
+  return r;
+}
+
+void ProcessHub::do_spawn_executable(Proc& p, const Value& tag, const Value& argv, bool monitor) {
   ProcessSpec spec;
   for (const Value& a : *argv.as_list()) {
     if (!a.as_string()) return protocol_error(p, "spawn_executable: argv is not strings");
@@ -384,7 +386,7 @@ void ProcessHub::do_spawn_executable(Proc& p, const Value& tag, const Value& arg
   }
   const uint32_t cid = c->id;
   const Address address = address_of(cid);
-  reply(p, tag, address);
+  reply(p, tag, tuple(address, monitor ? Value(add_monitor(p, *c)) : Value()));
   spec.pass_fds = {child_end.get()};
   spec.env = {"OCCASIONAL_CONTROL_FD=3"};
   notify(*c, tuple(pc::kHello, address, static_cast<int64_t>(self_pid_)));
@@ -418,14 +420,11 @@ void ProcessHub::do_connect(Proc& p, const Value& tag, const Value& address) {
 }
 
 void ProcessHub::do_monitor(Proc& p, const Value& tag, const Value& address) {
-  Reference r = make_ref();
-  const uint64_t key = next_ref_ - 1;
   Proc* t = live_proc(address);
+  if (t) return reply(p, tag, add_monitor(p, *t));
+  Reference r = make_ref();
   reply(p, tag, r);
-  if (!t) return notify(p, tuple(pc::kDown, r, address, pc::reason_noproc()));
-  monitors_[key] = Monitor{p.id, t->id};
-  p.monitoring.push_back(key);
-  t->monitored_by.push_back(key);
+  notify(p, tuple(pc::kDown, r, address, pc::reason_noproc()));
 }
 
 void ProcessHub::do_demonitor(Proc& p, const Value& tag, const Value& ref) {

@@ -118,7 +118,8 @@ class ProcessHub {
   void flush(Proc& p);
 
   void do_spawn(Proc& p, const Value& tag, bool link, bool monitor);
-  void do_spawn_executable(Proc& p, const Value& tag, const Value& argv);
+  void do_spawn_executable(Proc& p, const Value& tag, const Value& argv, bool monitor);
+  Reference add_monitor(Proc& watcher, Proc& target);
   void do_spawned(Proc& p, const Value& address, const Value& pid);
   void do_connect(Proc& p, const Value& tag, const Value& address);
   void do_monitor(Proc& p, const Value& tag, const Value& address);

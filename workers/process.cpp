@@ -399,13 +399,30 @@ std::pair<Address, std::optional<Reference>> Process::spawn_body(Body body, bool
   return {child, ref};
 }
 
-Address Process::spawn_executable(std::vector<std::string> argv) {
+namespace {
+
+pc::Message spawn_executable_request(Process::Impl& impl, std::vector<std::string>& argv,
+                                     bool monitor) {
   List args;
   for (auto& a : argv) args.emplace_back(std::move(a));
-  pc::Message m = impl_->request(pc::kSpawnExecutable, Value(std::move(args)));
-  const Address* a = m[1].as_address();
-  if (!a) throw std::invalid_argument("occasional::Process::spawn_executable: " + m[1].to_string());
-  return *a;
+  pc::Message m = impl.request(pc::kSpawnExecutable, Value(std::move(args)), Value(monitor), 2);
+  const Tuple* t = m[1].as_tuple();
+  if (!t || t->size() != 2 || !(*t)[0].as_address()) die("bad spawn_executable reply");
+  return m;
+}
+
+}  // namespace
+
+Address Process::spawn_executable(std::vector<std::string> argv) {
+  pc::Message m = spawn_executable_request(*impl_, argv, false);
+  return *(*m[1].as_tuple())[0].as_address();
+}
+
+std::pair<Address, Reference> Process::spawn_executable_monitor(std::vector<std::string> argv) {
+  pc::Message m = spawn_executable_request(*impl_, argv, true);
+  const Tuple& t = *m[1].as_tuple();
+  if (!t[1].as_reference()) die("bad spawn_executable reply");
+  return {*t[0].as_address(), *t[1].as_reference()};
 }
 
 Reference Process::monitor(const Address& a) {

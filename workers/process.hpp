@@ -75,6 +75,8 @@ class Process {
   // docs/messages.md there (C++: Process::attach()). An exec failure is the
   // exit reason start_failed.
   Address spawn_executable(std::vector<std::string> argv);
+  // Monitored from the start, so that a failed exec is seen (start_failed).
+  std::pair<Address, Reference> spawn_executable_monitor(std::vector<std::string> argv);
 
   // DOWN arrives as ("DOWN", ref, address, reason); at once, with reason
   // noproc, for a process that has exited or never existed.

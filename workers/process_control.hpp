@@ -16,7 +16,8 @@ namespace occasional::process_control {
 // ("reply", tag, result), maybe with an fd.
 inline constexpr std::string_view kSpawn =
     "spawn";  // (link, monitor) -> (address, coordinator pid, ref|null) + fd
-inline constexpr std::string_view kSpawnExecutable = "spawn_executable";  // (argv) -> address
+// (argv, monitor) -> (address, ref|null)
+inline constexpr std::string_view kSpawnExecutable = "spawn_executable";
 inline constexpr std::string_view kConnect = "connect";       // (address) -> "ok" [+ fd] | "noproc"
 inline constexpr std::string_view kMonitor = "monitor";       // (address) -> ref
 inline constexpr std::string_view kDemonitor = "demonitor";   // (ref) -> true
