@@ -145,6 +145,13 @@ void ChildReaper::finish(pid_t pid) {
 }
 
 void ChildReaper::on_sigchld() {
+  on_sigchld_once();
+  sigchld_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) on_sigchld();
+  });
+}
+
+void ChildReaper::on_sigchld_once() {
   for (;;) {
     siginfo_t info{};
     // WNOWAIT: look first, so that a watched child is reaped by finish().
@@ -156,13 +163,15 @@ void ChildReaper::on_sigchld() {
       if (watched_.contains(pid)) break;
       continue;
     }
+    if (holds_ > 0) {
+      // Maybe a process whose pid is not reported yet; looked at again on release.
+      held_back_ = true;
+      break;
+    }
     ::waitpid(pid, nullptr, WNOHANG);
     ++orphans_reaped_;
     log_.event(LogLevel::debug, "orphan_reaped").num("pid", pid);
   }
-  sigchld_.async_wait([this](const boost::system::error_code& ec, int) {
-    if (!ec) on_sigchld();
-  });
 }
 
 namespace {
@@ -230,7 +239,20 @@ void ChildReaper::schedule_orphan_scan() {
   });
 }
 
+void ChildReaper::release_unwatched() {
+  if (holds_ == 0 || --holds_ > 0 || !held_back_) return;
+  held_back_ = false;
+  asio::post(io_, [this] {
+    if (holds_ == 0) on_sigchld_once();
+  });
+  schedule_orphan_scan();
+}
+
 void ChildReaper::kill_orphans() {
+  if (holds_ > 0) {
+    held_back_ = true;
+    return;
+  }
   const pid_t self = ::getpid();
   auto kill_one = [&](long pid) {
     char state = 0;

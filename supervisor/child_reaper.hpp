@@ -54,6 +54,13 @@ class ChildReaper {
   // The watched child has exited and waits to be reaped (checked without
   // reaping it: waitid WNOHANG | WNOWAIT on its pidfd). False once reaped.
   bool exited(pid_t pid) const;
+  // While held (calls nest), children nobody watches are neither reaped nor
+  // killed as orphans: a process cloned with CLONE_PARENT is our child
+  // before its spawner has told us its pid, and reaping it then would let
+  // the pid be reused before we pidfd_open it. Released to zero, what was
+  // held back is reaped and scanned at once.
+  void hold_unwatched() { ++holds_; }
+  void release_unwatched();
   // Orphans reaped and killed so far (for tests and metrics).
   uint64_t orphans_reaped() const { return orphans_reaped_; }
   uint64_t orphans_killed() const { return orphans_killed_; }
@@ -72,6 +79,7 @@ class ChildReaper {
 
   void wait_pidfd(pid_t pid);
   void on_sigchld();
+  void on_sigchld_once();
   void finish(pid_t pid);
   void kill_orphans();
   void schedule_orphan_scan();
@@ -87,6 +95,8 @@ class ChildReaper {
   uint64_t full_scans_ = 0;
   uint64_t orphans_reaped_ = 0;
   uint64_t orphans_killed_ = 0;
+  uint64_t holds_ = 0;
+  bool held_back_ = false;  // an orphan scan or reap was skipped while held
 };
 
 }  // namespace occasional::supervisor

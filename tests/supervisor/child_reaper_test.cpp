@@ -161,6 +161,34 @@ TEST_F(ChildReaperTest, OrphanIsKilledWithoutWalkingAllOfProc) {
   (void)pid;
 }
 
+// A process cloned with CLONE_PARENT is the coordinator's child before its
+// spawner reports its pid: while held, such children are neither reaped
+// (the pid must stay theirs until pidfd_open) nor killed as orphans.
+TEST_F(ChildReaperTest, HeldUnwatchedChildrenAreNeitherReapedNorKilled) {
+  reaper_->hold_unwatched();
+  const pid_t exited = ::fork();
+  if (exited == 0) _exit(0);
+  const pid_t alive = ::fork();
+  if (alive == 0) {
+    ::pause();
+    _exit(0);
+  }
+  const auto deadline = Clock::now() + 5s;
+  while (state_of(exited) != 'Z' && Clock::now() < deadline) ::usleep(1000);
+  ASSERT_EQ(state_of(exited), 'Z');
+  // A watched exit: SIGCHLD handling and an orphan scan both run.
+  spawn("exit 0");
+  ASSERT_TRUE(run_until([&] { return exit_.has_value(); }));
+  for (int i = 0; i < 10; ++i) io_.poll();
+  EXPECT_EQ(state_of(exited), 'Z') << "not reaped while held";
+  EXPECT_EQ(state_of(alive), 'S') << "not killed while held";
+  EXPECT_EQ(reaper_->orphans_reaped(), 0u);
+  reaper_->release_unwatched();
+  EXPECT_TRUE(run_until([&] { return state_of(exited) == 0; })) << "reaped once released";
+  EXPECT_TRUE(run_until([&] { return state_of(alive) == 0; })) << "killed and reaped";
+  EXPECT_EQ(reaper_->orphans_killed(), 1u);
+}
+
 // Without the children list (older kernels), the walk of /proc happens at
 // most once per kFullScanInterval however many workers exit.
 TEST_F(ChildReaperTest, WithoutTheChildrenListFullScansAreRateLimited) {

@@ -1,0 +1,2 @@
+#pragma once
+#include "workers/process.hpp"  // IWYU pragma: export

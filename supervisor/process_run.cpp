@@ -1,0 +1,123 @@
+#include "supervisor/process_run.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <optional>
+#include <system_error>
+#include <vector>
+
+#include "supervisor/child_reaper.hpp"
+#include "supervisor/event_log.hpp"
+#include "supervisor/exit_record.hpp"
+#include "supervisor/process_hub.hpp"
+#include "workers/process_control.hpp"
+#include "workers/process_start.hpp"
+
+namespace occasional {
+
+namespace supervisor {
+
+namespace {
+
+std::vector<pid_t> own_children() {
+  std::vector<pid_t> out;
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (!tasks) return out;
+  while (dirent* t = ::readdir(tasks)) {
+    if (t->d_name[0] == '.') continue;
+    std::string path = std::string("/proc/self/task/") + t->d_name + "/children";
+    if (FILE* f = std::fopen(path.c_str(), "re")) {
+      long pid;
+      while (std::fscanf(f, "%ld", &pid) == 1) out.push_back(static_cast<pid_t>(pid));
+      std::fclose(f);
+    }
+  }
+  ::closedir(tasks);
+  return out;
+}
+
+// Processes spawned but never reported, orphans come to the subreaper:
+// whatever child is left is ours to end.
+void kill_remaining_children() {
+  for (int round = 0; round < 100; ++round) {
+    std::vector<pid_t> children = own_children();
+    if (children.empty()) break;
+    for (pid_t pid : children) ::kill(pid, SIGKILL);
+    for (pid_t pid : children) ::waitpid(pid, nullptr, 0);
+  }
+  while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+}
+
+}  // namespace
+
+Map run_for_reason(std::function<Value(Process&)> zero) {
+  process_start::require_single_thread("occasional::run");
+  int was_subreaper = 0;
+  ::prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper);
+  ChildReaper::become_subreaper();
+  std::optional<Map> result;
+  {
+    boost::asio::io_context io;
+    EventLog log(LogFormat::text, 2);
+    ChildReaper reaper(io, log);
+    ProcessHub hub(io, reaper, log);
+    ProcessHub::Opened opened = hub.open_process();
+    const Address address = opened.address;
+    hub.on_exit([&](const Address& a, const Map& reason) {
+      if (a == address) {
+        result = reason;
+        io.stop();
+      }
+    });
+    const pid_t coordinator = ::getpid();
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    if (pid == 0)
+      process_start::run_child(opened.child_control.release(), address, coordinator, zero);
+    if (pid < 0) throw std::system_error(errno, std::system_category(), "occasional::run: fork");
+    opened.child_control.reset();
+    if (std::error_code ec = hub.started(address, pid))
+      throw std::system_error(ec, "occasional::run: watching process zero");
+    io.run();
+    hub.kill_all();
+  }  // the reaper's destructor SIGKILLs and reaps what it still watches
+  kill_remaining_children();
+  if (!was_subreaper) ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+  return result ? *result : process_control::reason_noproc();
+}
+
+int exit_code_for(const Map& reason) {
+  const std::string_view kind = process_control::reason_kind(Value(reason));
+  if (kind == "normal") {
+    const Value* v = reason.find("value");
+    return v && v->as_int() ? static_cast<int>(*v->as_int()) : 0;
+  }
+  if (kind == "exit_code") {
+    const Value* code = reason.find("code");
+    return code && code->as_int() ? static_cast<int>(*code->as_int()) : 1;
+  }
+  if (kind == "linked") return 128 + SIGKILL;
+  if (kind == "signal") {
+    const Value* name = reason.find("signal");
+    for (int sig = 1; sig < NSIG && name && name->as_string(); ++sig)
+      if (signal_name(sig) == *name->as_string()) return 128 + sig;
+  }
+  return 1;
+}
+
+}  // namespace supervisor
+
+int run(std::function<Value(Process&)> zero) {
+  return supervisor::exit_code_for(supervisor::run_for_reason(std::move(zero)));
+}
+
+}  // namespace occasional

@@ -1,0 +1,35 @@
+#include "workers/inbox.hpp"
+
+namespace occasional {
+
+std::optional<Value> Inbox::take(const Match& match, size_t& from) {
+  for (size_t i = from; i < messages_.size(); ++i) {
+    if (!match || match(messages_[i])) {
+      Value out = std::move(messages_[i]);
+      messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(i));
+      from = i;
+      return out;
+    }
+  }
+  from = messages_.size();
+  return std::nullopt;
+}
+
+std::optional<Value> Inbox::receive(const Match& match, Deadline deadline,
+                                    const WaitForMore& wait_for_more) {
+  size_t from = 0;
+  bool last_look = false;
+  for (;;) {
+    if (auto message = take(match, from)) return message;
+    if (last_look) return std::nullopt;
+    last_look = !wait_for_more(deadline);
+  }
+}
+
+size_t Inbox::remove_if(const Match& match) {
+  const size_t before = messages_.size();
+  std::erase_if(messages_, [&](const Value& v) { return match(v); });
+  return before - messages_.size();
+}
+
+}  // namespace occasional

@@ -1,0 +1,554 @@
+#include "workers/process.hpp"
+
+#include <cxxabi.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <system_error>
+#include <typeinfo>
+#include <unordered_map>
+
+#include "workers/control_channel.hpp"
+#include "workers/etf.hpp"
+#include "workers/frame_reader.hpp"
+#include "workers/inbox.hpp"
+#include "workers/process_control.hpp"
+#include "workers/process_start.hpp"
+#include "workers/protocol.hpp"
+#include "workers/unique_fd.hpp"
+
+namespace occasional {
+
+namespace pc = process_control;
+
+namespace {
+
+// The coordinator broke the protocol, or is gone: nothing this process can
+// do is meaningful any more (crash-only: say why and end).
+[[noreturn]] void die(const std::string& why) {
+  std::fprintf(stderr, "occasional process %d: %s\n", static_cast<int>(::getpid()), why.c_str());
+  std::fflush(nullptr);
+  _exit(70);
+}
+
+std::string current_exception_type() {
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (!type) return "unknown";
+  int status = 0;
+  char* demangled = abi::__cxa_demangle(type->name(), nullptr, nullptr, &status);
+  std::string out = status == 0 && demangled ? demangled : type->name();
+  std::free(demangled);
+  return out;
+}
+
+int ceil_ms(Inbox::Deadline deadline) {
+  if (!deadline) return -1;
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Inbox::Clock::now());
+  if (left.count() <= 0) return 0;
+  return left.count() > 1'000'000'000 ? 1'000'000'000 : static_cast<int>(left.count());
+}
+
+}  // namespace
+
+struct Process::Impl {
+  struct Channel {
+    UniqueFd fd;
+    Address peer;
+    FrameReader reader;
+    bool open = true;
+  };
+
+  UniqueFd control;
+  UniqueFd epoll;
+  Address self;
+  pid_t coordinator = 0;
+  bool have_self = false;
+  Inbox inbox;
+  int64_t next_tag = 1;
+  uint64_t dropped = 0;
+  std::unordered_map<int, std::shared_ptr<Channel>> by_fd;
+  std::map<Address, std::shared_ptr<Channel>> by_peer;
+  std::string out;  // the frame being sent; reused so that a send allocates nothing
+  int64_t awaited_tag = 0;
+  std::optional<pc::Message> reply;
+  UniqueFd reply_fd;
+
+  Impl(UniqueFd control_fd, std::optional<Address> self_address, pid_t coordinator_pid)
+      : control(std::move(control_fd)), coordinator(coordinator_pid) {
+    if (self_address) {
+      self = std::move(*self_address);
+      have_self = true;
+    }
+    epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll) die(std::string("epoll_create1() failed: ") + std::strerror(errno));
+    watch(control.get());
+  }
+
+  void watch(int fd) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+      die(std::string("epoll_ctl(ADD) failed: ") + std::strerror(errno));
+  }
+
+  // --- control channel ---
+
+  void send_control(const Value& term, int pass_fd = -1) {
+    const std::string payload = pc::encode(term);
+    for (;;) {
+      std::error_code ec = workers::send_datagram(control.get(), payload, pass_fd);
+      if (!ec) return;
+      if (ec != std::errc::resource_unavailable_try_again && ec != std::errc::operation_would_block)
+        die("control message not sent: " + ec.message());
+      pollfd p{control.get(), POLLOUT, 0};
+      ::poll(&p, 1, -1);
+    }
+  }
+
+  void read_control() {
+    for (;;) {
+      workers::Received r = workers::receive_datagram(control.get(), 1);
+      switch (r.status) {
+        case workers::ReceiveStatus::message:
+          handle_control(r.payload, r.fds);
+          break;
+        case workers::ReceiveStatus::would_block:
+          return;
+        case workers::ReceiveStatus::closed:
+          die("the coordinator closed the control channel");
+        case workers::ReceiveStatus::bad_message:
+        case workers::ReceiveStatus::error:
+          die("control channel: " + r.error);
+      }
+    }
+  }
+
+  void handle_control(std::string_view payload, workers::FdList& fds) {
+    std::string error;
+    std::optional<pc::Message> m = pc::decode(payload, error);
+    if (!m) die("bad control message from the coordinator: " + error);
+    const std::string_view name = m->name();
+    if (name == pc::kReply && m->size() == 2) {
+      if ((*m)[0].as_int() != awaited_tag || reply) die("unexpected reply " + m->term.to_string());
+      reply_fd = fds.empty() ? UniqueFd() : std::move(fds[0]);
+      reply = std::move(m);
+    } else if (name == pc::kChannel && m->size() == 1 && (*m)[0].as_address() && fds.size() == 1) {
+      add_channel(*(*m)[0].as_address(), std::move(fds[0]));
+    } else if (name == pc::kDown && m->size() == 3) {
+      // Messages the process sent before it exited come before its DOWN.
+      drain((*m)[1]);
+      inbox.push(std::move(m->term));
+    } else if (name == pc::kExitSignal && m->size() == 2) {
+      drain((*m)[0]);
+      inbox.push(std::move(m->term));
+    } else if (name == pc::kHello && m->size() == 2 && (*m)[0].as_address() && (*m)[1].as_int()) {
+      self = *(*m)[0].as_address();
+      coordinator = static_cast<pid_t>(*(*m)[1].as_int());
+      have_self = true;
+    } else {
+      die("unknown control message from the coordinator: " + m->term.to_string());
+    }
+  }
+
+  // One request, one reply: the notices that arrive meanwhile are handled.
+  pc::Message request(std::string_view name, Value argument1 = Value(), Value argument2 = Value(),
+                      int args = 1) {
+    awaited_tag = next_tag++;
+    Tuple t{Value(name), Value(awaited_tag)};
+    if (args >= 1) t.push_back(std::move(argument1));
+    if (args >= 2) t.push_back(std::move(argument2));
+    send_control(Value(std::move(t)));
+    while (!reply) {
+      pollfd p{control.get(), POLLIN, 0};
+      if (::poll(&p, 1, -1) < 0 && errno != EINTR)
+        die(std::string("poll() failed: ") + std::strerror(errno));
+      read_control();
+    }
+    pc::Message m = std::move(*reply);
+    reply.reset();
+    return m;
+  }
+
+  // --- channels ---
+
+  std::shared_ptr<Channel> add_channel(const Address& peer, UniqueFd fd) {
+    auto c = std::make_shared<Channel>();
+    c->peer = peer;
+    c->fd = std::move(fd);
+    watch(c->fd.get());
+    by_fd[c->fd.get()] = c;
+    // The first channel to a peer stays its channel for sending: messages to
+    // one receiver never change path, so they stay in order.
+    by_peer.emplace(peer, c);
+    return c;
+  }
+
+  void close_channel(const std::shared_ptr<Channel>& c) {
+    if (!c->open) return;
+    c->open = false;
+    ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, c->fd.get(), nullptr);
+    by_fd.erase(c->fd.get());
+    if (auto it = by_peer.find(c->peer); it != by_peer.end() && it->second == c) by_peer.erase(it);
+    c->fd.reset();
+  }
+
+  FrameReader::Status read_channel(const std::shared_ptr<Channel>& c) {
+    auto status = c->reader.read_some(c->fd.get(), [this](Value v) { inbox.push(std::move(v)); });
+    if (status == FrameReader::Status::closed || status == FrameReader::Status::too_large ||
+        status == FrameReader::Status::error)
+      close_channel(c);
+    return status;
+  }
+
+  // The peer has exited: what it wrote is all in the socket already, up to EOF.
+  void drain(const Value& who) {
+    const Address* a = who.as_address();
+    if (!a) return;
+    auto it = by_peer.find(*a);
+    if (it == by_peer.end()) return;
+    std::shared_ptr<Channel> c = it->second;
+    while (c->open && read_channel(c) == FrameReader::Status::ok) {
+    }
+  }
+
+  std::shared_ptr<Channel> channel_to(const Address& to) {
+    if (auto it = by_peer.find(to); it != by_peer.end()) return it->second;
+    pc::Message m = request(pc::kConnect, Value(to));
+    UniqueFd fd = std::move(reply_fd);
+    if (m[1] == Value(pc::kNoproc)) return nullptr;
+    if (fd) return add_channel(to, std::move(fd));
+    // The coordinator had already made one (the peer connected to us): its
+    // notice came before this reply.
+    auto it = by_peer.find(to);
+    return it == by_peer.end() ? nullptr : it->second;
+  }
+
+  // Handles what epoll says is ready, waiting at most `timeout_ms`.
+  void process_ready(int timeout_ms) {
+    epoll_event events[32];
+    int n = ::epoll_wait(epoll.get(), events, 32, timeout_ms);
+    if (n < 0) {
+      if (errno == EINTR) return;
+      die(std::string("epoll_wait() failed: ") + std::strerror(errno));
+    }
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[i].data.fd;
+      if (fd == control.get()) {
+        read_control();
+      } else if (auto it = by_fd.find(fd); it != by_fd.end()) {
+        std::shared_ptr<Channel> c = it->second;
+        read_channel(c);
+      }
+    }
+  }
+
+  bool wait_for_more(Inbox::Deadline deadline) {
+    const size_t before = inbox.size();
+    for (;;) {
+      process_ready(ceil_ms(deadline));
+      const bool expired = deadline && Inbox::Clock::now() >= *deadline;
+      if (inbox.size() > before || expired) return !expired;
+    }
+  }
+
+  std::optional<Value> receive(const Match& match, Inbox::Deadline deadline) {
+    return inbox.receive(match, deadline, [this](Inbox::Deadline d) { return wait_for_more(d); });
+  }
+
+  // Writes `out` whole. While the receiver's buffer is full, reads what
+  // arrives for us: two processes flooding each other both progress.
+  bool write_all(const std::shared_ptr<Channel>& c) {
+    size_t done = 0;
+    while (done < out.size()) {
+      ssize_t n =
+          ::send(c->fd.get(), out.data() + done, out.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n >= 0) {
+        done += static_cast<size_t>(n);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        close_channel(c);  // EPIPE, ECONNRESET: the receiver is gone
+        return false;
+      }
+      pollfd p[2] = {{c->fd.get(), POLLOUT, 0}, {epoll.get(), POLLIN, 0}};
+      if (::poll(p, 2, -1) < 0 && errno != EINTR)
+        die(std::string("poll() failed: ") + std::strerror(errno));
+      if (p[1].revents & POLLIN) {
+        process_ready(0);
+        if (!c->open) return false;
+      }
+    }
+    return true;
+  }
+
+  bool send(const Address& to, const Value& v) {
+    if (to == self) {
+      inbox.push(v);
+      return true;
+    }
+    out.clear();
+    etf::Error error;
+    if (!etf::append_frame(out, v, error))
+      throw std::invalid_argument("occasional::Process::send: " + error.message());
+    std::shared_ptr<Channel> c = channel_to(to);
+    if (!c || !write_all(c)) {
+      ++dropped;
+      return false;
+    }
+    return true;
+  }
+
+  void report_exit(Map reason) {
+    Value term = tuple(pc::kExit, reason);
+    std::string payload = pc::encode(term);
+    if (payload.size() > workers::kMaxMessageBytes) {
+      // A returned value too large for one control message: the kind stays,
+      // the value is replaced by a note saying so.
+      reason.insert_or_assign("value", Value());
+      reason.insert_or_assign("value_dropped",
+                              "too large to report (" + std::to_string(payload.size()) + " bytes)");
+      term = tuple(pc::kExit, reason);
+    }
+    send_control(term);
+  }
+};
+
+Process::Process(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Process::Process(Process&&) noexcept = default;
+Process& Process::operator=(Process&&) noexcept = default;
+Process::~Process() = default;
+
+Address Process::self() const {
+  return impl_->self;
+}
+
+void Process::send(const Address& to, const Value& v) {
+  impl_->send(to, v);
+}
+
+bool Process::send_sync(const Address& to, const Value& v) {
+  return impl_->send(to, v);
+}
+
+void Process::send(std::string_view name, const Value& v) {
+  if (std::optional<Address> a = whereis(std::string(name)))
+    impl_->send(*a, v);
+  else
+    ++impl_->dropped;
+}
+
+Value Process::receive() {
+  return *impl_->receive(nullptr, std::nullopt);
+}
+
+std::optional<Value> Process::receive(std::chrono::milliseconds timeout) {
+  return impl_->receive(nullptr, deadline_after(timeout));
+}
+
+Value Process::receive(const Match& match) {
+  return *impl_->receive(match, std::nullopt);
+}
+
+std::optional<Value> Process::receive(const Match& match, std::chrono::milliseconds timeout) {
+  return impl_->receive(match, deadline_after(timeout));
+}
+
+std::pair<Address, std::optional<Reference>> Process::spawn_body(Body body, bool link,
+                                                                 bool monitor) {
+  process_start::require_single_thread("occasional::Process::spawn");
+  pc::Message m = impl_->request(pc::kSpawn, Value(link), Value(monitor), 2);
+  UniqueFd child_control = std::move(impl_->reply_fd);
+  const Tuple* result = m[1].as_tuple();
+  if (!result || result->size() != 3 || !(*result)[0].as_address() || !(*result)[1].as_int() ||
+      !child_control)
+    die("bad spawn reply " + m.term.to_string());
+  const Address child = *(*result)[0].as_address();
+  const pid_t coordinator = static_cast<pid_t>(*(*result)[1].as_int());
+  std::optional<Reference> ref;
+  if (const Reference* r = (*result)[2].as_reference()) ref = *r;
+
+  // The child would write out again what is still buffered here.
+  std::fflush(nullptr);
+  // fork() semantics, except that the coordinator becomes the parent.
+  const long pid =
+      ::syscall(SYS_clone, static_cast<unsigned long>(CLONE_PARENT | SIGCHLD), 0, 0, 0, 0);
+  if (pid == 0) process_start::run_child(child_control.release(), child, coordinator, body);
+  const int clone_errno = errno;
+  child_control.reset();
+  if (pid < 0) {
+    impl_->send_control(tuple(pc::kSpawnFailed, child, std::strerror(clone_errno)));
+    throw std::system_error(clone_errno, std::system_category(),
+                            "occasional::Process::spawn: clone(CLONE_PARENT)");
+  }
+  impl_->send_control(tuple(pc::kSpawned, child, static_cast<int64_t>(pid)));
+  return {child, ref};
+}
+
+namespace {
+
+pc::Message spawn_executable_request(Process::Impl& impl, std::vector<std::string>& argv,
+                                     bool monitor) {
+  List args;
+  for (auto& a : argv) args.emplace_back(std::move(a));
+  pc::Message m = impl.request(pc::kSpawnExecutable, Value(std::move(args)), Value(monitor), 2);
+  const Tuple* t = m[1].as_tuple();
+  if (!t || t->size() != 2 || !(*t)[0].as_address()) die("bad spawn_executable reply");
+  return m;
+}
+
+}  // namespace
+
+Address Process::spawn_executable(std::vector<std::string> argv) {
+  pc::Message m = spawn_executable_request(*impl_, argv, false);
+  return *(*m[1].as_tuple())[0].as_address();
+}
+
+std::pair<Address, Reference> Process::spawn_executable_monitor(std::vector<std::string> argv) {
+  pc::Message m = spawn_executable_request(*impl_, argv, true);
+  const Tuple& t = *m[1].as_tuple();
+  if (!t[1].as_reference()) die("bad spawn_executable reply");
+  return {*t[0].as_address(), *t[1].as_reference()};
+}
+
+Reference Process::monitor(const Address& a) {
+  pc::Message m = impl_->request(pc::kMonitor, Value(a));
+  const Reference* r = m[1].as_reference();
+  if (!r) die("bad monitor reply " + m.term.to_string());
+  return *r;
+}
+
+void Process::demonitor(const Reference& r) {
+  impl_->request(pc::kDemonitor, Value(r));
+  const Value ref(r);
+  impl_->inbox.remove_if([&](const Value& v) {
+    const Tuple* t = v.as_tuple();
+    return t && t->size() == 4 && (*t)[0] == Value(pc::kDown) && (*t)[1] == ref;
+  });
+}
+
+void Process::link(const Address& a) {
+  impl_->request(pc::kLink, Value(a));
+}
+
+void Process::unlink(const Address& a) {
+  impl_->request(pc::kUnlink, Value(a));
+}
+
+void Process::trap_exits(bool on) {
+  impl_->request(pc::kTrapExits, Value(on));
+}
+
+bool Process::register_name(const std::string& name) {
+  pc::Message m = impl_->request(pc::kRegister, Value(name));
+  return m[1] == Value(true);
+}
+
+std::optional<Address> Process::whereis(const std::string& name) {
+  pc::Message m = impl_->request(pc::kWhereis, Value(name));
+  if (const Address* a = m[1].as_address()) return *a;
+  return std::nullopt;
+}
+
+uint64_t Process::dropped_sends() const {
+  return impl_->dropped;
+}
+
+Process Process::attach(int control_fd) {
+  auto impl = std::make_unique<Impl>(UniqueFd(control_fd), std::nullopt, 0);
+  while (!impl->have_self) {
+    pollfd p{impl->control.get(), POLLIN, 0};
+    ::poll(&p, 1, -1);
+    impl->read_control();
+  }
+  return Process(std::move(impl));
+}
+
+namespace process_start {
+
+int thread_count() {
+  UniqueFd fd(::open("/proc/self/stat", O_RDONLY | O_CLOEXEC));
+  if (!fd) return 0;
+  char buf[1024];
+  ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  // Fields after the command name, which may itself hold ')': state is
+  // field 3, num_threads field 20.
+  const char* p = std::strrchr(buf, ')');
+  if (!p) return 0;
+  ++p;
+  for (int field = 3; field < 20; ++field) {
+    p = std::strchr(p + 1, ' ');
+    if (!p) return 0;
+  }
+  return std::atoi(p + 1);
+}
+
+void require_single_thread(const char* what) {
+  const int threads = thread_count();
+  if (threads > 1)
+    throw std::logic_error(std::string(what) + ": this process has " + std::to_string(threads) +
+                           " threads; a forked copy of a threaded process may only make "
+                           "async-signal-safe calls, so occasional spawns only from "
+                           "single-threaded processes (docs/messages.md, \"Threads\")");
+}
+
+[[noreturn]] void run_child(int control_fd, const Address& self, pid_t coordinator,
+                            Process::Body& body) {
+  if (::setpgid(0, 0) != 0) _exit(127);
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(127);
+  // The coordinator may have died before PDEATHSIG was armed.
+  if (::getppid() != coordinator) _exit(127);
+  if (control_fd != 3) {
+    if (::dup2(control_fd, 3) < 0) _exit(127);
+  }
+  if (::close_range(4, ~0U, 0) != 0) _exit(127);
+  ::fcntl(3, F_SETFD, FD_CLOEXEC);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+
+  Process p(std::make_unique<Process::Impl>(UniqueFd(3), self, coordinator));
+  Map reason;
+  int code = 0;
+  try {
+    reason = pc::reason_normal(body(p));
+  } catch (const std::exception& e) {
+    reason = pc::reason_error(current_exception_type(), e.what());
+    code = 1;
+  } catch (...) {
+    reason = pc::reason_error(current_exception_type(), "");
+    code = 1;
+  }
+  try {
+    p.impl().report_exit(std::move(reason));
+  } catch (const std::exception& e) {
+    // A returned string that is not UTF-8: say that instead.
+    p.impl().report_exit(pc::reason_error(current_exception_type(), e.what()));
+    code = 1;
+  }
+  std::fflush(nullptr);
+  _exit(code);
+}
+
+}  // namespace process_start
+
+}  // namespace occasional

@@ -1,0 +1,130 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "workers/value.hpp"
+
+namespace occasional {
+
+// One process of an occasional system, as its own code sees it: a Linux
+// process with one inbox, which spawns, sends, receives, monitors and links
+// the Erlang way. docs/messages.md is the reference for every call here.
+//
+// Every process is a child of the coordinator (run() makes one): spawn
+// clones the caller with CLONE_PARENT, so the coordinator learns each exit
+// from the kernel and reconciles it with what the process reported.
+class Process {
+ public:
+  using Body = std::function<Value(Process&)>;
+  using Match = std::function<bool(const Value&)>;
+
+  Process(Process&&) noexcept;
+  Process& operator=(Process&&) noexcept;
+  ~Process();
+
+  Address self() const;
+
+  // Asynchronous: never waits for the receiver to process. A message to a
+  // process that has exited or never existed is dropped and counted
+  // (dropped_sends()), as in Erlang. send_sync reports that instead (false).
+  // Both block only while the receiver's channel buffer is full, reading
+  // this process's own incoming messages meanwhile. A value ETF cannot carry
+  // (a string that is not UTF-8) throws std::invalid_argument.
+  void send(const Address& to, const Value& v);
+  bool send_sync(const Address& to, const Value& v);
+  // To a registered name, looked up at each send; dropped if none.
+  void send(std::string_view name, const Value& v);
+
+  Value receive();                                                  // blocks
+  std::optional<Value> receive(std::chrono::milliseconds timeout);  // 0 polls
+  Value receive(const Match& match);
+  std::optional<Value> receive(const Match& match, std::chrono::milliseconds timeout);
+
+  // fn(Process&, args...) returning Value (or anything Value converts from,
+  // or void) runs in a new process, a copy of this one (fork, not exec);
+  // `fn` and `args` are copied into it. Throws std::logic_error when this
+  // process has more than one thread (a forked child of a threaded process
+  // may only make async-signal-safe calls), std::system_error when the
+  // kernel refuses the clone.
+  template <class F, class... A>
+  Address spawn(F&& fn, A&&... args) {
+    return spawn_body(make_body(std::forward<F>(fn), std::forward<A>(args)...), false, false).first;
+  }
+  // Linked from the start: no window in which the child can exit unseen.
+  template <class F, class... A>
+  Address spawn_link(F&& fn, A&&... args) {
+    return spawn_body(make_body(std::forward<F>(fn), std::forward<A>(args)...), true, false).first;
+  }
+  template <class F, class... A>
+  std::pair<Address, Reference> spawn_monitor(F&& fn, A&&... args) {
+    auto spawned =
+        spawn_body(make_body(std::forward<F>(fn), std::forward<A>(args)...), false, true);
+    return {std::move(spawned.first), std::move(*spawned.second)};
+  }
+  // The coordinator starts argv (PATH searched) with its control channel as
+  // fd 3 (OCCASIONAL_CONTROL_FD=3); it speaks the messages of
+  // docs/messages.md there (C++: Process::attach()). An exec failure is the
+  // exit reason start_failed.
+  Address spawn_executable(std::vector<std::string> argv);
+  // Monitored from the start, so that a failed exec is seen (start_failed).
+  std::pair<Address, Reference> spawn_executable_monitor(std::vector<std::string> argv);
+
+  // DOWN arrives as ("DOWN", ref, address, reason); at once, with reason
+  // noproc, for a process that has exited or never existed.
+  Reference monitor(const Address& a);
+  // Also removes a DOWN of this monitor already in the inbox (Erlang's
+  // demonitor(Ref, [flush])).
+  void demonitor(const Reference& r);
+  void link(const Address& a);
+  void unlink(const Address& a);
+  void trap_exits(bool on);
+  bool register_name(const std::string& name);  // false if taken
+  std::optional<Address> whereis(const std::string& name);
+  uint64_t dropped_sends() const;
+
+  // In an executable started by spawn_executable: this process, on its
+  // control fd. Reads the coordinator's hello (its address) first.
+  static Process attach(int control_fd = 3);
+
+  // The runtime's side (workers/process.cpp); not for user code.
+  struct Impl;
+  explicit Process(std::unique_ptr<Impl> impl);
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::pair<Address, std::optional<Reference>> spawn_body(Body body, bool link, bool monitor);
+
+  template <class F, class... A>
+  static Body make_body(F&& fn, A&&... args) {
+    return [fn = std::forward<F>(fn), ... args = std::forward<A>(args)](Process& p) mutable {
+      using R = std::invoke_result_t<decltype(fn)&, Process&, decltype(args)&...>;
+      if constexpr (std::is_void_v<R>) {
+        std::invoke(fn, p, args...);
+        return Value();
+      } else {
+        return Value(std::invoke(fn, p, args...));
+      }
+    };
+  }
+
+  std::unique_ptr<Impl> impl_;
+};
+
+// Makes the calling process the coordinator ("central services"), runs `zero`
+// as process zero in a child, returns when process zero exits: its integer
+// value if it returned one, 0 for another normal value, 1 for an error,
+// 128+N if killed by signal N. The other processes are killed then (SIGKILL),
+// reaped, and their fds closed. The caller must have one thread (it forks).
+// Defined in the supervisor library (occasional_supervisor).
+int run(std::function<Value(Process&)> zero);
+
+}  // namespace occasional

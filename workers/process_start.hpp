@@ -1,0 +1,25 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include "workers/process.hpp"
+
+// How a process begins, shared by Process::spawn (a clone of the spawner)
+// and run() (process zero, a fork of the coordinator).
+namespace occasional::process_start {
+
+// The calling process's threads per /proc/self/stat; 0 if it cannot be read.
+int thread_count();
+
+// Throws std::logic_error naming `what` when the caller has other threads.
+void require_single_thread(const char* what);
+
+// In the new child, right after the fork: keeps fds 0-2 and `control_fd`
+// (moved to 3) and closes every other, starts its own process group, dies
+// with the coordinator, resets signal handling, runs `body` as `self`,
+// reports the result on the control channel and exits (0 after a returned
+// value, 1 after an uncaught exception). Never returns.
+[[noreturn]] void run_child(int control_fd, const Address& self, pid_t coordinator,
+                            Process::Body& body);
+
+}  // namespace occasional::process_start
