@@ -25,7 +25,7 @@ packages=(
   curl python3 python3-yaml procps util-linux prometheus wrk nginx haproxy
   gunicorn uvicorn
   clang-14 libclang-rt-14-dev
-  erlang-base
+  erlang-base libzmq3-dev
 )
 
 deps() {
