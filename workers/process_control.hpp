@@ -60,5 +60,9 @@ Map reason_error(std::string type, std::string what);
 Map reason_noproc();
 // The kind of a reason map, "" if it has none.
 std::string_view reason_kind(const Value& reason);
+std::string_view reason_kind(const Map& reason);
+// The view points into the reason: never into a temporary.
+std::string_view reason_kind(Value&&) = delete;
+std::string_view reason_kind(Map&&) = delete;
 
 }  // namespace occasional::process_control

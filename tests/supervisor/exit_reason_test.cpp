@@ -64,7 +64,8 @@ TEST(ExitReason, KilledForALinkIsLinked) {
   EXPECT_EQ(reconcile_exit(killed(SIGKILL), e),
             (Map{{"kind", "linked"}, {"from", Address{"n", 7, 0, 1}}, {"reason", kError}}));
   // Another signal got there first: that is the reason.
-  EXPECT_EQ(process_control::reason_kind(Value(reconcile_exit(killed(SIGTERM), e))), "signal");
+  const Map reason = reconcile_exit(killed(SIGTERM), e);
+  EXPECT_EQ(process_control::reason_kind(reason), "signal");
 }
 
 TEST(ExitReason, StartFailure) {
