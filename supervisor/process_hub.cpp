@@ -219,11 +219,16 @@ void ProcessHub::protocol_error(Proc& p, const std::string& why) {
       .str("error", why);
   p.control_open = false;
   p.outbox.clear();
-  if (p.pid > 0) {
+  kill(p);
+}
+
+// A process spawned by another is known by its pid only once its parent
+// has reported it: until then the kill waits for the pid.
+void ProcessHub::kill(Proc& p) {
+  if (p.pid > 0)
     reaper_.signal(p.pid, SIGKILL);
-  } else {
+  else
     p.kill_pending = true;
-  }
 }
 
 void ProcessHub::reply(Proc& p, const Value& tag, Value result, UniqueFd fd) {
@@ -455,7 +460,7 @@ void ProcessHub::do_link(Proc& p, const Value& tag, const Value& address) {
   const Address* a = address.as_address();
   p.evidence.linked_from = a ? *a : Address{};
   p.evidence.linked_reason = pc::reason_noproc();
-  if (p.pid > 0) reaper_.signal(p.pid, SIGKILL);
+  kill(p);
 }
 
 void ProcessHub::do_unlink(Proc& p, const Value& tag, const Value& address) {
@@ -473,10 +478,7 @@ void ProcessHub::kill_for_link(Proc& victim, uint32_t from, const Map& reason) {
     victim.evidence.linked_from = address_of(from);
     victim.evidence.linked_reason = reason;
   }
-  if (victim.pid > 0)
-    reaper_.signal(victim.pid, SIGKILL);
-  else
-    victim.kill_pending = true;
+  kill(victim);
 }
 
 void ProcessHub::on_reaped(uint32_t id, const siginfo_t& info) {

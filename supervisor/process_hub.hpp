@@ -128,6 +128,7 @@ class ProcessHub {
   void do_unlink(Proc& p, const Value& tag, const Value& address);
 
   std::error_code watch(Proc& p, pid_t pid, UniqueFd pidfd);
+  void kill(Proc& p);
   void kill_for_link(Proc& victim, uint32_t from, const Map& reason);
   void release_hold(Proc& p);
   void on_reaped(uint32_t id, const siginfo_t& info);

@@ -164,7 +164,7 @@ TEST(Link, LinkingToAnExitedProcessIsNoproc) {
       c.receive();
     });
     std::optional<Map> reason = wait_down(p, victim_ref);
-    EXPECT_EQ(kind(reason), "linked");
+    ASSERT_EQ(kind(reason), "linked");
     EXPECT_EQ(*reason->find("from"), Value(dead));
   });
 }
