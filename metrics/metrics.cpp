@@ -300,7 +300,7 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   held.metric.push_back(value(static_cast<double>(c.listeners_held)));
   out.push_back(std::move(held));
   auto yields = family("occasional_accept_yields_total",
-                       "Times a listener yielded the CPU between two drains of one wake-up, by "
+                       "Times a listener yielded the CPU between two sweeps of its backlog in one wake-up, by "
                        "whether other work ran on its CPU meanwhile (shared) or not (free).",
                        T::Counter);
   yields.metric.push_back(
@@ -310,7 +310,8 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   out.push_back(std::move(yields));
   auto retries =
       family("occasional_handoff_retries_total",
-             "Handoffs a worker did not take, retried elsewhere, by reason.", T::Counter);
+             "Failed handoffs: a worker did not take a connection, which went to another worker or "
+             "the queue, by reason.", T::Counter);
   add_by_reason(retries, kHandoffRetries, c.handoff_retries);
   out.push_back(std::move(retries));
 
