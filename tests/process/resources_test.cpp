@@ -59,8 +59,8 @@ std::multiset<std::string> fd_kinds(pid_t pid) {
   std::multiset<std::string> out;
   for (int fd : open_fds(pid)) {
     std::string target = fd_target(pid, fd);
-    if (const auto colon = target.find(":["); colon != std::string::npos && target[0] != '/' &&
-                                              target.rfind("anon_inode:", 0) != 0)
+    if (const auto colon = target.find(":[");
+        colon != std::string::npos && target[0] != '/' && target.rfind("anon_inode:", 0) != 0)
       target.resize(colon);
     out.insert(target);
   }
@@ -165,7 +165,21 @@ TEST(Fds, ChannelsCloseWhenTheirProcessExits) {
 }
 
 // Point 8: 10,000 processes spawned, talked to and exited; the
-// coordinator's fds and memory come back to where they were.
+// coordinator's fds and memory come back to where they were. Under ASan a
+// cycle is several times slower and freed memory is held in quarantine, so
+// there the test runs 500 cycles and checks fds only.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int kWarmUp = 100;
+constexpr int kCycles = 500;
+constexpr int kTimed = 20;
+constexpr bool kCheckRss = false;
+#else
+constexpr int kWarmUp = 500;
+constexpr int kCycles = 10'000;
+constexpr int kTimed = 200;
+constexpr bool kCheckRss = true;
+#endif
+
 TEST(Resources, TenThousandSpawnExitCyclesLeakNothingInTheCoordinator) {
   run_system([](Process& p) {
     const pid_t coordinator = ::getppid();
@@ -182,10 +196,10 @@ TEST(Resources, TenThousandSpawnExitCyclesLeakNothingInTheCoordinator) {
         for (int i = 0; i < kBatch; ++i) ASSERT_TRUE(p.receive(kWait));
       }
     };
-    cycles(500);  // warm up: the allocator's and the hash tables' steady state
+    cycles(kWarmUp);  // warm up: the allocator's and the hash tables' steady state
     const std::multiset<std::string> fds_before = fd_kinds(coordinator);
     const long rss_before = rss_kib(coordinator);
-    cycles(10'000);
+    cycles(kCycles);
     // Every DOWN has arrived, but the coordinator may still be closing the
     // last channels it handled (either snapshot can catch one): a leak is an
     // fd after that was not there before, so wait (with a deadline) until
@@ -200,13 +214,15 @@ TEST(Resources, TenThousandSpawnExitCyclesLeakNothingInTheCoordinator) {
          fds_after = fd_kinds(coordinator))
       std::this_thread::sleep_for(10ms);
     const long rss_after = rss_kib(coordinator);
-    EXPECT_TRUE(settled(fds_after)) << "after: " << describe(fds_after)
-                                    << "\nbefore: " << describe(fds_before);
-    EXPECT_LE(rss_after, rss_before + 512) << "KiB; before " << rss_before;
+    EXPECT_TRUE(settled(fds_after))
+        << "after: " << describe(fds_after) << "\nbefore: " << describe(fds_before);
+    if (kCheckRss) {
+      EXPECT_LE(rss_after, rss_before + 512) << "KiB; before " << rss_before;
+    }
     // One at a time, for the figure (spawn_monitor of a function that
     // returns at once, to its DOWN).
     std::vector<double> latencies;
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < kTimed; ++i) {
       const auto start = std::chrono::steady_clock::now();
       auto [child, ref] = p.spawn_monitor([](Process&) {});
       ASSERT_EQ(kind(wait_down(p, ref)), "normal");
@@ -216,10 +232,10 @@ TEST(Resources, TenThousandSpawnExitCyclesLeakNothingInTheCoordinator) {
     }
     std::sort(latencies.begin(), latencies.end());
     std::printf(
-        "coordinator after 10,000 spawn/exit cycles: RSS %ld -> %ld KiB, fds %zu -> %zu; "
+        "coordinator after %d spawn/exit cycles: RSS %ld -> %ld KiB, fds %zu -> %zu; "
         "spawn_monitor -> DOWN p50 %.0f us, p90 %.0f us\n",
-        rss_before, rss_after, fds_before.size(), fds_after.size(), latencies[latencies.size() / 2],
-        latencies[latencies.size() * 9 / 10]);
+        kCycles, rss_before, rss_after, fds_before.size(), fds_after.size(),
+        latencies[latencies.size() / 2], latencies[latencies.size() * 9 / 10]);
     // No zombie or orphan left: the coordinator's only child is process zero.
     std::ifstream children("/proc/" + std::to_string(coordinator) + "/task/" +
                            std::to_string(coordinator) + "/children");
