@@ -143,7 +143,7 @@ void Service::spawn(int replica) {
   r.status_text.clear();
   r.ready = false;
 
-  WorkerLaunch launch = launch_worker(
+  SpawnResult launch = launch_worker(
       config_, replica, notify_socket_,
       [this, replica](UniqueFd control) { return open_protocol(replica, std::move(control)); });
   if (!launch.ok()) {

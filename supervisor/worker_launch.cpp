@@ -11,21 +11,20 @@
 #include <iterator>
 #include <string_view>
 
-#include "supervisor/spawner.hpp"
 #include "workers/protocol.hpp"
 
 namespace occasional::supervisor {
 namespace {
-WorkerLaunch failed(int error, const char* call) {
-  WorkerLaunch launch;
-  launch.error = error;
-  launch.failed_call = call;
-  return launch;
+SpawnResult failed(int error, const char* call) {
+  SpawnResult result;
+  result.error = error;
+  result.failed_call = call;
+  return result;
 }
 }  // namespace
 
-WorkerLaunch launch_worker(const ServiceConfig& config, int replica,
-                           const std::string& notify_socket, const AdoptControl& adopt_control) {
+SpawnResult launch_worker(const ServiceConfig& config, int replica,
+                          const std::string& notify_socket, const AdoptControl& adopt_control) {
   ProcessSpec spec = config.process;
   spec.env.push_back("OCCASIONAL_SERVICE=" + config.name);
   spec.env.push_back("OCCASIONAL_REPLICA=" + std::to_string(replica));
@@ -68,12 +67,7 @@ WorkerLaunch launch_worker(const ServiceConfig& config, int replica,
       std::abort();
   }
 
-  SpawnResult result = spawn_process(spec);
-  if (!result.ok()) return failed(result.error, result.failed_call);
-  WorkerLaunch launch;
-  launch.pid = result.pid;
-  launch.pidfd = std::move(result.pidfd);
-  return launch;
+  return spawn_process(spec);
 }
 
 bool coordinator_exhausted(int error, const char* call) {

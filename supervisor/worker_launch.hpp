@@ -1,34 +1,22 @@
 #pragma once
 
-#include <sys/types.h>
-
 #include <functional>
 #include <string>
 #include <system_error>
 
 #include "supervisor/service_config.hpp"
+#include "supervisor/spawner.hpp"
 #include "workers/unique_fd.hpp"
 
 namespace occasional::supervisor {
-
-// A worker process just started in its service's mode, or why not. On
-// success `pid` runs the program (exec has succeeded) and `pidfd` refers to
-// it; otherwise `error` is the errno of `failed_call` and no process is left.
-struct WorkerLaunch {
-  pid_t pid = -1;
-  UniqueFd pidfd;
-  int error = 0;
-  const char* failed_call = "";
-
-  bool ok() const { return error == 0; }
-};
 
 // Takes the coordinator's end of a handoff worker's control socket, before
 // the fork: registering it with the loop can fail (EMFILE, ENOMEM from
 // epoll), and failing then leaves no process to clean up.
 using AdoptControl = std::function<std::error_code(UniqueFd control)>;
 
-// Starts replica `replica` of `config` with what its mode gives a worker
+// Starts replica `replica` of `config` (as spawn_process: on success the
+// program runs, otherwise no process is left) with what its mode gives a worker
 // (ARCHITECTURE.md, Worker kinds), OCCASIONAL_SERVICE and OCCASIONAL_REPLICA
 // in every mode:
 // - plain: nothing more;
@@ -39,8 +27,8 @@ using AdoptControl = std::function<std::error_code(UniqueFd control)>;
 //   and LISTEN_FDNAMES (systemd socket activation), NOTIFY_SOCKET unless
 //   `notify_socket` is empty, and WATCHDOG_USEC when there is a watchdog.
 // inetd and standalone workers are not a Service's: asking for one aborts.
-WorkerLaunch launch_worker(const ServiceConfig& config, int replica,
-                           const std::string& notify_socket, const AdoptControl& adopt_control);
+SpawnResult launch_worker(const ServiceConfig& config, int replica,
+                          const std::string& notify_socket, const AdoptControl& adopt_control);
 
 // Whether a launch failed for want of the coordinator's own fds, memory or
 // processes — in a call it makes for itself before the child runs — rather

@@ -15,45 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "tests/supervisor/real_peers.hpp"
+
 namespace occasional::supervisor {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// A real listening socket on 127.0.0.1, port 0.
-struct Listener {
-  Listener() {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd, 16), 0);
-    struct stat st {};
-    EXPECT_EQ(::fstat(fd, &st), 0);
-    inode = st.st_ino;
-  }
-  ~Listener() { ::close(fd); }
-  int fd = -1;
-  ino_t inode = 0;
-};
-
-// A child process running `body` (which blocks; it is SIGKILLed at the end).
-struct Child {
-  explicit Child(const std::function<void()>& body) {
-    pid = ::fork();
-    if (pid == 0) {
-      body();
-      ::_exit(0);
-    }
-  }
-  ~Child() {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-  pid_t pid = -1;
-};
+using real_peers::Child;
+using real_peers::Listener;
 
 struct AcceptingWatchTest : ::testing::Test {
   boost::asio::io_context io;
@@ -74,13 +45,7 @@ struct AcceptingWatchTest : ::testing::Test {
 
   template <class Pred>
   bool wait_for(Pred pred, Duration timeout = 10s) {
-    const auto deadline = Clock::now() + timeout;
-    while (!pred()) {
-      const auto now = Clock::now();
-      if (now >= deadline) return false;
-      io.run_one_for(deadline - now);
-    }
-    return true;
+    return real_peers::run_until(io, pred, timeout);
   }
 };
 

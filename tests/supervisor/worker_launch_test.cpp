@@ -15,12 +15,14 @@
 #include <string>
 #include <vector>
 
+#include "tests/supervisor/real_peers.hpp"
+
 namespace occasional::supervisor {
 namespace {
 
 // A service running `script` under sh, its stdout to a pipe the test reads.
 struct Launched {
-  WorkerLaunch launch;
+  SpawnResult launch;
   std::string out;  // all it printed, once it has exited
   int status = -1;
 };
@@ -114,18 +116,10 @@ TEST(WorkerLaunchTest, AControlSocketNotAdoptedStartsNoProcess) {
 
 // listen_fds: systemd's socket activation, with the listener itself as fd 3.
 TEST(WorkerLaunchTest, AListenFdsWorkerGetsTheListenerAsSystemdWould) {
-  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_TRUE(listener);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(listener.get(), 8), 0);
-  struct stat st {};
-  ASSERT_EQ(::fstat(listener.get(), &st), 0);
+  real_peers::Listener listener;
 
   ServiceConfig c = config(workers::WorkerMode::listen_fds);
-  c.listen_fd = listener.get();
+  c.listen_fd = listener.fd;
   c.listener_name = "public";
   c.watchdog = std::chrono::milliseconds(1500);
   Launched l = launch_sh(c,
@@ -138,7 +132,7 @@ TEST(WorkerLaunchTest, AListenFdsWorkerGetsTheListenerAsSystemdWould) {
   EXPECT_EQ(out[0], "1 public @notify-test 1500000");
   EXPECT_EQ(out[1], std::to_string(l.launch.pid));
   EXPECT_EQ(out[2], std::to_string(l.launch.pid));
-  EXPECT_EQ(out[3], "socket:[" + std::to_string(st.st_ino) + "]");
+  EXPECT_EQ(out[3], "socket:[" + std::to_string(listener.inode) + "]");
 }
 
 TEST(WorkerLaunchTest, NoNotifySocketAndNoWatchdogSetNeither) {
@@ -158,7 +152,7 @@ TEST(WorkerLaunchTest, NoNotifySocketAndNoWatchdogSetNeither) {
 TEST(WorkerLaunchTest, AFailedExecIsTheWorkersFailure) {
   ServiceConfig c = config(workers::WorkerMode::plain);
   c.process.argv = {"/nonexistent/worker"};
-  WorkerLaunch launch = launch_worker(c, 0, {}, {});
+  SpawnResult launch = launch_worker(c, 0, {}, {});
   EXPECT_FALSE(launch.ok());
   EXPECT_EQ(launch.error, ENOENT);
   EXPECT_STREQ(launch.failed_call, "execve");

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/supervisor/real_peers.hpp"
 #include "workers/control_channel.hpp"
 
 namespace occasional::supervisor {
@@ -80,13 +81,7 @@ struct WorkerProtocolTest : ::testing::Test {
 
   template <class Pred>
   bool wait_for(Pred pred, Duration timeout = 5s) {
-    const auto deadline = Clock::now() + timeout;
-    while (!pred()) {
-      const auto now = Clock::now();
-      if (now >= deadline) return false;
-      io.run_one_for(deadline - now);
-    }
-    return true;
+    return real_peers::run_until(io, pred, timeout);
   }
 };
 
