@@ -1,48 +1,19 @@
 #include "supervisor/service.hpp"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <random>
 #include <string_view>
 
 #include <boost/system/system_error.hpp>
 
-#include "supervisor/accept_probe.hpp"
-#include "supervisor/spawner.hpp"
+#include "supervisor/worker_launch.hpp"
 
 namespace occasional::supervisor {
 
-const char* readiness_name(Readiness readiness) {
-  switch (readiness) {
-    case Readiness::notify:
-      return "notify";
-    case Readiness::started:
-      return "started";
-    case Readiness::accepting:
-      return "accepting";
-  }
-  return "?";
-}
-
-std::optional<Readiness> parse_readiness(std::string_view name) {
-  for (Readiness r : {Readiness::notify, Readiness::started, Readiness::accepting})
-    if (name == readiness_name(r)) return r;
-  return std::nullopt;
-}
-
 namespace {
-// A starting worker is looked at this often at first, then less and less.
-constexpr Duration kFirstProbe = std::chrono::milliseconds(10);
-constexpr Duration kLongestProbe = std::chrono::milliseconds(500);
-
 std::function<double()> jitter_source() {
   auto engine = std::make_shared<std::minstd_rand>(std::random_device{}());
   return [engine] { return std::uniform_real_distribution<double>(0.0, 1.0)(*engine); };
@@ -169,83 +140,23 @@ void Service::spawn(int replica) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   r.started_wall = std::chrono::system_clock::now();
   r.started_mono = std::chrono::steady_clock::now();
-  r.stated_reason.reset();
   r.status_text.clear();
   r.ready = false;
 
-  ProcessSpec spec = config_.process;
-  spec.env.push_back("OCCASIONAL_SERVICE=" + config_.name);
-  spec.env.push_back("OCCASIONAL_REPLICA=" + std::to_string(replica));
-  UniqueFd ours, theirs;
-  switch (config_.mode) {
-    case workers::WorkerMode::plain:
-      break;
-    case workers::WorkerMode::handoff: {
-      int pair[2];
-      if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) != 0) {
-        start_failed(replica, errno, "socketpair");
-        return;
-      }
-      ours.reset(pair[0]);
-      theirs.reset(pair[1]);
-      // The worker's end blocks, as a simple worker expects.
-      int flags = ::fcntl(theirs.get(), F_GETFL);
-      ::fcntl(theirs.get(), F_SETFL, flags & ~O_NONBLOCK);
-      spec.pass_fds = {theirs.get()};
-      // Registered with the loop before the fork: failing here (epoll out
-      // of memory, ...) leaves no process to clean up.
-      try {
-        r.link = std::make_unique<WorkerLink>(
-            io_, std::move(ours),
-            WorkerLink::Handlers{
-                [this, replica](const workers::Message& m) { on_message(replica, m); },
-                [this, replica](const char* reason, const std::string& error) {
-                  on_protocol_error(replica, reason, error);
-                },
-                [this, replica](const char* reason, uint64_t read, uint64_t used) {
-                  observer_.on_closed_counter_clamped(config_.name, replica, reason, read, used);
-                },
-                [this, replica] { on_channel_closed(replica); }});
-      } catch (const boost::system::system_error& e) {
-        start_failed(replica, e.code().value(), "register_link");
-        return;
-      }
-      spec.env.push_back(std::string(workers::kControlFdEnv) + "=" +
-                         std::to_string(workers::kControlFd));
-      break;
-    }
-    case workers::WorkerMode::listen_fds:
-      spec.pass_fds = {config_.listen_fd};
-      spec.env.push_back("LISTEN_FDS=1");
-      spec.env.push_back("LISTEN_FDNAMES=" + config_.listener_name);
-      spec.set_listen_pid = true;
-      if (!notify_socket_.empty()) spec.env.push_back("NOTIFY_SOCKET=" + notify_socket_);
-      if (config_.watchdog > Duration::zero())
-        spec.env.push_back(
-            "WATCHDOG_USEC=" +
-            std::to_string(
-                std::chrono::duration_cast<std::chrono::microseconds>(config_.watchdog).count()));
-      break;
-    case workers::WorkerMode::inetd:
-    case workers::WorkerMode::standalone:
-      std::fprintf(stderr, "occasional: bug: service %s: mode %s is not a Service's\n",
-                   config_.name.c_str(), workers::worker_mode_name(config_.mode));
-      std::abort();
-  }
-
-  SpawnResult result = spawn_process(spec);
-  theirs.reset();
-  if (!result.ok()) {
-    r.link.reset();
-    start_failed(replica, result.error, result.failed_call);
+  SpawnResult launch = launch_worker(
+      config_, replica, notify_socket_,
+      [this, replica](UniqueFd control) { return open_protocol(replica, std::move(control)); });
+  if (!launch.ok()) {
+    r.protocol.reset();
+    start_failed(replica, launch.error, launch.failed_call);
     return;
   }
-  const pid_t pid = result.pid;
+  const pid_t pid = launch.pid;
   if (std::error_code ec =
-          reaper_.watch(pid, std::move(result.pidfd),
+          reaper_.watch(pid, std::move(launch.pidfd),
                         [this, replica](const siginfo_t& info) { on_exit(replica, info); })) {
     // The reaper killed and reaped it: it never ran as a worker.
-    r.link.reset();
+    r.protocol.reset();
     start_failed(replica, ec.value(), "register_pidfd");
     return;
   }
@@ -253,23 +164,48 @@ void Service::spawn(int replica) {
   r.pid = pid;
   guardian_.watch(r.pid);
   observer_.on_spawned(config_.name, replica, pid);
+  begin_readiness(replica);
+}
 
+std::error_code Service::open_protocol(int replica, UniqueFd control) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
+  try {
+    r.protocol = std::make_unique<WorkerProtocol>(
+        io_, std::move(control), config_.grace, config_.name, replica, observer_,
+        WorkerProtocol::Handlers{[this, replica](bool ready) { set_ready(replica, ready); },
+                                 [this, replica](const std::string& text) {
+                                   replicas_[static_cast<size_t>(replica)]->status_text = text;
+                                   observer_.on_status(config_.name, replica, text);
+                                 },
+                                 [this, replica](const char* reason, const std::string& error) {
+                                   on_protocol_error(replica, reason, error);
+                                 },
+                                 [this, replica] {
+                                   return reaper_.exited(
+                                       replicas_[static_cast<size_t>(replica)]->pid);
+                                 }});
+  } catch (const boost::system::system_error& e) {
+    return {e.code().value(), std::system_category()};
+  }
+  return {};
+}
+
+void Service::begin_readiness(int replica) {
+  Replica& r = *replicas_[static_cast<size_t>(replica)];
   switch (config_.mode) {
     case workers::WorkerMode::plain:
       set_ready(replica, true);
       break;
     case workers::WorkerMode::handoff:
-      r.link->send(workers::encode_hello_coordinator());
+      r.protocol->start();
       break;
     case workers::WorkerMode::listen_fds:
       // The watchdog starts with READY=1 (or a first WATCHDOG=1), as
       // systemd's does once start-up is complete: a slow start is not a hang.
-      if (config_.readiness == Readiness::started) {
+      if (config_.readiness == Readiness::started)
         set_ready(replica, true);
-      } else if (config_.readiness == Readiness::accepting) {
-        r.probe_every = kFirstProbe;
+      else if (config_.readiness == Readiness::accepting)
         look_for_accepting(replica);
-      }
       break;
     case workers::WorkerMode::inetd:
     case workers::WorkerMode::standalone:
@@ -281,16 +217,14 @@ void Service::terminate(int replica) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   if (r.pid <= 0) {
     // A deferred spawn: nothing to stop, so the stop is done.
-    r.overdue.cancel();
+    r.deferred.cancel();
     handle(replica, {PolicyEventKind::exited, true, {}});
     return;
   }
   observer_.on_stopping(config_.name, replica, r.pid);
   set_ready(replica, false);
-  const auto grace_ms = std::chrono::duration_cast<std::chrono::milliseconds>(config_.grace);
   // A native worker drains: it finishes what it has and exits by itself.
-  if (!(r.link && !r.link->send(workers::encode_drain(grace_ms.count()))))
-    signal_group(replica, SIGTERM);
+  if (!(r.protocol && r.protocol->drain())) signal_group(replica, SIGTERM);
   arm_timer(replica, config_.grace, PolicyEventKind::grace_elapsed);
 }
 
@@ -300,11 +234,12 @@ void Service::set_ready(int replica, bool ready) {
   // Only a running replica takes connections; a stopping one has said its last.
   if (ready && policy_.state(replica) != ReplicaState::running) return;
   r.ready = ready;
-  if (ready)
-    observer_.on_ready(config_.name, replica, r.link.get());
-  else
+  if (!ready) {
     observer_.on_unready(config_.name, replica);
-  if (!ready) return;
+    return;
+  }
+  r.accepting.cancel();
+  observer_.on_ready(config_.name, replica, r.protocol ? &r.protocol->link() : nullptr);
   // A rolling restart's replacement serves: now the old replica drains.
   if (std::optional<std::vector<Action>> retire = rolling_.on_ready(policy_, replica)) {
     apply(*retire);
@@ -312,84 +247,12 @@ void Service::set_ready(int replica, bool ready) {
   }
 }
 
-void Service::on_message(int replica, const workers::Message& m) {
-  Replica& r = *replicas_[static_cast<size_t>(replica)];
-  switch (m.type) {
-    case workers::MessageType::hello:
-      if (!r.link) break;
-      r.link->set_takes_batches(m.conn_batches);
-      if (m.closed_counter)
-        if (std::error_code ec = r.link->share_closed_counter())
-          observer_.on_closed_counter_unavailable(config_.name, replica, ec.message());
-      break;
-    case workers::MessageType::pong:
-      break;
-    case workers::MessageType::ready:
-      set_ready(replica, true);
-      break;
-    case workers::MessageType::closed:
-      observer_.on_conn_closed(config_.name, replica, m.id);
-      break;
-    case workers::MessageType::exit:
-      r.stated_reason =
-          m.is_error ? "error: " + m.text + (m.detail.empty() ? "" : ": " + m.detail) : m.text;
-      set_ready(replica, false);
-      // While stopping, the grace deadline already applies.
-      if (policy_.state(replica) == ReplicaState::running)
-        expect_exit(replica, config_.grace, "exit_overdue");
-      break;
-    case workers::MessageType::status:
-      r.status_text = m.text;
-      observer_.on_status(config_.name, replica, m.text);
-      break;
-    case workers::MessageType::conn:
-    case workers::MessageType::conns:
-    case workers::MessageType::drain:
-    case workers::MessageType::ping:
-    case workers::MessageType::closed_counter:
-      on_protocol_error(replica, "wrong_direction",
-                        std::string("\"") + workers::message_type_name(m.type) +
-                            "\" is a coordinator-to-worker message");
-      break;
-  }
-}
-
 void Service::on_protocol_error(int replica, const char* reason, const std::string& error) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
   observer_.on_protocol_error(config_.name, replica, reason, error);
   set_ready(replica, false);
-  if (r.link) r.link->close();
+  if (r.protocol) r.protocol->close();
   signal_group(replica, SIGKILL);
-}
-
-void Service::on_channel_closed(int replica) {
-  Replica& r = *replicas_[static_cast<size_t>(replica)];
-  set_ready(replica, false);
-  // After `exit`, or while stopping, EOF is the expected way out and a
-  // deadline is already set.
-  if (r.stated_reason || policy_.state(replica) != ReplicaState::running) return;
-  // A worker that exits closes its socket a moment before its pidfd becomes
-  // readable (the kernel closes files before it notifies the parent), so EOF
-  // alone does not tell an exit in progress from a worker that closed fd 3
-  // and lives on: a short deadline does, and then waitid (WNOWAIT) checks
-  // for an exit the loop has not seen yet.
-  expect_exit(replica, kChannelClosedGrace, "channel_closed");
-}
-
-void Service::expect_exit(int replica, Duration within, const char* reason) {
-  Replica& r = *replicas_[static_cast<size_t>(replica)];
-  const pid_t pid = r.pid;
-  r.overdue.expires_after(within);
-  r.overdue.async_wait([this, replica, pid, within, reason](const boost::system::error_code& ec) {
-    Replica& rr = *replicas_[static_cast<size_t>(replica)];
-    if (ec || rr.pid != pid || pid <= 0 || reaper_.exited(pid)) return;
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(within).count();
-    on_protocol_error(replica, reason,
-                      std::string(std::strcmp(reason, "channel_closed") == 0
-                                      ? "the worker closed its control socket"
-                                      : "the worker sent exit") +
-                          " and was still running " + std::to_string(ms) + " ms later");
-  });
 }
 
 void Service::on_notify(int replica, std::string_view assignment) {
@@ -400,7 +263,7 @@ void Service::on_notify(int replica, std::string_view assignment) {
   } else if (assignment == "WATCHDOG=1") {
     arm_watchdog(replica);
   } else if (assignment == "STOPPING=1") {
-    r.probe.cancel();
+    r.accepting.cancel();
     set_ready(replica, false);
   } else if (assignment.starts_with("STATUS=")) {
     r.status_text = assignment.substr(7);
@@ -423,34 +286,13 @@ void Service::arm_watchdog(int replica) {
 
 void Service::look_for_accepting(int replica) {
   Replica& r = *replicas_[static_cast<size_t>(replica)];
-  r.probe.expires_after(r.probe_every);
-  r.probe_every = std::min(r.probe_every * 2, kLongestProbe);
-  const pid_t pid = r.pid;
-  r.probe.async_wait([this, replica, pid](const boost::system::error_code& ec) {
-    Replica& rr = *replicas_[static_cast<size_t>(replica)];
-    if (ec || rr.pid != pid || pid <= 0 || rr.ready) return;
-    std::error_code error;
-    switch (probe_accepting(pid, listen_inode_, error)) {
-      case AcceptProbe::accepting:
-        set_ready(replica, true);
-        return;
-      case AcceptProbe::cannot_tell:
-        // Without a look inside the worker, waiting for it could be waiting
-        // for ever: take it as ready, as readiness `started` would.
-        observer_.on_accept_probe_failed(config_.name, replica, error.message());
-        set_ready(replica, true);
-        return;
-      case AcceptProbe::not_yet:
-        // One never seen waiting (an io_uring server, one always busy) would
-        // otherwise be looked at every 0.5 s for as long as it runs.
-        if (std::chrono::steady_clock::now() - rr.started_mono < config_.accept_probe_for)
-          return look_for_accepting(replica);
-        observer_.on_accept_probe_failed(config_.name, replica,
-                                         "not seen waiting to accept in time");
-        set_ready(replica, true);
-        return;
-    }
-  });
+  r.accepting.start(r.pid, listen_inode_, r.started_mono + config_.accept_probe_for,
+                    AcceptingWatch::Handlers{[this, replica] { set_ready(replica, true); },
+                                             [this, replica](const std::string& why) {
+                                               observer_.on_accept_probe_failed(config_.name,
+                                                                                replica, why);
+                                               set_ready(replica, true);
+                                             }});
 }
 
 void Service::on_exit(int replica, const siginfo_t& info) {
@@ -458,40 +300,21 @@ void Service::on_exit(int replica, const siginfo_t& info) {
   guardian_.forget(r.pid);
   ExitRecord record = process_exit_record(r.pid, info);
   // A stated reason may still sit in the control socket, sent just before exit.
-  if (r.link) {
-    r.link->read_remaining();
-    r.link.reset();
+  if (r.protocol) {
+    record.stated_reason = r.protocol->finish();
+    r.protocol.reset();
   }
-  record.stated_reason = std::move(r.stated_reason);
-  r.stated_reason.reset();
   r.ready = false;
   r.pid = -1;
   r.timer.cancel();
   r.watchdog.disarm();
-  r.overdue.cancel();
-  r.probe.cancel();
+  r.accepting.cancel();
   finish_exit(replica, std::move(record));
 }
 
-namespace {
-bool coordinator_exhausted(int error, const char* call) {
-  // Calls the coordinator makes for itself before the child runs; their
-  // resource errors say the coordinator is short of fds, memory or
-  // processes, not that the worker is broken. A failed execve (ENOENT,
-  // EACCES, ...) is still the worker's own failure.
-  static constexpr std::string_view kOwnCalls[] = {
-      "socketpair", "pipe2", "clone", "fork", "pidfd_open", "register_link", "register_pidfd"};
-  const bool own = std::find(std::begin(kOwnCalls), std::end(kOwnCalls), std::string_view(call)) !=
-                   std::end(kOwnCalls);
-  return own && (error == EMFILE || error == ENFILE || error == ENOMEM || error == EAGAIN ||
-                 error == ENOSPC);
-}
-
-}  // namespace
-
 void Service::start_failed(int replica, int error, const char* call) {
   if (!coordinator_exhausted(error, call)) {
-    record_start_failure(replica, error, call);
+    finish_exit(replica, start_failure_record(error, call));
     return;
   }
   // Not the worker's failure, so not the restart policy's business (it
@@ -504,16 +327,12 @@ void Service::start_failed(int replica, int error, const char* call) {
       std::min<Duration>(config_.restart.backoff_initial * (1 << doublings),
                          std::max(config_.restart.backoff_initial, config_.restart.backoff_max));
   observer_.on_spawn_deferred(config_.name, replica, call, error, delay);
-  r.overdue.expires_after(delay);
-  r.overdue.async_wait([this, replica](const boost::system::error_code& ec) {
+  r.deferred.expires_after(delay);
+  r.deferred.async_wait([this, replica](const boost::system::error_code& ec) {
     if (!ec && policy_.state(replica) == ReplicaState::running &&
         replicas_[static_cast<size_t>(replica)]->pid <= 0)
       spawn(replica);
   });
-}
-
-void Service::record_start_failure(int replica, int error, const char* call) {
-  finish_exit(replica, start_failure_record(error, call));
 }
 
 void Service::finish_exit(int replica, ExitRecord record) {

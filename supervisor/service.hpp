@@ -4,66 +4,32 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "supervisor/accepting_watch.hpp"
 #include "supervisor/child_reaper.hpp"
 #include "supervisor/exit_record.hpp"
 #include "supervisor/guardian.hpp"
-#include "supervisor/process_spec.hpp"
 #include "supervisor/restart_policy.hpp"
 #include "supervisor/rolling_restart.hpp"
+#include "supervisor/service_config.hpp"
 #include "supervisor/service_observer.hpp"
 #include "supervisor/watchdog.hpp"
-#include "supervisor/worker_link.hpp"
-#include "workers/worker_mode.hpp"
+#include "supervisor/worker_protocol.hpp"
 
 namespace occasional::supervisor {
 
-// When a listen_fds worker starts taking connections, as systemd's Type=.
-enum class Readiness {
-  notify,     // on READY=1 (Type=notify)
-  started,    // once it runs (Type=exec)
-  accepting,  // on READY=1, or once it is seen waiting to accept on the listener
-};
-
-const char* readiness_name(Readiness readiness);
-// The readiness of that name (notify, started, accepting), or nullopt.
-std::optional<Readiness> parse_readiness(std::string_view name);
-
-// How long a running worker that closed its control socket without saying
-// `exit` may take to exit before it counts as a protocol error
-// (channel_closed) and is killed: enough for an exit already under way.
-inline constexpr std::chrono::milliseconds kChannelClosedGrace{200};
-
-struct ServiceConfig {
-  std::string name;
-  ProcessSpec process;
-  workers::WorkerMode mode = workers::WorkerMode::plain;
-  int replicas = 1;
-  RestartConfig restart;
-  // Between SIGTERM (or `drain`) and SIGKILL of the process group when stopping.
-  Duration grace = std::chrono::seconds(10);
-  // listen_fds: the listening socket (borrowed) and its name for LISTEN_FDNAMES.
-  int listen_fd = -1;
-  std::string listener_name;
-  // listen_fds: once it has sent READY=1, the worker must send WATCHDOG=1 at
-  // least this often; zero: no watchdog.
-  Duration watchdog{};
-  // listen_fds: gunicorn says READY=1; uvicorn and Python's http.server do not.
-  Readiness readiness = Readiness::accepting;
-  // readiness `accepting`: a worker not seen waiting to accept by then is
-  // taken as ready and no longer looked at (docs/gateway.md).
-  Duration accept_probe_for = std::chrono::seconds(60);
-};
-
-// A pool of replicas of one command, kept running by its RestartPolicy.
-// Carries out the policy's actions: spawns, timers, signals, exit records;
-// tracks readiness and the worker's control socket.
+// A pool of replicas of one command, kept running by its RestartPolicy: the
+// loop that takes events (exits, what workers say, timers, operators' asks)
+// to the policy and carries out its actions (spawns, signals, timers, exit
+// records), and tracks which replicas are ready. Launching per mode is
+// launch_worker's; the handoff protocol WorkerProtocol's; readiness
+// `accepting` AcceptingWatch's; the watchdog Watchdog's; the rolling restart
+// RollingRestart's.
 class Service {
  public:
   Service(boost::asio::io_context& io, ServiceConfig config, ChildReaper& reaper,
@@ -118,23 +84,19 @@ class Service {
  private:
   struct Replica {
     explicit Replica(boost::asio::io_context& io)
-        : timer(io), watchdog(io), probe(io), overdue(io) {}
+        : timer(io), watchdog(io), accepting(io), deferred(io) {}
     pid_t pid = -1;
     WallTime started_wall{};
     MonoTime started_mono{};
     bool ready = false;
-    std::unique_ptr<WorkerLink> link;  // handoff mode
-    std::optional<std::string> stated_reason;
+    std::unique_ptr<WorkerProtocol> protocol;  // handoff mode
     std::string status_text;
     boost::asio::steady_timer timer;  // backoff or grace, never both
     Watchdog watchdog;                // listen_fds with a watchdog
-    boost::asio::steady_timer probe;  // listen_fds, readiness `accepting`
-    Duration probe_every{};
-    // A running worker that said `exit` or closed its control socket must
-    // exit by this deadline (exit_overdue, channel_closed).
-    // Also: the retry of a spawn deferred for the coordinator's own
-    // exhaustion (start_failed), `deferrals` in a row so far.
-    boost::asio::steady_timer overdue;
+    AcceptingWatch accepting;         // listen_fds, readiness `accepting`
+    // The retry of a spawn deferred for the coordinator's own exhaustion
+    // (start_failed), `deferrals` in a row so far.
+    boost::asio::steady_timer deferred;
     int deferrals = 0;
   };
 
@@ -142,17 +104,16 @@ class Service {
   void report_idle();
   void apply(const std::vector<Action>& actions);
   void spawn(int replica);
+  // handoff: the protocol on the coordinator's end of the control socket.
+  std::error_code open_protocol(int replica, UniqueFd control);
+  void begin_readiness(int replica);
   void terminate(int replica);
   void set_ready(int replica, bool ready);
-  void on_message(int replica, const workers::Message& message);
   void on_protocol_error(int replica, const char* reason, const std::string& error);
-  void on_channel_closed(int replica);
-  void expect_exit(int replica, Duration within, const char* reason);
   void arm_watchdog(int replica);
   void look_for_accepting(int replica);
   void on_exit(int replica, const siginfo_t& info);
   void start_failed(int replica, int error, const char* call);
-  void record_start_failure(int replica, int error, const char* call);
   void finish_exit(int replica, ExitRecord record);
   void signal_group(int replica, int signal);
   void arm_timer(int replica, Duration delay, PolicyEventKind event);

@@ -21,45 +21,16 @@
 #include <thread>
 #include <vector>
 
+#include "tests/supervisor/real_peers.hpp"
+
 namespace occasional::supervisor {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// A real listening socket on 127.0.0.1, port 0.
-struct Listener {
-  Listener() {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd, 16), 0);
-    struct stat st {};
-    EXPECT_EQ(::fstat(fd, &st), 0);
-    inode = st.st_ino;
-  }
-  ~Listener() { ::close(fd); }
-  int fd = -1;
-  ino_t inode = 0;
-};
-
-// A child process running `body` (which blocks; it is SIGKILLed at the end).
-struct Child {
-  explicit Child(const std::function<void()>& body) {
-    pid = ::fork();
-    if (pid == 0) {
-      body();
-      ::_exit(0);
-    }
-  }
-  ~Child() {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-  pid_t pid = -1;
-};
+using real_peers::Child;
+using real_peers::Listener;
 
 // Whether every thread of `pid` sits in a system call (it has got to where
 // it blocks).
