@@ -79,10 +79,10 @@ std::string check_socket(int fd, const std::string& what, const ListenerConfig& 
   const std::string actual = sockaddr_text(bound);
   if (bound.ss_family != want_family)
     return what + " is bound to " + actual + ", not to " + expected +
-           (want_family == AF_INET
-                ? " (systemd binds ListenStream=8080 to [::]:8080: write ListenStream=0.0.0.0:8080, "
-                  "or [::]:8080 in the config)"
-                : "");
+           (want_family == AF_INET ? " (systemd binds ListenStream=8080 to [::]:8080: write "
+                                     "ListenStream=0.0.0.0:8080, "
+                                     "or [::]:8080 in the config)"
+                                   : "");
   sockaddr_storage want{};
   to_sockaddr(listener.address, want);
   bool same = false;
@@ -114,8 +114,9 @@ std::map<std::string, UniqueFd> take_activated_listeners(
   std::map<std::string, UniqueFd> out;
   if (fds_text.empty()) return out;
 
-  const std::string fix = ": start occasional from a .socket unit (or systemd-socket-activate), "
-                          "or unset LISTEN_FDS to let it bind its listeners itself";
+  const std::string fix =
+      ": start occasional from a .socket unit (or systemd-socket-activate), "
+      "or unset LISTEN_FDS to let it bind its listeners itself";
   long count = 0;
   if (!parse_int(fds_text, count) || count < 1 || count > kMaxFds)
     throw SocketActivationError("socket activation: LISTEN_FDS='" + fds_text +
@@ -189,9 +190,8 @@ std::map<std::string, UniqueFd> take_activated_listeners(
     if (!out.contains(l.name))
       throw SocketActivationError("socket activation: listener '" + l.name + "' (" +
                                   l.address.text + ") got no socket (LISTEN_FDNAMES='" +
-                                  names_text +
-                                  "'): add a ListenStream= with FileDescriptorName=" + l.name +
-                                  " to the .socket unit, or remove the listener");
+                                  names_text + "'): add a ListenStream= with FileDescriptorName=" +
+                                  l.name + " to the .socket unit, or remove the listener");
   return out;
 }
 

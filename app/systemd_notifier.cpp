@@ -93,8 +93,9 @@ bool SystemdNotifier::send(std::string_view message) {
   sockaddr_un addr{};
   const socklen_t len = unix_address(address_, addr);
   for (;;) {
-    const ssize_t n = ::sendto(fd_.get(), message.data(), message.size(),
-                               MSG_NOSIGNAL | MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&addr), len);
+    const ssize_t n =
+        ::sendto(fd_.get(), message.data(), message.size(), MSG_NOSIGNAL | MSG_DONTWAIT,
+                 reinterpret_cast<sockaddr*>(&addr), len);
     if (n >= 0) return true;
     if (errno == EINTR) continue;
     const int err = errno;

@@ -23,8 +23,8 @@ namespace {
 struct Receiver {
   explicit Receiver(bool abstract) {
     fd.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    const std::string name = "occasional-notifier-test-" + std::to_string(::getpid()) +
-                             (abstract ? "-a" : "-p");
+    const std::string name =
+        "occasional-notifier-test-" + std::to_string(::getpid()) + (abstract ? "-a" : "-p");
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     socklen_t len = 0;
@@ -147,7 +147,8 @@ TEST(SystemdReporter, TheSummaryIsOneBoundedLine) {
   cgi.name = "cgi";
   cgi.mode = "inetd";
   st.services = {web, api, cgi};
-  EXPECT_EQ(SystemdReporter::summary(st, false), "web 3/4 ready, api 0/4 ready (failed), cgi inetd");
+  EXPECT_EQ(SystemdReporter::summary(st, false),
+            "web 3/4 ready, api 0/4 ready (failed), cgi inetd");
   EXPECT_EQ(SystemdReporter::summary(st, true),
             "stopping; web 3/4 ready, api 0/4 ready (failed), cgi inetd");
   EXPECT_EQ(SystemdReporter::summary(metrics::Status{}, false), "no services");

@@ -15,11 +15,11 @@
 #include <fcntl.h>
 
 #include <atomic>
-#include <memory>
-#include <mutex>
 #include <cstddef>
 #include <cstring>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -63,7 +63,8 @@ class NotifyReceiver {
       std::memcpy(addr.sun_path, address_.data(), address_.size());
       len = sizeof addr;
     }
-    EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), len), 0) << std::strerror(errno);
+    EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), len), 0)
+        << std::strerror(errno);
   }
   ~NotifyReceiver() {
     if (!path_.empty()) ::unlink(path_.c_str());
@@ -98,7 +99,8 @@ class NotifyReceiver {
 
  private:
   bool read_one(Clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd_.get(), POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
@@ -181,16 +183,17 @@ TEST(Systemd, SocketActivateServesThePassedSocketAndReportsReadyStatusWatchdogSt
   CoordinatorProcess::Launch launch;
   // systemd-socket-activate binds, waits for the first client, then execs
   // the coordinator with LISTEN_FDS=1 and LISTEN_PID (its own pid, kept by exec).
-  launch.wrapper = {"systemd-socket-activate", "-l", address, "-E", notify.env(),
-                    "-E", "WATCHDOG_USEC=400000"};
-  CoordinatorProcess c({"run", "--listen", address, "--", kWorkers + "/test_worker",
-                        "--ready-after", "700"},
-                       launch);
+  launch.wrapper = {"systemd-socket-activate", "-l", address, "-E", notify.env(), "-E",
+                    "WATCHDOG_USEC=400000"};
+  CoordinatorProcess c(
+      {"run", "--listen", address, "--", kWorkers + "/test_worker", "--ready-after", "700"},
+      launch);
   // The first client: it connects while only systemd-socket-activate has
   // the socket, and is answered by a worker of the coordinator it started.
   UniqueFd first;
   const auto deadline = Clock::now() + 10s;
-  while (!(first = connect_loopback(port)) && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  while (!(first = connect_loopback(port)) && Clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
   ASSERT_TRUE(first.valid()) << "systemd-socket-activate never listened on " << address;
   ASSERT_EQ(::send(first.get(), "first\n", 6, MSG_NOSIGNAL), 6);
 
@@ -203,8 +206,7 @@ TEST(Systemd, SocketActivateServesThePassedSocketAndReportsReadyStatusWatchdogSt
   ASSERT_TRUE(ready) << c.stderr_text();
   ASSERT_FALSE(notify.received().empty());
   const auto first_message = notify.received().front();
-  EXPECT_GE(ready->at - first_message.at, 500ms)
-      << "READY=1 came before the worker could be ready";
+  EXPECT_GE(ready->at - first_message.at, 500ms) << "READY=1 came before the worker could be ready";
   for (const auto& m : notify.received()) {
     if (&m == &notify.received().back()) break;
     EXPECT_FALSE(m.text.starts_with("READY=1") && m.at < ready->at);
@@ -267,9 +269,10 @@ TEST(Systemd, ARestartOfTheCoordinatorLosesNoConnectionOnTheHeldSocket) {
     l.set_listen_pid = true;
     return l;
   };
-  const std::vector<std::string> args = {"run", "--listen", "127.0.0.1:" + std::to_string(held.port),
-                                         "--replicas", "2", "--grace", "5", "--",
-                                         kWorkers + "/test_worker"};
+  const std::vector<std::string> args = {
+      "run",        "--listen", "127.0.0.1:" + std::to_string(held.port),
+      "--replicas", "2",        "--grace",
+      "5",          "--",       kWorkers + "/test_worker"};
   auto first = std::make_unique<RunningCoordinator>(args, 2, launch());
   ASSERT_EQ(first->port, held.port);
   ASSERT_TRUE(notify.wait_for("READY=1", 10s));
@@ -372,8 +375,7 @@ TEST(Systemd, WatchdogForAnotherPidIsNotPingedAndFailedSendsAreCounted) {
     l.env.push_back("LISTEN_FDS=1");
     l.pass_fds = {held.fd.get()};
     l.set_listen_pid = true;
-    RunningCoordinator c({"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/test_worker"}, 1,
-                         l);
+    RunningCoordinator c({"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/test_worker"}, 1, l);
     const std::string sample = "occasional_systemd_notify_errors_total{reason=\"no_listener\"}";
     const auto deadline = Clock::now() + 10s;
     while (metric(c.admin, sample) < 5 && Clock::now() < deadline)
@@ -404,28 +406,73 @@ TEST(Systemd, BadActivationInputIsAClearErrorAtStart) {
       << kWorkers << R"(/test_worker"]}}})";
   }
   const std::vector<BadCase> cases = {
-      {"not a number", {"LISTEN_FDS=abc"}, BadCase::listening, true, false,
+      {"not a number",
+       {"LISTEN_FDS=abc"},
+       BadCase::listening,
+       true,
+       false,
        "LISTEN_FDS='abc' is not a number of sockets"},
-      {"another pid", {"LISTEN_FDS=1", "LISTEN_PID=1"}, BadCase::listening, false, false,
+      {"another pid",
+       {"LISTEN_FDS=1", "LISTEN_PID=1"},
+       BadCase::listening,
+       false,
+       false,
        "LISTEN_PID=1 but this process is"},
-      {"no pid", {"LISTEN_FDS=1"}, BadCase::listening, false, false,
+      {"no pid",
+       {"LISTEN_FDS=1"},
+       BadCase::listening,
+       false,
+       false,
        "LISTEN_FDS is set but LISTEN_PID is not"},
       {"fd not open", {"LISTEN_FDS=2"}, BadCase::listening, true, false, "fd 4 is not open"},
-      {"pipe", {"LISTEN_FDS=1"}, BadCase::pipe_end, true, false, "fd 3 ('main' in LISTEN_FDNAMES) is not a socket"},
+      {"pipe",
+       {"LISTEN_FDS=1"},
+       BadCase::pipe_end,
+       true,
+       false,
+       "fd 3 ('main' in LISTEN_FDNAMES) is not a socket"},
       {"not listening", {"LISTEN_FDS=1"}, BadCase::not_listening, true, false, "is not listening"},
-      {"other family", {"LISTEN_FDS=1"}, BadCase::listening_v6, true, false,
+      {"other family",
+       {"LISTEN_FDS=1"},
+       BadCase::listening_v6,
+       true,
+       false,
        "not to the listener's address 127.0.0.1:"},
-      {"names count", {"LISTEN_FDS=1", "LISTEN_FDNAMES=a:b"}, BadCase::listening, true, false,
+      {"names count",
+       {"LISTEN_FDS=1", "LISTEN_FDNAMES=a:b"},
+       BadCase::listening,
+       true,
+       false,
        "LISTEN_FDNAMES='a:b' has 2 names for LISTEN_FDS=1"},
-      {"unknown name", {"LISTEN_FDS=1", "LISTEN_FDNAMES=admin"}, BadCase::listening, true, true,
+      {"unknown name",
+       {"LISTEN_FDS=1", "LISTEN_FDNAMES=admin"},
+       BadCase::listening,
+       true,
+       true,
        "('admin' in LISTEN_FDNAMES) matches no listener (the listeners are web, api)"},
-      {"listener without socket", {"LISTEN_FDS=1", "LISTEN_FDNAMES=web"}, BadCase::listening, true,
-       true, "listener 'api' (127.0.0.1:0) got no socket"},
-      {"unnamed for two", {"LISTEN_FDS=1"}, BadCase::listening, true, true,
+      {"listener without socket",
+       {"LISTEN_FDS=1", "LISTEN_FDNAMES=web"},
+       BadCase::listening,
+       true,
+       true,
+       "listener 'api' (127.0.0.1:0) got no socket"},
+      {"unnamed for two",
+       {"LISTEN_FDS=1"},
+       BadCase::listening,
+       true,
+       true,
        "without names (LISTEN_FDNAMES is unset)"},
-      {"bad notify socket", {"NOTIFY_SOCKET=relative/path"}, BadCase::none, false, false,
+      {"bad notify socket",
+       {"NOTIFY_SOCKET=relative/path"},
+       BadCase::none,
+       false,
+       false,
        "NOTIFY_SOCKET='relative/path' is neither a socket path"},
-      {"bad watchdog", {"WATCHDOG_USEC=soon"}, BadCase::none, false, false,
+      {"bad watchdog",
+       {"WATCHDOG_USEC=soon"},
+       BadCase::none,
+       false,
+       false,
        "WATCHDOG_USEC='soon' is not a positive number"},
   };
   for (const BadCase& bad : cases) {
@@ -438,11 +485,20 @@ TEST(Systemd, BadActivationInputIsAClearErrorAtStart) {
     l.env = bad.env;
     l.set_listen_pid = bad.set_listen_pid;
     switch (bad.fd) {
-      case BadCase::listening: l.pass_fds = {v4.fd.get()}; break;
-      case BadCase::listening_v6: l.pass_fds = {v6.fd.get()}; break;
-      case BadCase::pipe_end: l.pass_fds = {pr.get()}; break;
-      case BadCase::not_listening: l.pass_fds = {unlistened.fd.get()}; break;
-      case BadCase::none: break;
+      case BadCase::listening:
+        l.pass_fds = {v4.fd.get()};
+        break;
+      case BadCase::listening_v6:
+        l.pass_fds = {v6.fd.get()};
+        break;
+      case BadCase::pipe_end:
+        l.pass_fds = {pr.get()};
+        break;
+      case BadCase::not_listening:
+        l.pass_fds = {unlistened.fd.get()};
+        break;
+      case BadCase::none:
+        break;
     }
     std::vector<std::string> args = {"run"};
     if (bad.config) {
