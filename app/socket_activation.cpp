@@ -152,6 +152,11 @@ std::map<std::string, UniqueFd> take_activated_listeners(
                                   std::to_string(names.size()) + " names for LISTEN_FDS=" +
                                   fds_text + " sockets: give each socket one name");
   }
+  if (listeners.empty())
+    throw SocketActivationError("socket activation: LISTEN_FDS=" + fds_text +
+                                " but there is no listener to take the sockets: give occasional "
+                                "--listen ADDR or listeners in its configuration, or start it "
+                                "without the .socket unit");
   if (any_name || (names.empty() && listeners.size() == 1)) {
     if (listeners.size() != 1 || count != 1)
       throw SocketActivationError(

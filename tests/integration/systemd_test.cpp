@@ -393,6 +393,7 @@ struct BadCase {
   bool set_listen_pid = true;
   bool config = false;  // two listeners `web` and `api` from a file, else --listen
   const char* expect;   // in the error line
+  bool listen = true;   // quick mode: with --listen (else a plain service)
 };
 
 TEST(Systemd, BadActivationInputIsAClearErrorAtStart) {
@@ -462,6 +463,13 @@ TEST(Systemd, BadActivationInputIsAClearErrorAtStart) {
        true,
        true,
        "without names (LISTEN_FDNAMES is unset)"},
+      {"no listener",
+       {"LISTEN_FDS=1"},
+       BadCase::listening,
+       true,
+       false,
+       "there is no listener to take the sockets",
+       /*listen=*/false},
       {"bad notify socket",
        {"NOTIFY_SOCKET=relative/path"},
        BadCase::none,
@@ -504,7 +512,8 @@ TEST(Systemd, BadActivationInputIsAClearErrorAtStart) {
     if (bad.config) {
       args.insert(args.end(), {"--config", config_path});
     } else {
-      args.insert(args.end(), {"--listen", "127.0.0.1:0", "--", kWorkers + "/test_worker"});
+      if (bad.listen) args.insert(args.end(), {"--listen", "127.0.0.1:0"});
+      args.insert(args.end(), {"--", kWorkers + "/test_worker"});
     }
     CoordinatorProcess c(args, l);
     EXPECT_EQ(c.wait_exit(10s), 2);
