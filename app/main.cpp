@@ -4,10 +4,15 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +22,9 @@
 #include "app/ctl.hpp"
 #include "app/metrics_feed.hpp"
 #include "app/shutdown.hpp"
+#include "app/socket_activation.hpp"
+#include "app/systemd_notifier.hpp"
+#include "app/systemd_reporter.hpp"
 #include "gateway/gateway.hpp"
 #include "metrics/admin_server.hpp"
 #include "metrics/metrics.hpp"
@@ -64,7 +72,42 @@ mx::AdminConfig admin_config(const gw::AdminSettings& admin) {
   return ac;
 }
 
-int run(const gw::Config& config) {
+// What systemd gave the coordinator itself, taken from the environment
+// before anything else opens an fd (socket activation's fds start at 3).
+struct FromSystemd {
+  std::map<std::string, occasional::UniqueFd> listeners;
+  gw::SystemdNotifier notifier;
+  std::optional<std::chrono::microseconds> watchdog;
+};
+
+// The services READY=1 waits for: those a listener routes to or shares its socket with.
+std::set<std::string> services_with_listener(const gw::Config& config) {
+  std::set<std::string> out;
+  for (const gw::ListenerConfig& l : config.listeners)
+    for (const gw::Route& r : l.routes) out.insert(r.service);
+  for (const gw::ServiceEntry& s : config.services)
+    if (!s.listener.empty()) out.insert(s.service.name);
+  return out;
+}
+
+// A failed send to NOTIFY_SOCKET is counted; the log says so once a minute at most.
+gw::SystemdNotifier::OnError notify_error_handler(mx::Metrics& metrics, const sv::EventLog& log,
+                                                  std::string address) {
+  return [&metrics, &log, address = std::move(address),
+          last = std::optional<std::chrono::steady_clock::time_point>()](const char* reason,
+                                                                          int err) mutable {
+    metrics.systemd_notify_error(reason);
+    const auto now = std::chrono::steady_clock::now();
+    if (last && now - *last < std::chrono::minutes(1)) return;
+    last = now;
+    log.event(sv::LogLevel::warn, "systemd_notify_failed")
+        .str("notify_socket", address)
+        .str("reason", reason)
+        .str("error", std::strerror(err));
+  };
+}
+
+int run(const gw::Config& config, FromSystemd systemd) {
   // Writes to a closed peer (guardian pipe, sockets) must fail with EPIPE, not kill us.
   std::signal(SIGPIPE, SIG_IGN);
   // One thread runs everything here, so Asio's scheduler and reactor need
@@ -76,9 +119,14 @@ int run(const gw::Config& config) {
   sv::Supervisor supervisor(io, log);
   sv::ServiceLog service_log(log);
   supervisor.add_observer(service_log);
-  gw::Gateway gateway(io, config, gw::read_cpu_budget(), fd_limit, log);
+  gw::Gateway gateway(io, config, gw::read_cpu_budget(), fd_limit, log,
+                      std::move(systemd.listeners));
   for (sv::ServiceObserver* observer : gateway.observers()) supervisor.add_observer(*observer);
-  gw::Shutdown shutdown(io, supervisor, log, [&gateway] { gateway.stop(); });
+  gw::SystemdReporter* reporter_ptr = nullptr;
+  gw::Shutdown shutdown(io, supervisor, log, [&gateway, &reporter_ptr] {
+    reporter_ptr->stopping();
+    gateway.stop();
+  });
   gw::CoordinatorAdmin* backend_ptr = nullptr;
   mx::Metrics metrics(gateway.stats(), [&backend_ptr] { return backend_ptr->status(); });
   gw::MetricsFeed feed(metrics);
@@ -87,6 +135,19 @@ int run(const gw::Config& config) {
       supervisor, gateway.dispatcher(), feed, log,
       [&shutdown](bool stopped) { shutdown.set_operator_stopped(stopped); });
   backend_ptr = &backend;
+  gw::SystemdNotifier& notifier = systemd.notifier;
+  notifier.on_error(notify_error_handler(metrics, log, notifier.address()));
+  if (notifier.active())
+    log.event(sv::LogLevel::info, "systemd_notify_socket").str("notify_socket", notifier.address());
+  else if (!notifier.address().empty())
+    log.event(sv::LogLevel::error, "systemd_notify_socket")
+        .str("notify_socket", notifier.address())
+        .str("error", "socket(AF_UNIX) failed: reports to systemd are not sent");
+  gw::SystemdReporter reporter(
+      io, notifier, [&backend] { return backend.status(); }, services_with_listener(config),
+      systemd.watchdog, log);
+  reporter_ptr = &reporter;
+  supervisor.add_observer(reporter);
   std::unique_ptr<mx::AdminServer> admin;
   if (config.admin.enabled) {
     const mx::AdminConfig ac = admin_config(config.admin);
@@ -123,7 +184,10 @@ int run(const gw::Config& config) {
   log.event(sv::LogLevel::info, "coordinator_start").num("pid", ::getpid());
   gateway.start();
   supervisor.start_all();
+  reporter.start();
   io.run();
+  // Every worker finished without a stop signal: the manager learns it too.
+  reporter.stopping();
   return static_cast<int>(shutdown.status());
 }
 
@@ -176,8 +240,18 @@ int main(int argc, char** argv) {
     case gw::Command::Kind::run:
       break;
   }
+  FromSystemd systemd;
   try {
-    return run(cmd.config);
+    systemd.listeners = gw::take_activated_listeners(cmd.config.listeners, cmd.config_path.empty());
+    systemd.notifier = gw::SystemdNotifier::from_environment();
+    systemd.watchdog = gw::watchdog_from_environment();
+  } catch (const std::exception& e) {
+    // SocketActivationError, or a NOTIFY_SOCKET / WATCHDOG_USEC that cannot be used.
+    std::fprintf(stderr, "occasional: %s\n", e.what());
+    return static_cast<int>(gw::ExitStatus::usage);
+  }
+  try {
+    return run(cmd.config, std::move(systemd));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "occasional: %s\n", e.what());
     return static_cast<int>(gw::ExitStatus::fatal);

@@ -16,7 +16,8 @@ size_t max_routing_for(uint64_t fd_limit) {
 }
 
 Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBudget& cpu,
-                 uint64_t fd_limit, const supervisor::EventLog& log)
+                 uint64_t fd_limit, const supervisor::EventLog& log,
+                 std::map<std::string, UniqueFd> activated)
     : log_(log), dispatcher_(stats_) {
   const size_t max_routing = max_routing_for(fd_limit);
   stats_.routing_max = max_routing;
@@ -35,7 +36,11 @@ Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBud
   }
   for (const ListenerConfig& l : config.listeners) {
     Port port;
-    port.listener = std::make_unique<Listener>(io, l.name, l.address, l.defer_accept, stats_, log);
+    auto passed = activated.find(l.name);
+    const bool is_activated = passed != activated.end();
+    port.listener = std::make_unique<Listener>(
+        io, l.name, l.address, l.defer_accept, stats_, log,
+        is_activated ? std::move(passed->second) : UniqueFd());
     std::set<std::string> sharing;
     std::chrono::milliseconds grace = std::chrono::milliseconds::max();
     for (const ServiceEntry& s : config.services)
@@ -53,6 +58,7 @@ Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBud
         .str("listener", l.name)
         .str("address", l.address.text)
         .num("port", port.listener->port())
+        .flag("socket_activated", is_activated)
         .flag("defer_accept", l.defer_accept)
         .num("max_routing", static_cast<int64_t>(max_routing))
         .str("accepts", port.router ? "coordinator" : "listen_fds workers");

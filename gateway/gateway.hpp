@@ -2,6 +2,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,13 +25,16 @@ inline constexpr uint64_t kMaxRoutingCap = 1'000'000;
 size_t max_routing_for(uint64_t fd_limit);
 
 // The data plane: the listeners, each with its Router, feeding one
-// Dispatcher. Binds every listener at construction (startup: throws).
+// Dispatcher. Binds every listener at construction (startup: throws),
+// except those in `activated`: sockets from systemd socket activation, by
+// listener name (app/socket_activation.hpp).
 // `cpu` decides how a service whose `burst` is auto deals out bursts;
 // `fd_limit` is the coordinator's soft RLIMIT_NOFILE (raise_fd_limit).
 class Gateway {
  public:
   Gateway(boost::asio::io_context& io, const Config& config, const CpuBudget& cpu,
-          uint64_t fd_limit, const supervisor::EventLog& log);
+          uint64_t fd_limit, const supervisor::EventLog& log,
+          std::map<std::string, UniqueFd> activated = {});
 
   Dispatcher& dispatcher() { return dispatcher_; }
   // What must hear the supervisor's reports: the dispatcher, and the guard

@@ -1,6 +1,7 @@
 #include "gateway/listener.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
@@ -87,6 +88,14 @@ socklen_t to_sockaddr(const ListenAddress& a, sockaddr_storage& out) {
 
 namespace {
 
+uint16_t bound_port_of(int fd, const ListenAddress& a) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  return ntohs(a.v6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                    : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+}
+
 int bind_listener(const ListenAddress& a, bool defer_accept, uint16_t& bound_port) {
   const int family = a.v6 ? AF_INET6 : AF_INET;
   UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -112,10 +121,24 @@ int bind_listener(const ListenAddress& a, bool defer_accept, uint16_t& bound_por
   if (::listen(fd.get(), 4096) != 0)
     throw std::runtime_error("listen() failed for listener " + a.text + ": " +
                              std::strerror(errno));
-  socklen_t blen = sizeof ss;
-  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &blen);
-  bound_port = ntohs(a.v6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
-                          : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  bound_port = bound_port_of(fd.get(), a);
+  return fd.release();
+}
+
+// A socket from socket activation, bound and listening already.
+int adopt_listener(UniqueFd fd, const ListenAddress& a, bool defer_accept, uint16_t& bound_port) {
+  // The accept loop relies on EAGAIN. The flag is on the open file, which
+  // systemd shares: its own copy is only polled, never read from.
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0)
+    throw std::runtime_error("fcntl(O_NONBLOCK) failed for the activated socket of listener " +
+                             a.text + ": " + std::strerror(errno));
+  const int defer_seconds = 1;
+  if (defer_accept && ::setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds,
+                                   sizeof defer_seconds) != 0)
+    throw std::runtime_error("setsockopt(TCP_DEFER_ACCEPT) failed for the activated socket of "
+                             "listener " + a.text + ": " + std::strerror(errno));
+  bound_port = bound_port_of(fd.get(), a);
   return fd.release();
 }
 
@@ -165,7 +188,7 @@ std::string sockaddr_text(const sockaddr_storage& ss) {
 
 Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
                    bool defer_accept, metrics::ConnectionStats& stats,
-                   const supervisor::EventLog& log)
+                   const supervisor::EventLog& log, UniqueFd activated)
     : io_(io),
       name_(std::move(name)),
       socket_(io),
@@ -173,7 +196,8 @@ Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAd
       stats_(stats),
       log_(log),
       failures_(stats, log, name_) {
-  socket_.assign(bind_listener(address, defer_accept, port_));
+  socket_.assign(activated ? adopt_listener(std::move(activated), address, defer_accept, port_)
+                           : bind_listener(address, defer_accept, port_));
   if (!wildcard(address))
     local_text_ =
         (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);

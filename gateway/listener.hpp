@@ -52,8 +52,12 @@ class Listener {
   using Burst = std::function<void(bool begin)>;
 
   // defer_accept: set TCP_DEFER_ACCEPT (docs/configuration.md, `defer_accept`).
+  // `activated`: a listening socket passed by systemd socket activation
+  // (app/socket_activation.hpp), already checked against `address`; it is
+  // used instead of binding one, and only our copy closes at close().
   Listener(boost::asio::io_context& io, std::string name, const ListenAddress& address,
-           bool defer_accept, metrics::ConnectionStats& stats, const supervisor::EventLog& log);
+           bool defer_accept, metrics::ConnectionStats& stats, const supervisor::EventLog& log,
+           UniqueFd activated = UniqueFd());
 
   const std::string& name() const { return name_; }
   int fd() { return socket_.native_handle(); }

@@ -127,8 +127,14 @@ struct Metrics::Impl {
         admin_refused(BuildCounter()
                           .Name("occasional_admin_refused_total")
                           .Help("Admin requests or connections refused, by reason.")
-                          .Register(registry)) {
+                          .Register(registry)),
+        systemd_notify_errors(BuildCounter()
+                                  .Name("occasional_systemd_notify_errors_total")
+                                  .Help("Messages to the coordinator's own service manager "
+                                        "(NOTIFY_SOCKET) that could not be sent, by reason.")
+                                  .Register(registry)) {
     for (const char* reason : kAdminRefusals) admin_refused.Add({{"reason", reason}});
+    for (const char* reason : kSystemdNotifyErrors) systemd_notify_errors.Add({{"reason", reason}});
   }
 
   prometheus::Registry registry;
@@ -152,6 +158,7 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& spawn_deferred;
   prometheus::Family<prometheus::Counter>& admin_requests;
   prometheus::Family<prometheus::Counter>& admin_refused;
+  prometheus::Family<prometheus::Counter>& systemd_notify_errors;
 
   static const prometheus::Histogram::BucketBoundaries& uptime_buckets() {
     static const prometheus::Histogram::BucketBoundaries b{0.01, 0.1, 1, 10, 60, 600, 3600, 86400};
@@ -427,6 +434,10 @@ void Metrics::admin_request(int code) {
 
 void Metrics::admin_refused(const std::string& reason) {
   impl_->admin_refused.Add({{"reason", reason}}).Increment();
+}
+
+void Metrics::systemd_notify_error(const std::string& reason) {
+  impl_->systemd_notify_errors.Add({{"reason", reason}}).Increment();
 }
 
 std::string Metrics::exposition() const {

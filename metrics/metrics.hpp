@@ -21,6 +21,10 @@ inline constexpr const char* kAdminRefusals[] = {
     "header_too_large", "malformed",   "timeout",      "connection_cap", "probes_only",
 };
 
+// Why a message to the coordinator's own service manager was not sent
+// (occasional_systemd_notify_errors_total{reason}; docs/metrics.md).
+inline constexpr const char* kSystemdNotifyErrors[] = {"again", "no_listener", "other"};
+
 class Metrics {
  public:
   Metrics(const ConnectionStats& connections, std::function<Status()> status);
@@ -54,6 +58,8 @@ class Metrics {
   void admin_request(int code);
   // One admin request or connection refused, by a reason of kAdminRefusals.
   void admin_refused(const std::string& reason);
+  // One message to NOTIFY_SOCKET not sent, by a reason of kSystemdNotifyErrors.
+  void systemd_notify_error(const std::string& reason);
 
   // The text exposition format (version 0.0.4).
   std::string exposition() const;

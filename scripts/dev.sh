@@ -24,6 +24,8 @@ packages=(
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   curl python3 python3-yaml procps util-linux prometheus wrk nginx haproxy
   gunicorn uvicorn
+  # systemd-socket-activate and systemd-analyze, for the tests of running under systemd
+  systemd
   clang-14 libclang-rt-14-dev
   erlang-base libzmq3-dev
 )

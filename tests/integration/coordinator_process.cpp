@@ -26,7 +26,10 @@ CoordinatorProcess::CoordinatorProcess(std::vector<std::string> args)
     : CoordinatorProcess({}, std::move(args)) {}
 
 CoordinatorProcess::CoordinatorProcess(std::vector<std::string> wrapper,
-                                       std::vector<std::string> args) {
+                                       std::vector<std::string> args)
+    : CoordinatorProcess(std::move(args), Launch{std::move(wrapper), {}, {}, false}) {}
+
+CoordinatorProcess::CoordinatorProcess(std::vector<std::string> args, Launch launch) {
   int err[2], out[2];
   EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
   EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
@@ -38,8 +41,11 @@ CoordinatorProcess::CoordinatorProcess(std::vector<std::string> wrapper,
   err_.reset(err[0]);
   out_.reset(out[0]);
   supervisor::ProcessSpec spec;
-  spec.argv = wrapper;
+  spec.argv = launch.wrapper;
   spec.argv.push_back(OCCASIONAL_BIN);
+  spec.env = launch.env;
+  spec.pass_fds = launch.pass_fds;
+  spec.set_listen_pid = launch.set_listen_pid;
   // Tests run in parallel: the admin endpoint takes a free port unless a test picks one.
   if (!args.empty() && args[0] == "run" &&
       std::find(args.begin(), args.end(), "--admin") == args.end())
@@ -198,7 +204,12 @@ std::vector<pid_t> children_of(pid_t parent) {
 
 RunningCoordinator::RunningCoordinator(std::vector<std::string> args, int ready,
                                        std::vector<std::string> wrapper)
-    : c(std::move(wrapper), args) {
+    : RunningCoordinator(std::move(args), ready,
+                         CoordinatorProcess::Launch{std::move(wrapper), {}, {}, false}) {}
+
+RunningCoordinator::RunningCoordinator(std::vector<std::string> args, int ready,
+                                       CoordinatorProcess::Launch launch)
+    : c(args, std::move(launch)) {
   auto has = [&args](const char* flag) {
     return std::find(args.begin(), args.end(), flag) != args.end();
   };

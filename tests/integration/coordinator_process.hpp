@@ -18,10 +18,19 @@ using Fields = std::map<std::string, std::string>;  // one event line; numbers a
 // stdout on pipes, and waits on its events with deadlines.
 class CoordinatorProcess {
  public:
+  // How the executable is started, beyond its arguments.
+  struct Launch {
+    // Runs the executable under `wrapper` (for instance unshare ...): pid()
+    // is then the wrapper's, unless it execs (systemd-socket-activate).
+    std::vector<std::string> wrapper;
+    std::vector<std::string> env;  // "KEY=VALUE", over the test's environment
+    std::vector<int> pass_fds;     // as fds 3, 4, ... (socket activation)
+    bool set_listen_pid = false;   // LISTEN_PID=<its pid>
+  };
+
   explicit CoordinatorProcess(std::vector<std::string> args);
-  // Runs the executable under `wrapper` (for instance unshare ... ): pid()
-  // is then the wrapper's.
   CoordinatorProcess(std::vector<std::string> wrapper, std::vector<std::string> args);
+  CoordinatorProcess(std::vector<std::string> args, Launch launch);
   ~CoordinatorProcess();
 
   pid_t pid() const { return pid_; }
@@ -63,6 +72,7 @@ class CoordinatorProcess {
 struct RunningCoordinator {
   RunningCoordinator(std::vector<std::string> args, int ready,
                      std::vector<std::string> wrapper = {});
+  RunningCoordinator(std::vector<std::string> args, int ready, CoordinatorProcess::Launch launch);
   ~RunningCoordinator();
   RunningCoordinator(const RunningCoordinator&) = delete;
   RunningCoordinator& operator=(const RunningCoordinator&) = delete;
