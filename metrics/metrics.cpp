@@ -127,7 +127,18 @@ struct Metrics::Impl {
         admin_refused(BuildCounter()
                           .Name("occasional_admin_refused_total")
                           .Help("Admin requests or connections refused, by reason.")
-                          .Register(registry)) {
+                          .Register(registry)),
+        event_streams(BuildGauge()
+                          .Name("occasional_admin_event_streams")
+                          .Help("GET /v1/events streams open now.")
+                          .Register(registry)
+                          .Add({})),
+        event_streams_dropped(BuildCounter()
+                                  .Name("occasional_admin_event_streams_dropped_total")
+                                  .Help("Event streams closed because the client did not take "
+                                        "what it was sent (buffer full or a write stalled).")
+                                  .Register(registry)
+                                  .Add({})) {
     for (const char* reason : kAdminRefusals) admin_refused.Add({{"reason", reason}});
   }
 
@@ -152,6 +163,8 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& spawn_deferred;
   prometheus::Family<prometheus::Counter>& admin_requests;
   prometheus::Family<prometheus::Counter>& admin_refused;
+  prometheus::Gauge& event_streams;
+  prometheus::Counter& event_streams_dropped;
 
   static const prometheus::Histogram::BucketBoundaries& uptime_buckets() {
     static const prometheus::Histogram::BucketBoundaries b{0.01, 0.1, 1, 10, 60, 600, 3600, 86400};
@@ -426,6 +439,14 @@ void Metrics::admin_request(int code) {
 
 void Metrics::admin_refused(const std::string& reason) {
   impl_->admin_refused.Add({{"reason", reason}}).Increment();
+}
+
+void Metrics::event_streams(size_t open) {
+  impl_->event_streams.Set(static_cast<double>(open));
+}
+
+void Metrics::event_stream_dropped() {
+  impl_->event_streams_dropped.Increment();
 }
 
 std::string Metrics::exposition() const {

@@ -19,6 +19,7 @@ namespace occasional::metrics {
 inline constexpr const char* kAdminRefusals[] = {
     "no_token",         "wrong_token", "cross_origin", "no_csrf_header", "body_too_large",
     "header_too_large", "malformed",   "timeout",      "connection_cap", "probes_only",
+    "stream_cap",
 };
 
 class Metrics {
@@ -54,6 +55,10 @@ class Metrics {
   void admin_request(int code);
   // One admin request or connection refused, by a reason of kAdminRefusals.
   void admin_refused(const std::string& reason);
+  // GET /v1/events streams open now.
+  void event_streams(size_t open);
+  // One event stream dropped because its client did not take what it was sent.
+  void event_stream_dropped();
 
   // The text exposition format (version 0.0.4).
   std::string exposition() const;
