@@ -174,8 +174,9 @@ Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAd
       counts_(stats.listeners[name_]),
       log_(log),
       failures_(stats, log, name_) {
-  counts_.address = address.text;
   socket_.assign(bind_listener(address, defer_accept, port_));
+  counts_.address =
+      (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);
   if (!wildcard(address))
     local_text_ =
         (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);
