@@ -752,7 +752,16 @@ void AdminServer::stop() {
   impl_->stopped = true;
   boost::system::error_code ec;
   impl_->acceptor.close(ec);
-  for (const auto& c : impl_->event_clients) impl_->end_stream(*c);
+  for (const auto& c : impl_->event_clients) {
+    // The loop may not run again (the coordinator exits): the last lines,
+    // its stop among them, go out now if the socket takes them at once.
+    if (!c->done && c->in_flight == 0 && !c->pending.empty()) {
+      boost::system::error_code ec;
+      c->socket.non_blocking(true, ec);
+      if (!ec) c->socket.write_some(asio::buffer(c->pending), ec);
+    }
+    impl_->end_stream(*c);
+  }
 }
 
 }  // namespace occasional::metrics
