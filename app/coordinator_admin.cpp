@@ -86,8 +86,8 @@ metrics::Status CoordinatorAdmin::status() {
   for (const auto& s : supervisor_.services()) st.services.push_back(service_status(*s));
   for (const auto& s : supervisor_.inetd_services()) st.services.push_back(inetd_status(*s));
   for (const auto& [name, counts] : connections_.listeners)
-    st.listeners.push_back({name, counts.address, counts.accepted, counts.handed_off,
-                            counts.rejected});
+    st.listeners.push_back(
+        {name, counts.address, counts.accepted, counts.handed_off, counts.rejected});
   st.notify_rejected = supervisor_.notify_rejected();
   st.orphans_reaped = supervisor_.reaper().orphans_reaped();
   st.supervisor_errors = supervisor_.loop_errors();

@@ -90,8 +90,7 @@ std::string status_json(const Status& st) {
   for (size_t i = 0; i < st.listeners.size(); ++i) {
     const ListenerStatus& l = st.listeners[i];
     o += std::string(i ? "," : "") + "{\"name\":" + json_string(l.name) +
-         ",\"address\":" + json_string(l.address) +
-         ",\"accepted\":" + std::to_string(l.accepted) +
+         ",\"address\":" + json_string(l.address) + ",\"accepted\":" + std::to_string(l.accepted) +
          ",\"handed_off\":" + std::to_string(l.handed_off) +
          ",\"rejected\":" + std::to_string(l.rejected) + "}";
   }
@@ -254,7 +253,9 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   // them; `pending` plus the write in flight stays within event_buffer.
   struct EventClient {
     EventClient(tcp::socket s, bool sse)
-        : socket(std::move(s)), wake(socket.get_executor()), stall(socket.get_executor()),
+        : socket(std::move(s)),
+          wake(socket.get_executor()),
+          stall(socket.get_executor()),
           sse(sse) {}
     tcp::socket socket;
     asio::steady_timer wake;   // waits for lines; cancelled when one comes
@@ -263,8 +264,10 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
     bool done = false;  // the client left, was dropped, or the server stops
     std::string pending;
     size_t in_flight = 0;
+    size_t limit = 0;  // on pending + in_flight
     uint64_t writes = 0;
     EventStream::Handle handle{};
+    bool subscribed = false;
     char sink[512];
   };
   std::list<std::shared_ptr<EventClient>> event_clients;
@@ -445,6 +448,10 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
                                  "\r\nCache-Control: no-store\r\nX-Accel-Buffering: "
                                  "no\r\nConnection: close\r\n\r\n";
         auto client = std::make_shared<EventClient>(stream.release_socket(), wants_sse(req));
+        // Counted now, not when the coroutine first runs: the cap holds for
+        // streams asked for in the same turn of the loop.
+        event_clients.push_back(client);
+        metrics.event_streams(event_clients.size());
         asio::co_spawn(io, event_session(std::move(client), head), asio::detached);
         break;
       }
@@ -616,11 +623,13 @@ std::optional<Response> AdminServer::Impl::refuse_stream(const Request& req) {
 asio::awaitable<void> AdminServer::Impl::event_session(std::shared_ptr<EventClient> c,
                                                        std::string head) {
   auto self = shared_from_this();
-  event_clients.push_back(c);
-  metrics.event_streams(event_clients.size());
   c->pending = std::move(head);
   for (const std::string& line : events->backlog()) append_framed(c->pending, line, c->sse);
-  c->handle = events->subscribe([this, raw = c.get()](std::string_view line) { offer(*raw, line); });
+  // The backlog (bounded by its line count) comes on top of the buffer.
+  c->limit = config.event_buffer + c->pending.size();
+  c->handle =
+      events->subscribe([this, raw = c.get()](std::string_view line) { offer(*raw, line); });
+  c->subscribed = true;
   read_until_closed(c);
   while (!c->done && !stopped) {
     if (c->pending.empty()) {
@@ -644,7 +653,8 @@ asio::awaitable<void> AdminServer::Impl::event_session(std::shared_ptr<EventClie
     c->stall.cancel();
     if (ec) break;
   }
-  events->unsubscribe(c->handle);
+  if (c->subscribed) events->unsubscribe(c->handle);
+  c->subscribed = false;
   end_stream(*c);
   event_clients.remove(c);
   metrics.event_streams(event_clients.size());
@@ -665,7 +675,7 @@ void AdminServer::Impl::read_until_closed(std::shared_ptr<EventClient> c) {
 void AdminServer::Impl::offer(EventClient& c, std::string_view line) {
   if (c.done) return;
   const size_t framed = line.size() + (c.sse ? 8 : 1);
-  if (c.pending.size() + c.in_flight + framed > config.event_buffer) {
+  if (c.pending.size() + c.in_flight + framed > c.limit) {
     metrics.event_stream_dropped();
     return end_stream(c);
   }
@@ -761,6 +771,10 @@ void AdminServer::stop() {
       if (!ec) c->socket.write_some(asio::buffer(c->pending), ec);
     }
     impl_->end_stream(*c);
+    // The loop may never resume the stream's coroutine: the EventStream
+    // must not call into it any more.
+    if (c->subscribed) impl_->events->unsubscribe(c->handle);
+    c->subscribed = false;
   }
 }
 

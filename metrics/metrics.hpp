@@ -17,9 +17,9 @@ namespace occasional::metrics {
 // Why the admin endpoint refused a request or a connection
 // (occasional_admin_refused_total{reason}; docs/metrics.md).
 inline constexpr const char* kAdminRefusals[] = {
-    "no_token",         "wrong_token", "cross_origin", "no_csrf_header", "body_too_large",
-    "header_too_large", "malformed",   "timeout",      "connection_cap", "probes_only",
-    "stream_cap",
+    "no_token",       "wrong_token",      "cross_origin", "no_csrf_header",
+    "body_too_large", "header_too_large", "malformed",    "timeout",
+    "connection_cap", "probes_only",      "stream_cap",
 };
 
 class Metrics {

@@ -35,8 +35,8 @@ struct Coordinator : RunningCoordinator {
   explicit Coordinator(std::vector<std::string> extra = {}, int replicas = 1)
       : RunningCoordinator(args(std::move(extra), replicas), replicas) {}
   static std::vector<std::string> args(std::vector<std::string> extra, int replicas) {
-    std::vector<std::string> a{"run",  "--listen", "127.0.0.1:0", "--name",
-                               "web",  "--replicas", std::to_string(replicas)};
+    std::vector<std::string> a{"run", "--listen",   "127.0.0.1:0",           "--name",
+                               "web", "--replicas", std::to_string(replicas)};
     a.insert(a.end(), extra.begin(), extra.end());
     a.insert(a.end(), {"--", kWorkers + "/http_hello_worker"});
     return a;
@@ -62,9 +62,8 @@ struct EventClient {
     a.sin_port = htons(static_cast<uint16_t>(port));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    const std::string req =
-        "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) + "\r\n" + headers +
-        "\r\n";
+    const std::string req = "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+                            "\r\n" + headers + "\r\n";
     EXPECT_EQ(::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL),
               static_cast<ssize_t>(req.size()));
   }
@@ -74,7 +73,8 @@ struct EventClient {
     const auto deadline = Clock::now() + timeout;
     while (!done(buf)) {
       if (eof) return false;
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left <= 0ms) return false;
       pollfd p{fd.get(), POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
@@ -134,8 +134,8 @@ TEST(EventsTest, StreamsAWorkersExitWithinADeadline) {
   }));
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   const auto killed = Clock::now();
-  const std::string exit_line = "\"event\":\"exit\",\"service\":\"web\",\"replica\":0,\"pid\":" +
-                                std::to_string(pid);
+  const std::string exit_line =
+      "\"event\":\"exit\",\"service\":\"web\",\"replica\":0,\"pid\":" + std::to_string(pid);
   ASSERT_TRUE(client.read_until([&](const std::string& b) { return b.find(exit_line) != b.npos; }))
       << client.buf;
   // Generous: the kernel reports the exit at once; the loop may be slow under load.
@@ -194,8 +194,26 @@ TEST(EventsTest, TheBacklogIsTheLast256EventsAndFollowZeroEndsAfterIt) {
   // A stream replays the same backlog, then goes on.
   EventClient client(g.admin);
   ASSERT_EQ(client.read_head(), 200);
-  ASSERT_TRUE(client.read_until([](const std::string& b) { return b.find("nosuch299") != b.npos; }));
+  ASSERT_TRUE(
+      client.read_until([](const std::string& b) { return b.find("nosuch299") != b.npos; }));
   EXPECT_EQ(client.buf.find("nosuch43\""), std::string::npos);
+}
+
+TEST(EventsTest, ABacklogLargerThanTheBufferIsSentWhole) {
+  Coordinator g;
+  // 256 events of 7 KB: 1.8 MB of backlog, beyond the 256 KiB buffer.
+  const std::string big(7000, 'y');
+  for (int i = 0; i < 260; ++i)
+    http_request(g.admin, "POST", "/v1/services/" + big + "/stop", "X-Occasional-Admin: 1\r\n");
+  EventClient client(g.admin);
+  ASSERT_EQ(client.read_head(), 200);
+  // A new event while the backlog is still going out does not drop the stream.
+  http_request(g.admin, "POST", "/v1/services/after-backlog/stop", "X-Occasional-Admin: 1\r\n");
+  EXPECT_TRUE(client.read_until([](const std::string& b) {
+    return b.find("after-backlog") != b.npos;
+  })) << client.buf.size();
+  EXPECT_GT(client.buf.size(), 256u * 7000u);
+  EXPECT_EQ(metric(g.admin, "occasional_admin_event_streams_dropped_total"), 0);
 }
 
 TEST(EventsTest, AClientThatDoesNotReadIsDroppedAndCounted) {
@@ -266,7 +284,8 @@ TEST(EventsTest, WithATokenTheStreamNeedsIt) {
   EXPECT_EQ(metric(g.admin, "occasional_admin_refused_total{reason=\"wrong_token\"}"), 1);
   EventClient ok(g.admin, "Authorization: Bearer s3cret\r\n");
   EXPECT_EQ(ok.read_head(), 200);
-  EXPECT_TRUE(ok.read_until([](const std::string& b) { return b.find("coordinator_start") != b.npos; }));
+  EXPECT_TRUE(
+      ok.read_until([](const std::string& b) { return b.find("coordinator_start") != b.npos; }));
   // A page on another origin may not read it, token or not.
   EXPECT_EQ(EventClient(g.admin, "Authorization: Bearer s3cret\r\nOrigin: http://evil.example\r\n")
                 .read_head(),
@@ -301,7 +320,8 @@ struct Ctl {
   bool read_until(const std::string& needle, std::chrono::milliseconds timeout = 10s) {
     const auto deadline = Clock::now() + timeout;
     while (text.find(needle) == std::string::npos) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left <= 0ms) return false;
       pollfd p{out.get(), POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
