@@ -338,6 +338,7 @@ struct Ctl {
       int status = 0;
       if (::waitpid(pid, &status, WNOHANG) == pid) {
         pid = -1;
+        read_until("\x01", 1s);  // what it wrote last, up to EOF
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       }
       read_until("\x01", 10ms);

@@ -88,6 +88,7 @@ class Browser:
         self.from_browser, from_browser_w = os.pipe()
         args = [chromium, "--headless=new", "--remote-debugging-pipe", "--disable-gpu",
                 "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+                "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-sync", "--mute-audio",
                 "--user-data-dir=" + self.profile, "about:blank"]
         # As root (a container, CI) Chromium refuses to start without it.
@@ -218,7 +219,27 @@ class Browser:
             self.proc.wait()
         os.close(self.to_browser)
         os.close(self.from_browser)
+        # Its helper processes (zygote, renderer) go with it.
+        deadline = time.monotonic() + 10
+        while leftovers(self.profile) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check(not leftovers(self.profile), "no Chromium process left behind")
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def leftovers(marker):
+    """Pids whose command line mentions `marker` (a Chromium profile directory)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(d))
+        except OSError:
+            pass
+    return found
 
 
 def ppid_of(pid):
