@@ -285,6 +285,8 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<void> probe_session(tcp::socket socket);
   bool make_probe_room();
   Response handle(const Request& req);
+  // GET /v1/events without ?follow=0.
+  bool wants_stream(const Request& req) const;
   // GET /v1/events (without ?follow=0): refused with an answer, or nullopt
   // when the connection becomes a stream.
   std::optional<Response> refuse_stream(const Request& req);
@@ -435,9 +437,7 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
       break;
     }
     const Request& req = parser.get();
-    if (req.method() == http::verb::get && events &&
-        req.target().substr(0, req.target().find('?')) == "/v1/events" &&
-        query_value(req.target().substr(req.target().find('?') + 1), "follow") != "0") {
+    if (wants_stream(req)) {
       std::optional<Response> refusal = refuse_stream(req);
       if (!refusal) {
         // The connection leaves max_connections for the streams' own cap:
@@ -473,6 +473,14 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   --active;
+}
+
+bool AdminServer::Impl::wants_stream(const Request& req) const {
+  if (!events || req.method() != http::verb::get) return false;
+  const std::string_view target = req.target();
+  const auto q = target.find('?');
+  if (target.substr(0, q) != "/v1/events") return false;
+  return q == std::string_view::npos || query_value(target.substr(q + 1), "follow") != "0";
 }
 
 Response AdminServer::Impl::handle(const Request& req) {
