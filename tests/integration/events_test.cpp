@@ -148,6 +148,30 @@ TEST(EventsTest, StreamsAWorkersExitWithinADeadline) {
   EXPECT_EQ(metric(g.admin, "occasional_admin_event_streams"), 1);
 }
 
+TEST(EventsTest, StatusHasRestartsPerMinuteAndCountsPerListener) {
+  Coordinator g;
+  const pid_t pid = g.worker_pid();
+  EXPECT_EQ(http_request(g.port, "GET", "/hello").status, 200);
+  ::kill(pid, SIGKILL);
+  g.c.wait_event("exit");
+  g.c.wait_event("ready", [](const Fields& f) { return f.at("replica") == "0"; });
+  const HttpReply st = http_request(g.admin, "GET", "/v1/status");
+  ASSERT_EQ(st.status, 200);
+  std::string zeros;
+  for (int i = 0; i < 59; ++i) zeros += "0,";
+  // The replacement's start is the one restart, in the minute under way
+  // (or, at a minute's turn, the one before).
+  EXPECT_TRUE(st.body.find("\"restarts_per_minute\":[" + zeros + "1]") != std::string::npos ||
+              st.body.find("\"restarts_per_minute\":[" + zeros.substr(2) + "1,0]") !=
+                  std::string::npos)
+      << st.body;
+  EXPECT_NE(st.body.find("\"listeners\":[{\"name\":\"main\",\"address\":\"127.0.0.1:" +
+                         std::to_string(g.port) +
+                         "\",\"accepted\":1,\"handed_off\":1,\"rejected\":0}]"),
+            std::string::npos)
+      << st.body;
+}
+
 TEST(EventsTest, AcceptEventStreamGivesSseFraming) {
   Coordinator g;
   const pid_t pid = g.worker_pid();
@@ -226,7 +250,7 @@ TEST(EventsTest, AClientThatDoesNotReadIsDroppedAndCounted) {
   // 7 KB of event per request (the service name is logged), until the slow
   // client's buffer (256 KiB, plus what the kernel holds) is exceeded.
   const std::string big(7000, 'x');
-  const auto deadline = Clock::now() + 60s;
+  const auto deadline = Clock::now() + 120s;
   int requests = 0;
   while (metric(g.admin, "occasional_admin_event_streams_dropped_total") < 1 &&
          Clock::now() < deadline && requests < 5000) {
