@@ -10,7 +10,7 @@ const char* const kUsage =
     R"(usage: occasional run [OPTIONS] -- COMMAND [ARGS...]
        occasional run --config FILE [--log-format json|text]
        occasional check FILE
-       occasional ctl [--admin ADDR] [--token T] status|restart|scale|stop|start ...
+       occasional ctl [--admin ADDR] [--token T] status|events|restart|scale|stop|start ...
 
 Supervises COMMAND: starts it, restarts it by policy, logs every step. With
 --listen, owns that port and hands each connection to a ready worker.

@@ -13,10 +13,12 @@ double seconds_since(supervisor::MonoTime t) {
 }  // namespace
 
 CoordinatorAdmin::CoordinatorAdmin(supervisor::Supervisor& supervisor, Dispatcher& dispatcher,
+                                   const metrics::ConnectionStats& connections,
                                    const MetricsFeed& feed, const supervisor::EventLog& log,
                                    std::function<void(bool)> on_operator_stop)
     : supervisor_(supervisor),
       dispatcher_(dispatcher),
+      connections_(connections),
       feed_(feed),
       log_(log),
       on_operator_stop_(std::move(on_operator_stop)) {}
@@ -51,6 +53,7 @@ metrics::ServiceStatus CoordinatorAdmin::service_status(const supervisor::Servic
   }
   const auto& exits = feed_.recent_exits(s.name());
   out.recent_exits.assign(exits.begin(), exits.end());
+  out.restarts_per_minute = feed_.restarts_per_minute(s.name());
   return out;
 }
 
@@ -74,6 +77,7 @@ metrics::ServiceStatus CoordinatorAdmin::inetd_status(const supervisor::InetdSer
   }
   const auto& exits = feed_.recent_exits(s.name());
   out.recent_exits.assign(exits.begin(), exits.end());
+  out.restarts_per_minute = feed_.restarts_per_minute(s.name());
   return out;
 }
 
@@ -81,6 +85,9 @@ metrics::Status CoordinatorAdmin::status() {
   metrics::Status st;
   for (const auto& s : supervisor_.services()) st.services.push_back(service_status(*s));
   for (const auto& s : supervisor_.inetd_services()) st.services.push_back(inetd_status(*s));
+  for (const auto& [name, counts] : connections_.listeners)
+    st.listeners.push_back(
+        {name, counts.address, counts.accepted, counts.handed_off, counts.rejected});
   st.notify_rejected = supervisor_.notify_rejected();
   st.orphans_reaped = supervisor_.reaper().orphans_reaped();
   st.supervisor_errors = supervisor_.loop_errors();

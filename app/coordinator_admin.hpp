@@ -19,8 +19,8 @@ class CoordinatorAdmin : public metrics::AdminBackend {
   // `on_operator_stop(true)` when a service is stopped through the API, so
   // that the coordinator keeps running with nothing to do.
   CoordinatorAdmin(supervisor::Supervisor& supervisor, Dispatcher& dispatcher,
-                   const MetricsFeed& feed, const supervisor::EventLog& log,
-                   std::function<void(bool)> on_operator_stop);
+                   const metrics::ConnectionStats& connections, const MetricsFeed& feed,
+                   const supervisor::EventLog& log, std::function<void(bool)> on_operator_stop);
 
   metrics::Status status() override;
   metrics::ActionResult act(const std::string& service, const std::string& action,
@@ -33,6 +33,7 @@ class CoordinatorAdmin : public metrics::AdminBackend {
 
   supervisor::Supervisor& supervisor_;
   Dispatcher& dispatcher_;
+  const metrics::ConnectionStats& connections_;
   const MetricsFeed& feed_;
   const supervisor::EventLog& log_;
   std::function<void(bool)> on_operator_stop_;

@@ -28,6 +28,9 @@ Commands:
   scale NAME N           run N replicas
   stop NAME              drain and stop the service's workers
   start NAME             start a stopped or failed service
+  events [--follow]      the event log, one JSON object a line: the last 256 events
+                         (the coordinator's backlog); --follow (-f): then each new one
+                         as it happens, until interrupted
 
 --admin defaults to 127.0.0.1:9090; OCCASIONAL_ADMIN and OCCASIONAL_TOKEN
 are read when the flags are absent.
@@ -46,9 +49,8 @@ struct Unreachable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-Reply http_call(const ListenAddress& to, const std::string& method, const std::string& target,
-                const std::string& token) {
-  const std::string where = to.text;
+UniqueFd connect_admin(const ListenAddress& to) {
+  const std::string& where = to.text;
   UniqueFd fd(::socket(to.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) throw Unreachable(std::string("socket(): ") + std::strerror(errno));
   ListenAddress address = to;
@@ -58,6 +60,13 @@ Reply http_call(const ListenAddress& to, const std::string& method, const std::s
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
     throw Unreachable("cannot reach the admin endpoint at " + where + ": " + std::strerror(errno) +
                       " (is the coordinator running? --admin ADDR)");
+  return fd;
+}
+
+Reply http_call(const ListenAddress& to, const std::string& method, const std::string& target,
+                const std::string& token) {
+  const std::string where = to.text;
+  UniqueFd fd = connect_admin(to);
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + where +
                     "\r\nConnection: close\r\nContent-Length: 0\r\n";
   // Without a token, a loopback coordinator takes POSTs only with this
@@ -91,6 +100,51 @@ Reply http_call(const ListenAddress& to, const std::string& method, const std::s
   return r;
 }
 
+// GET /v1/events as a stream: the answer's body goes to stdout as it comes,
+// until the coordinator closes it (it stops) or we are interrupted.
+int follow_events(const ListenAddress& to, const std::string& token) {
+  UniqueFd fd = connect_admin(to);
+  std::string req = "GET /v1/events HTTP/1.1\r\nHost: " + to.text +
+                    "\r\nAccept: application/x-ndjson\r\nConnection: close\r\n";
+  if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
+  req += "\r\n";
+  if (::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
+    throw Unreachable("sending to " + to.text + ": " + std::strerror(errno));
+  std::string head;
+  bool in_body = false;
+  int status = 0;
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Unreachable("reading from " + to.text + ": " + std::strerror(errno));
+    if (n == 0) break;
+    if (in_body) {
+      std::fwrite(buf, 1, static_cast<size_t>(n), status == 200 ? stdout : stderr);
+      std::fflush(status == 200 ? stdout : stderr);
+      continue;
+    }
+    head.append(buf, static_cast<size_t>(n));
+    const auto end = head.find("\r\n\r\n");
+    if (end == std::string::npos) {
+      if (head.size() > 65536) throw Unreachable(to.text + " sent an overlong answer head");
+      continue;
+    }
+    if (!head.starts_with("HTTP/1.") || head.size() < 12)
+      throw Unreachable(to.text + " did not answer in HTTP (is it the admin endpoint?)");
+    status = std::atoi(head.c_str() + 9);
+    in_body = true;
+    const std::string body = head.substr(end + 4);
+    std::fwrite(body.data(), 1, body.size(), status == 200 ? stdout : stderr);
+    std::fflush(status == 200 ? stdout : stderr);
+  }
+  if (status != 200) {
+    std::fprintf(stderr, "occasional ctl: events: HTTP %d\n", status);
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_ctl(const std::vector<std::string>& args) {
@@ -98,6 +152,7 @@ int run_ctl(const std::vector<std::string>& args) {
   if (const char* e = std::getenv("OCCASIONAL_ADMIN")) admin = e;
   if (const char* e = std::getenv("OCCASIONAL_TOKEN")) token = e;
   std::vector<std::string> rest;
+  bool follow = false;
   try {
     for (size_t i = 2; i < args.size(); ++i) {
       const std::string& a = args[i];
@@ -111,6 +166,8 @@ int run_ctl(const std::vector<std::string>& args) {
         token = value();
       else if (a == "--token-file")
         token = read_token_file(value());
+      else if (a == "--follow" || a == "-f")
+        follow = true;
       else if (a == "-h" || a == "--help") {
         std::fputs(kCtlUsage, stdout);
         return 0;
@@ -120,13 +177,14 @@ int run_ctl(const std::vector<std::string>& args) {
         rest.push_back(a);
     }
     if (rest.empty())
-      throw UsageError("ctl: missing command: status, health, restart, scale, stop, start");
+      throw UsageError("ctl: missing command: status, health, events, restart, scale, stop, start");
     const std::string& verb = rest[0];
-    const bool bare = verb == "status" || verb == "health";
+    const bool bare = verb == "status" || verb == "health" || verb == "events";
     const size_t want = bare ? 1 : verb == "scale" ? 3 : 2;
     if (!bare && verb != "restart" && verb != "scale" && verb != "stop" && verb != "start")
       throw UsageError("ctl: unknown command '" + verb +
-                       "': expected status, health, restart, scale, stop or start");
+                       "': expected status, health, events, restart, scale, stop or start");
+    if (follow && verb != "events") throw UsageError("ctl: --follow goes with events only");
     if (rest.size() != want)
       throw UsageError("ctl " + verb + ": expected " +
                        (bare              ? std::string("no argument")
@@ -147,8 +205,11 @@ int run_ctl(const std::vector<std::string>& args) {
     } catch (const std::invalid_argument& e) {
       throw UsageError(std::string("--admin: ") + e.what());
     }
+    if (verb == "events" && follow) return follow_events(to, token);
     Reply r;
-    if (verb == "health")
+    if (verb == "events")
+      r = http_call(to, "GET", "/v1/events?follow=0", token);
+    else if (verb == "health")
       r = http_call(to, "GET", "/healthz", token);
     else if (verb == "status")
       r = http_call(to, "GET", "/v1/status?format=text", token);

@@ -27,6 +27,7 @@
 #include "app/systemd_reporter.hpp"
 #include "gateway/gateway.hpp"
 #include "metrics/admin_server.hpp"
+#include "metrics/event_stream.hpp"
 #include "metrics/metrics.hpp"
 #include "supervisor/event_log.hpp"
 #include "supervisor/service_log.hpp"
@@ -114,7 +115,10 @@ int run(const gw::Config& config, FromSystemd systemd) {
   // no locks (a few lock/unlock pairs saved per handoff). Nothing may touch
   // `io` from another thread.
   boost::asio::io_context io(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE);
+  // Every line from the first, for GET /v1/events' backlog; outlives the log.
+  mx::EventStream events;
   sv::EventLog log(config.log_format);
+  log.set_tap([&events](std::string_view line) { events.publish(line); });
   const uint64_t fd_limit = raise_fd_limit(log);
   sv::Supervisor supervisor(io, log);
   sv::ServiceLog service_log(log);
@@ -132,7 +136,7 @@ int run(const gw::Config& config, FromSystemd systemd) {
   gw::MetricsFeed feed(metrics);
   supervisor.add_observer(feed);
   gw::CoordinatorAdmin backend(
-      supervisor, gateway.dispatcher(), feed, log,
+      supervisor, gateway.dispatcher(), gateway.stats(), feed, log,
       [&shutdown](bool stopped) { shutdown.set_operator_stopped(stopped); });
   backend_ptr = &backend;
   gw::SystemdNotifier& notifier = systemd.notifier;
@@ -151,7 +155,7 @@ int run(const gw::Config& config, FromSystemd systemd) {
   std::unique_ptr<mx::AdminServer> admin;
   if (config.admin.enabled) {
     const mx::AdminConfig ac = admin_config(config.admin);
-    admin = std::make_unique<mx::AdminServer>(io, ac, backend, metrics);
+    admin = std::make_unique<mx::AdminServer>(io, ac, backend, metrics, &events);
     log.event(sv::LogLevel::info, "admin_listening")
         .str("address", config.admin.address.text)
         .num("port", admin->port())

@@ -35,8 +35,43 @@ const std::deque<metrics::ExitSummary>& MetricsFeed::recent_exits(
   return it == exits_.end() ? kNone : it->second;
 }
 
+namespace {
+int64_t minute_of(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::minutes>(t.time_since_epoch()).count();
+}
+}  // namespace
+
+void MetricsFeed::count_restart(const std::string& service,
+                                std::chrono::steady_clock::time_point now) {
+  RestartHistory& h = restarts_[service];
+  const int64_t m = minute_of(now);
+  const size_t slot = static_cast<size_t>(m % 60);
+  if (h.minute[slot] != m) {
+    h.minute[slot] = m;
+    h.count[slot] = 0;
+  }
+  ++h.count[slot];
+}
+
+std::vector<uint32_t> MetricsFeed::restarts_per_minute(
+    const std::string& service, std::chrono::steady_clock::time_point now) const {
+  std::vector<uint32_t> out(60, 0);
+  auto it = restarts_.find(service);
+  if (it == restarts_.end()) return out;
+  const int64_t last = minute_of(now);
+  for (int64_t i = 0; i < 60; ++i) {
+    const int64_t m = last - 59 + i;
+    if (m < 0) continue;
+    const size_t slot = static_cast<size_t>(m % 60);
+    if (it->second.minute[slot] == m) out[static_cast<size_t>(i)] = it->second.count[slot];
+  }
+  return out;
+}
+
 void MetricsFeed::on_spawned(const std::string& service, int replica, pid_t) {
-  metrics_.worker_started(service, crashed_.erase({service, replica}) > 0);
+  const bool restart = crashed_.erase({service, replica}) > 0;
+  metrics_.worker_started(service, restart);
+  if (restart) count_restart(service, std::chrono::steady_clock::now());
 }
 
 void MetricsFeed::on_exited(const supervisor::ExitRecord& r) {

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <set>
@@ -21,6 +23,11 @@ class MetricsFeed : public supervisor::ServiceObserver {
   explicit MetricsFeed(metrics::Metrics& metrics) : metrics_(metrics) {}
 
   const std::deque<metrics::ExitSummary>& recent_exits(const std::string& service) const;
+  // Restarts of `service` in each of the last 60 minutes up to `now`, oldest first.
+  std::vector<uint32_t> restarts_per_minute(
+      const std::string& service,
+      std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now()) const;
+  void count_restart(const std::string& service, std::chrono::steady_clock::time_point now);
 
   void on_spawned(const std::string& service, int replica, pid_t pid) override;
   void on_exited(const supervisor::ExitRecord& record) override;
@@ -45,6 +52,12 @@ class MetricsFeed : public supervisor::ServiceObserver {
  private:
   metrics::Metrics& metrics_;
   std::map<std::string, std::deque<metrics::ExitSummary>> exits_;
+  // A ring of per-minute counts: slot m % 60 holds minute m when minute_[slot] == m.
+  struct RestartHistory {
+    std::array<uint32_t, 60> count{};
+    std::array<int64_t, 60> minute{};
+  };
+  std::map<std::string, RestartHistory> restarts_;
   // Replicas whose process exited without being asked to: their next start is a restart.
   std::set<std::pair<std::string, int>> crashed_;
   std::set<std::pair<std::string, int>> stopping_;

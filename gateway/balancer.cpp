@@ -217,7 +217,7 @@ void Balancer::flush(Backend& b) {
 }
 
 void Balancer::handed(const workers::ConnHeader& header, int64_t now_ns) {
-  ++stats_.handed_off;
+  stats_.handed(header.listener);
   stats_.handoff_duration.observe(static_cast<double>(now_ns - header.accepted_at_ns) * 1e-9);
 }
 

@@ -34,7 +34,7 @@ void Dispatcher::dispatch(const std::string& service, UniqueFd fd, workers::Conn
   } else if (auto it = inetd_.find(service); it != inetd_.end()) {
     it->second->dispatch(std::move(fd), std::move(header));
   } else {
-    stats_.reject("no_service");
+    stats_.reject("no_service", header.listener);
   }
 }
 

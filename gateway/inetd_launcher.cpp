@@ -19,7 +19,7 @@ bool InetdLauncher::launch(UniqueFd& fd, const workers::ConnHeader& header) {
   launching_ = false;
   switch (result) {
     case Launch::started:
-      ++stats_.handed_off;
+      stats_.handed(header.listener);
       stats_.handoff_duration.observe(
           static_cast<double>(workers::monotonic_now_ns() - header.accepted_at_ns) * 1e-9);
       fd.reset();  // the process has its own copy
@@ -28,11 +28,11 @@ bool InetdLauncher::launch(UniqueFd& fd, const workers::ConnHeader& header) {
       return false;
     case Launch::failed:
       // The exit record says why (start_failed); this connection has no process.
-      stats_.reject("spawn_failed");
+      stats_.reject("spawn_failed", header.listener);
       fd.reset();
       return true;
     case Launch::stopped:
-      stats_.reject("shutdown");
+      stats_.reject("shutdown", header.listener);
       fd.reset();
       return true;
   }

@@ -194,10 +194,13 @@ Listener::Listener(boost::asio::io_context& io, std::string name, const ListenAd
       socket_(io),
       pause_timer_(io),
       stats_(stats),
+      counts_(stats.listeners[name_]),
       log_(log),
       failures_(stats, log, name_) {
   socket_.assign(activated ? adopt_listener(std::move(activated), address, defer_accept, port_)
                            : bind_listener(address, defer_accept, port_));
+  counts_.address =
+      (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);
   if (!wildcard(address))
     local_text_ =
         (address.v6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(port_);
@@ -285,6 +288,7 @@ void Listener::accept_ready() {
     pause_ = std::chrono::milliseconds(0);
     accepted = true;
     ++stats_.accepted;
+    ++counts_.accepted;
     workers::ConnHeader h;
     h.id = next_connection_id++;
     h.accepted_at_ns = workers::monotonic_now_ns();

@@ -94,6 +94,7 @@ class Listener {
   std::chrono::milliseconds pause_{0};
   workers::ReadBatching batching_;
   metrics::ConnectionStats& stats_;
+  metrics::ListenerCounts& counts_;  // this listener's, in stats_
   const supervisor::EventLog& log_;
   Accepted on_accepted_;
   Admit admit_;

@@ -22,7 +22,7 @@ PendingQueue::PendingQueue(boost::asio::io_context& io, QueueConfig config,
 void PendingQueue::push(UniqueFd fd, workers::ConnHeader header) {
   if (queue_.size() >= config_.max) {
     refuse(fd, header, "queue_full");
-    stats_.reject("queue_full");
+    stats_.reject("queue_full", header.listener);
     return;  // fd closes here
   }
   queue_.push_back(
@@ -50,10 +50,12 @@ void PendingQueue::hand_out(const Taker& take) {
 
 void PendingQueue::pop(const char* reject_reason) {
   const bool was_full = full();
-  if (reject_reason) refuse(queue_.front().fd, queue_.front().header, reject_reason);
+  if (reject_reason) {
+    refuse(queue_.front().fd, queue_.front().header, reject_reason);
+    stats_.reject(reject_reason, queue_.front().header.listener);
+  }
   queue_.pop_front();
   --stats_.pending;
-  if (reject_reason) stats_.reject(reject_reason);
   if (was_full && on_room_) on_room_();
 }
 

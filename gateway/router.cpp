@@ -25,7 +25,7 @@ void Router::route(UniqueFd fd, workers::ConnHeader header) {
   if (!table_.needs_peek()) {
     const Route* r = table_.default_route();
     if (!r) {
-      stats_.reject("no_route");
+      stats_.reject("no_route", header.listener);
       return;
     }
     header.service = r->service;
@@ -39,7 +39,7 @@ void Router::route(UniqueFd fd, workers::ConnHeader header) {
     // hold it all, and then this one is the one closed.
     if (peeking_.empty()) {
       if (table_.peek_kind() == RouteKind::http) send_http_refusal(fd.get(), "routing_cap");
-      stats_.reject("routing_cap");
+      stats_.reject("routing_cap", header.listener);
       return;
     }
     reject(peeking_.begin()->first, "routing_cap");
@@ -127,7 +127,7 @@ void Router::finish(uint64_t id, const RouteDecision& d) {
     // takes exactly it and nothing after.
     ssize_t n = ::recv(fd, buffer_.data(), d.consume, MSG_DONTWAIT);
     if (n != static_cast<ssize_t>(d.consume)) {
-      stats_.reject("peek_error");
+      stats_.reject("peek_error", p.header.listener);
       return;
     }
   }
@@ -142,13 +142,13 @@ void Router::reject(uint64_t id, const char* reason) {
   if (table_.peek_kind() == RouteKind::http)
     send_http_refusal(it->second->socket.native_handle(), reason);
   // Destroying the Peek closes the socket and cancels its waits.
+  stats_.reject(reason, it->second->header.listener);
   peeking_.erase(it);
   --stats_.peeking;
-  stats_.reject(reason);
 }
 
 void Router::close_all() {
-  for (size_t n = peeking_.size(); n > 0; --n) stats_.reject("shutdown");
+  for (const auto& [id, p] : peeking_) stats_.reject("shutdown", p->header.listener);
   stats_.peeking -= peeking_.size();
   peeking_.clear();
 }

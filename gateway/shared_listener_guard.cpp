@@ -72,7 +72,9 @@ void SharedListenerGuard::refuse() {
       .str("action", "clients are accepted and closed until a worker runs");
   // The fd closes as the handler returns: a reset if the client had sent
   // something, else an end of file.
-  listener_.start([this](UniqueFd, workers::ConnHeader) { stats_.reject("no_worker"); });
+  listener_.start([this](UniqueFd, workers::ConnHeader header) {
+    stats_.reject("no_worker", header.listener);
+  });
 }
 
 void SharedListenerGuard::stop_refusing() {

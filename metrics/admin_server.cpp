@@ -1,5 +1,6 @@
 #include "metrics/admin_server.hpp"
 
+#include "metrics/status_page.hpp"
 #include "workers/json.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -7,6 +8,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
@@ -79,7 +81,18 @@ std::string status_json(const Status& st) {
            ",\"description\":" + json_string(e.description) +
            ",\"stated_reason\":" + json_string(e.stated_reason) + "}";
     }
+    o += "],\"restarts_per_minute\":[";
+    for (size_t i = 0; i < s.restarts_per_minute.size(); ++i)
+      o += (i ? "," : "") + std::to_string(s.restarts_per_minute[i]);
     o += "]}";
+  }
+  o += "],\"listeners\":[";
+  for (size_t i = 0; i < st.listeners.size(); ++i) {
+    const ListenerStatus& l = st.listeners[i];
+    o += std::string(i ? "," : "") + "{\"name\":" + json_string(l.name) +
+         ",\"address\":" + json_string(l.address) + ",\"accepted\":" + std::to_string(l.accepted) +
+         ",\"handed_off\":" + std::to_string(l.handed_off) +
+         ",\"rejected\":" + std::to_string(l.rejected) + "}";
   }
   o += "]}\n";
   return o;
@@ -161,6 +174,35 @@ std::string error_json(const std::string& message) {
   return "{\"error\":" + json_string(message) + "}\n";
 }
 
+// The value of `key` in a query string ("a=1&b=2"); nullopt when absent.
+std::optional<std::string_view> query_value(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    if (pair.starts_with(key) && (pair.size() == key.size() || pair[key.size()] == '='))
+      return pair.size() == key.size() ? "" : pair.substr(key.size() + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+// Accept: text/event-stream asks for SSE framing (what EventSource sends).
+bool wants_sse(const Request& req) {
+  const auto accept = req.find(http::field::accept);
+  return accept != req.end() && accept->value().find("text/event-stream") != std::string_view::npos;
+}
+
+// One event as the client gets it: a JSON line, or an SSE `data:` event.
+void append_framed(std::string& out, std::string_view line, bool sse) {
+  if (sse) out += "data: ";
+  out += line;
+  out += sse ? "\n\n" : "\n";
+}
+
+constexpr const char* kJsonLines = "application/x-ndjson";
+constexpr const char* kSse = "text/event-stream";
+
 }  // namespace
 
 std::optional<std::string> exposure_problem(const AdminConfig& config) {
@@ -198,14 +240,37 @@ bool token_matches(const std::string& presented, const std::string& expected) {
 }
 
 struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
-  Impl(asio::io_context& io, AdminConfig c, AdminBackend& b, Metrics& m)
-      : io(io), config(std::move(c)), backend(b), metrics(m), acceptor(io) {}
+  Impl(asio::io_context& io, AdminConfig c, AdminBackend& b, Metrics& m, EventStream* e)
+      : io(io), config(std::move(c)), backend(b), metrics(m), events(e), acceptor(io) {}
 
   asio::io_context& io;
   AdminConfig config;
   AdminBackend& backend;
   Metrics& metrics;
+  EventStream* events;
   tcp::acceptor acceptor;
+  // A GET /v1/events stream: lines wait in `pending` until the socket takes
+  // them; `pending` plus the write in flight stays within event_buffer.
+  struct EventClient {
+    EventClient(tcp::socket s, bool sse)
+        : socket(std::move(s)),
+          wake(socket.get_executor()),
+          stall(socket.get_executor()),
+          sse(sse) {}
+    tcp::socket socket;
+    asio::steady_timer wake;   // waits for lines; cancelled when one comes
+    asio::steady_timer stall;  // the deadline of the write in flight
+    bool sse;
+    bool done = false;  // the client left, was dropped, or the server stops
+    std::string pending;
+    size_t in_flight = 0;
+    size_t limit = 0;  // on pending + in_flight
+    uint64_t writes = 0;
+    EventStream::Handle handle{};
+    bool subscribed = false;
+    char sink[512];
+  };
+  std::list<std::shared_ptr<EventClient>> event_clients;
   size_t active = 0;  // connections within max_connections
   // A connection beyond max_connections: probes only.
   struct ProbeSlot {
@@ -220,6 +285,17 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<void> probe_session(tcp::socket socket);
   bool make_probe_room();
   Response handle(const Request& req);
+  // GET /v1/events without ?follow=0.
+  bool wants_stream(const Request& req) const;
+  // GET /v1/events (without ?follow=0): refused with an answer, or nullopt
+  // when the connection becomes a stream.
+  std::optional<Response> refuse_stream(const Request& req);
+  std::optional<Response> refuse_events(const Request& req);
+  asio::awaitable<void> event_session(std::shared_ptr<EventClient> c, std::string head);
+  void read_until_closed(std::shared_ptr<EventClient> c);
+  void offer(EventClient& c, std::string_view line);
+  void end_stream(EventClient& c);
+  bool require_token(const Request& req, Response& refusal);
   Response post(const Request& req, std::string_view path, std::string_view query);
   std::optional<Response> refuse_post(const Request& req);
   Response respond(const Request& req, http::status code, std::string body,
@@ -360,7 +436,31 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
       }
       break;
     }
-    Response res = handle(parser.get());
+    const Request& req = parser.get();
+    if (wants_stream(req)) {
+      std::optional<Response> refusal = refuse_stream(req);
+      if (!refusal) {
+        // The connection leaves max_connections for the streams' own cap:
+        // a page left open never takes a slot /healthz may need.
+        const std::string head = std::string(req.version() == 10 ? "HTTP/1.0" : "HTTP/1.1") +
+                                 " 200 OK\r\nServer: occasional\r\nContent-Type: " +
+                                 (wants_sse(req) ? kSse : kJsonLines) +
+                                 "\r\nCache-Control: no-store\r\nX-Accel-Buffering: "
+                                 "no\r\nConnection: close\r\n\r\n";
+        auto client = std::make_shared<EventClient>(stream.release_socket(), wants_sse(req));
+        // Counted now, not when the coroutine first runs: the cap holds for
+        // streams asked for in the same turn of the loop.
+        event_clients.push_back(client);
+        metrics.event_streams(event_clients.size());
+        asio::co_spawn(io, event_session(std::move(client), head), asio::detached);
+        break;
+      }
+      refusal->keep_alive(false);
+      stream.expires_after(config.timeout);
+      co_await http::async_write(stream, *refusal, kUseTuple);
+      break;
+    }
+    Response res = handle(req);
     const bool keep = res.keep_alive() && !stopped;
     res.keep_alive(keep);
     // A client that does not read its answer holds the connection no longer
@@ -375,6 +475,14 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
   --active;
 }
 
+bool AdminServer::Impl::wants_stream(const Request& req) const {
+  if (!events || req.method() != http::verb::get) return false;
+  const std::string_view target = req.target();
+  const auto q = target.find('?');
+  if (target.substr(0, q) != "/v1/events") return false;
+  return q == std::string_view::npos || query_value(target.substr(q + 1), "follow") != "0";
+}
+
 Response AdminServer::Impl::handle(const Request& req) {
   const std::string_view target = req.target();
   const auto q = target.find('?');
@@ -382,6 +490,32 @@ Response AdminServer::Impl::handle(const Request& req) {
   const std::string_view query = q == std::string_view::npos ? "" : target.substr(q + 1);
   const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
 
+  if (path == "/" || (path == "/v1/events" && events)) {
+    if (!get) {
+      Response res = respond(req, http::status::method_not_allowed,
+                             error_json(std::string(path) + " takes GET"));
+      res.set(http::field::allow, "GET, HEAD");
+      return res;
+    }
+    if (path == "/") {
+      Response res = respond(req, http::status::ok, std::string(status_page_html()),
+                             "text/html; charset=utf-8");
+      // Everything the page needs is in it; it talks to this endpoint only.
+      res.set("Content-Security-Policy",
+              "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+              "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+              "frame-ancestors 'none'");
+      res.set("X-Content-Type-Options", "nosniff");
+      res.set("X-Frame-Options", "DENY");
+      res.set("Referrer-Policy", "no-referrer");
+      return res;
+    }
+    // The backlog only (?follow=0, or HEAD): an ordinary answer.
+    if (auto refused = refuse_events(req)) return std::move(*refused);
+    std::string body;
+    for (const std::string& line : events->backlog()) append_framed(body, line, wants_sse(req));
+    return respond(req, http::status::ok, std::move(body), wants_sse(req) ? kSse : kJsonLines);
+  }
   if (path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/v1/status") {
     if (!get) {
       Response res = respond(req, http::status::method_not_allowed,
@@ -414,7 +548,8 @@ Response AdminServer::Impl::handle(const Request& req) {
     return post(req, path, query);
   }
   return respond(req, http::status::not_found,
-                 error_json("no such endpoint: try /healthz, /readyz, /metrics, /v1/status"));
+                 error_json("no such endpoint: try /, /healthz, /readyz, /metrics, /v1/status, "
+                            "/v1/events"));
 }
 
 // A browser sends Origin with every cross-origin POST (and with same-origin
@@ -431,16 +566,8 @@ std::optional<Response> AdminServer::Impl::refuse_post(const Request& req) {
                               "web pages (the request has an Origin header)"));
   }
   if (!config.token.empty()) {
-    const auto auth = req.find(http::field::authorization);
-    const auto presented = auth == req.end() ? std::nullopt : bearer_credentials(auth->value());
-    if (!presented || !token_matches(std::string(*presented), config.token)) {
-      metrics.admin_refused(auth == req.end() ? "no_token" : "wrong_token");
-      Response res = respond(req, http::status::unauthorized,
-                             error_json("missing or wrong bearer token (Authorization: Bearer "
-                                        "TOKEN; see --token or admin.token)"));
-      res.set(http::field::www_authenticate, "Bearer");
-      return res;
-    }
+    Response refusal;
+    if (!require_token(req, refusal)) return refusal;
     return std::nullopt;
   }
   if (req.find(kCsrfHeader) == req.end()) {
@@ -451,6 +578,129 @@ std::optional<Response> AdminServer::Impl::refuse_post(const Request& req) {
                    std::string(kCsrfHeader) + ": 1 (occasional ctl sends it; a web page cannot)"));
   }
   return std::nullopt;
+}
+
+// With a token set, false (and the 401 in `refusal`) unless the request
+// carries it.
+bool AdminServer::Impl::require_token(const Request& req, Response& refusal) {
+  if (config.token.empty()) return true;
+  const auto auth = req.find(http::field::authorization);
+  const auto presented = auth == req.end() ? std::nullopt : bearer_credentials(auth->value());
+  if (presented && token_matches(std::string(*presented), config.token)) return true;
+  metrics.admin_refused(auth == req.end() ? "no_token" : "wrong_token");
+  refusal = respond(req, http::status::unauthorized,
+                    error_json("missing or wrong bearer token (Authorization: Bearer "
+                               "TOKEN; see --token or admin.token)"));
+  refusal.set(http::field::www_authenticate, "Bearer");
+  return false;
+}
+
+// The event log says more than /v1/status (arguments, stated reasons) and a
+// stream holds a slot: with a token set it needs the token. A page on
+// another origin may not read it either (its request has a foreign Origin;
+// the page served here sends none, or its own).
+std::optional<Response> AdminServer::Impl::refuse_events(const Request& req) {
+  if (const auto origin = req.find(http::field::origin); origin != req.end()) {
+    const auto host = req.find(http::field::host);
+    const std::string own = host == req.end() ? "" : "http://" + std::string(host->value());
+    if (origin->value() != own) {
+      metrics.admin_refused("cross_origin");
+      return respond(req, http::status::forbidden,
+                     error_json("cross-origin request refused: /v1/events is read by the page "
+                                "this endpoint serves, and by ctl and curl"));
+    }
+  }
+  Response refusal;
+  if (!require_token(req, refusal)) return refusal;
+  return std::nullopt;
+}
+
+std::optional<Response> AdminServer::Impl::refuse_stream(const Request& req) {
+  if (auto refused = refuse_events(req)) return refused;
+  if (event_clients.size() >= config.max_event_streams) {
+    metrics.admin_refused("stream_cap");
+    return respond(req, http::status::service_unavailable,
+                   error_json(std::to_string(config.max_event_streams) +
+                              " event streams are open already: close one, or read the "
+                              "backlog only (/v1/events?follow=0)"));
+  }
+  metrics.admin_request(200);
+  return std::nullopt;
+}
+
+asio::awaitable<void> AdminServer::Impl::event_session(std::shared_ptr<EventClient> c,
+                                                       std::string head) {
+  auto self = shared_from_this();
+  c->pending = std::move(head);
+  for (const std::string& line : events->backlog()) append_framed(c->pending, line, c->sse);
+  // The backlog (bounded by its line count) comes on top of the buffer.
+  c->limit = config.event_buffer + c->pending.size();
+  c->handle =
+      events->subscribe([this, raw = c.get()](std::string_view line) { offer(*raw, line); });
+  c->subscribed = true;
+  read_until_closed(c);
+  while (!c->done && !stopped) {
+    if (c->pending.empty()) {
+      c->wake.expires_after(config.event_heartbeat);
+      auto [ec] = co_await c->wake.async_wait(kUseTuple);
+      if (!ec && c->sse && c->pending.empty()) c->pending = ": keep-alive\n\n";
+      continue;
+    }
+    std::string out;
+    out.swap(c->pending);
+    c->in_flight = out.size();
+    const uint64_t write = ++c->writes;
+    c->stall.expires_after(config.event_stall);
+    c->stall.async_wait([this, c, write](const boost::system::error_code& ec) {
+      if (ec || c->done || c->writes != write || c->in_flight == 0) return;
+      metrics.event_stream_dropped();
+      end_stream(*c);
+    });
+    auto [ec, n] = co_await asio::async_write(c->socket, asio::buffer(out), kUseTuple);
+    c->in_flight = 0;
+    c->stall.cancel();
+    if (ec) break;
+  }
+  if (c->subscribed) events->unsubscribe(c->handle);
+  c->subscribed = false;
+  end_stream(*c);
+  event_clients.remove(c);
+  metrics.event_streams(event_clients.size());
+}
+
+// Discards what the client sends; its EOF or reset ends the stream.
+void AdminServer::Impl::read_until_closed(std::shared_ptr<EventClient> c) {
+  auto self = shared_from_this();
+  c->socket.async_read_some(asio::buffer(c->sink),
+                            [this, self, c](const boost::system::error_code& ec, size_t) {
+                              if (!ec && !c->done) return read_until_closed(c);
+                              end_stream(*c);
+                            });
+}
+
+// Called by the EventStream for each new line: queues it, or drops a client
+// that has too much not yet taken (it never blocks the loop).
+void AdminServer::Impl::offer(EventClient& c, std::string_view line) {
+  if (c.done) return;
+  const size_t framed = line.size() + (c.sse ? 8 : 1);
+  if (c.pending.size() + c.in_flight + framed > c.limit) {
+    metrics.event_stream_dropped();
+    return end_stream(c);
+  }
+  append_framed(c.pending, line, c.sse);
+  c.wake.cancel();
+}
+
+void AdminServer::Impl::end_stream(EventClient& c) {
+  if (c.done) return;
+  c.done = true;
+  c.wake.cancel();
+  c.stall.cancel();
+  c.pending.clear();
+  c.pending.shrink_to_fit();
+  beast::error_code ignored;
+  c.socket.shutdown(tcp::socket::shutdown_both, ignored);
+  c.socket.close(ignored);  // the write and the read in flight end with operation_aborted
 }
 
 Response AdminServer::Impl::post(const Request& req, std::string_view path,
@@ -487,8 +737,8 @@ Response AdminServer::Impl::post(const Request& req, std::string_view path,
 }
 
 AdminServer::AdminServer(asio::io_context& io, AdminConfig config, AdminBackend& backend,
-                         Metrics& metrics)
-    : impl_(std::make_shared<Impl>(io, std::move(config), backend, metrics)) {
+                         Metrics& metrics, EventStream* events)
+    : impl_(std::make_shared<Impl>(io, std::move(config), backend, metrics, events)) {
   tcp::acceptor& a = impl_->acceptor;
   const tcp::endpoint& ep = impl_->config.endpoint;
   const std::string where = ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -520,6 +770,20 @@ void AdminServer::stop() {
   impl_->stopped = true;
   boost::system::error_code ec;
   impl_->acceptor.close(ec);
+  for (const auto& c : impl_->event_clients) {
+    // The loop may not run again (the coordinator exits): the last lines,
+    // its stop among them, go out now if the socket takes them at once.
+    if (!c->done && c->in_flight == 0 && !c->pending.empty()) {
+      boost::system::error_code ec;
+      c->socket.non_blocking(true, ec);
+      if (!ec) c->socket.write_some(asio::buffer(c->pending), ec);
+    }
+    impl_->end_stream(*c);
+    // The loop may never resume the stream's coroutine: the EventStream
+    // must not call into it any more.
+    if (c->subscribed) impl_->events->unsubscribe(c->handle);
+    c->subscribed = false;
+  }
 }
 
 }  // namespace occasional::metrics

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "metrics/event_stream.hpp"
 #include "metrics/metrics.hpp"
 #include "metrics/status.hpp"
 
@@ -43,23 +44,35 @@ struct AdminConfig {
   // taken too, the one waiting longest for its request is closed to make room.
   size_t probe_connections = 16;
   std::chrono::milliseconds probe_timeout{2000};
+  // GET /v1/events streams, apart from max_connections and the probes: at
+  // most this many at once (more get 503), each with at most
+  // event_buffer bytes written and not yet taken by the client (beyond it,
+  // or when one write takes longer than event_stall, it is dropped).
+  size_t max_event_streams = 16;
+  size_t event_buffer = 256 * 1024;
+  std::chrono::milliseconds event_stall{30000};
+  // SSE comment lines that keep idle streams (and proxies) alive.
+  std::chrono::milliseconds event_heartbeat{15000};
 };
 
-// The admin HTTP endpoint (Boost.Beast, coroutines): /healthz, /readyz,
-// /metrics, /v1/status and the POST /v1/services/NAME/ACTION operations
-// (docs/admin.md). Binds at construction (startup: throws with a message).
-// Every response is counted by code in occasional_admin_requests_total.
+// The admin HTTP endpoint (Boost.Beast, coroutines): the status page (/),
+// /healthz, /readyz, /metrics, /v1/status, /v1/events (the event log, from
+// `events`; 404 without one) and the POST /v1/services/NAME/ACTION
+// operations (docs/admin.md). Binds at construction (startup: throws with a
+// message). Every response is counted by code in
+// occasional_admin_requests_total.
 class AdminServer {
  public:
   AdminServer(boost::asio::io_context& io, AdminConfig config, AdminBackend& backend,
-              Metrics& metrics);
+              Metrics& metrics, EventStream* events = nullptr);
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
 
   uint16_t port() const;
   void start();
-  // Stops accepting; open admin connections finish their current request.
+  // Stops accepting and ends the event streams; open admin connections
+  // finish their current request.
   void stop();
 
  private:

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 
 namespace occasional::metrics {
 
@@ -25,6 +26,14 @@ struct DurationHistogram {
     ++count;
     sum += seconds;
   }
+};
+
+// One listener's share of the counters below (for /v1/status).
+struct ListenerCounts {
+  std::string address;
+  uint64_t accepted = 0;
+  uint64_t handed_off = 0;
+  uint64_t rejected = 0;
 };
 
 // The data plane's counters, by reason where a path is degraded. The
@@ -56,7 +65,18 @@ struct ConnectionStats {
   // Accept to handed off (the worker's socket holds the fd), queue wait included.
   DurationHistogram handoff_duration;
 
-  void reject(const std::string& reason) { ++rejected[reason]; }
+  // By listener name; a node's address stays put, so a Listener keeps a pointer to its own.
+  std::map<std::string, ListenerCounts, std::less<>> listeners;
+
+  // `listener`: the connection's listener (header.listener), if known.
+  void reject(const std::string& reason, std::string_view listener = {}) {
+    ++rejected[reason];
+    if (auto it = listeners.find(listener); it != listeners.end()) ++it->second.rejected;
+  }
+  void handed(std::string_view listener) {
+    ++handed_off;
+    if (auto it = listeners.find(listener); it != listeners.end()) ++it->second.handed_off;
+  }
 };
 
 }  // namespace occasional::metrics

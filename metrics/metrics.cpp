@@ -132,7 +132,18 @@ struct Metrics::Impl {
                                   .Name("occasional_systemd_notify_errors_total")
                                   .Help("Messages to the coordinator's own service manager "
                                         "(NOTIFY_SOCKET) that could not be sent, by reason.")
-                                  .Register(registry)) {
+                                  .Register(registry)),
+        event_streams(BuildGauge()
+                          .Name("occasional_admin_event_streams")
+                          .Help("GET /v1/events streams open now.")
+                          .Register(registry)
+                          .Add({})),
+        event_streams_dropped(BuildCounter()
+                                  .Name("occasional_admin_event_streams_dropped_total")
+                                  .Help("Event streams closed because the client did not take "
+                                        "what it was sent (buffer full or a write stalled).")
+                                  .Register(registry)
+                                  .Add({})) {
     for (const char* reason : kAdminRefusals) admin_refused.Add({{"reason", reason}});
     for (const char* reason : kSystemdNotifyErrors) systemd_notify_errors.Add({{"reason", reason}});
   }
@@ -159,6 +170,8 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& admin_requests;
   prometheus::Family<prometheus::Counter>& admin_refused;
   prometheus::Family<prometheus::Counter>& systemd_notify_errors;
+  prometheus::Gauge& event_streams;
+  prometheus::Counter& event_streams_dropped;
 
   static const prometheus::Histogram::BucketBoundaries& uptime_buckets() {
     static const prometheus::Histogram::BucketBoundaries b{0.01, 0.1, 1, 10, 60, 600, 3600, 86400};
@@ -438,6 +451,14 @@ void Metrics::admin_refused(const std::string& reason) {
 
 void Metrics::systemd_notify_error(const std::string& reason) {
   impl_->systemd_notify_errors.Add({{"reason", reason}}).Increment();
+}
+
+void Metrics::event_streams(size_t open) {
+  impl_->event_streams.Set(static_cast<double>(open));
+}
+
+void Metrics::event_stream_dropped() {
+  impl_->event_streams_dropped.Increment();
 }
 
 std::string Metrics::exposition() const {

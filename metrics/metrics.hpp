@@ -17,8 +17,9 @@ namespace occasional::metrics {
 // Why the admin endpoint refused a request or a connection
 // (occasional_admin_refused_total{reason}; docs/metrics.md).
 inline constexpr const char* kAdminRefusals[] = {
-    "no_token",         "wrong_token", "cross_origin", "no_csrf_header", "body_too_large",
-    "header_too_large", "malformed",   "timeout",      "connection_cap", "probes_only",
+    "no_token",       "wrong_token",      "cross_origin", "no_csrf_header",
+    "body_too_large", "header_too_large", "malformed",    "timeout",
+    "connection_cap", "probes_only",      "stream_cap",
 };
 
 // Why a message to the coordinator's own service manager was not sent
@@ -60,6 +61,10 @@ class Metrics {
   void admin_refused(const std::string& reason);
   // One message to NOTIFY_SOCKET not sent, by a reason of kSystemdNotifyErrors.
   void systemd_notify_error(const std::string& reason);
+  // GET /v1/events streams open now.
+  void event_streams(size_t open);
+  // One event stream dropped because its client did not take what it was sent.
+  void event_stream_dropped();
 
   // The text exposition format (version 0.0.4).
   std::string exposition() const;

@@ -47,10 +47,22 @@ struct ServiceStatus {
   bool rolling_restart = false;
   std::vector<WorkerStatus> workers;
   std::vector<ExitSummary> recent_exits;  // newest last, at most 20
+  // Restarts (starts that replaced an exited process) in each of the last
+  // 60 minutes, oldest first; the last is the minute under way.
+  std::vector<uint32_t> restarts_per_minute;
+};
+
+struct ListenerStatus {
+  std::string name;
+  std::string address;
+  uint64_t accepted = 0;
+  uint64_t handed_off = 0;
+  uint64_t rejected = 0;  // closed by the gateway itself, any reason
 };
 
 struct Status {
   std::vector<ServiceStatus> services;
+  std::vector<ListenerStatus> listeners;
   uint64_t notify_rejected = 0;
   uint64_t orphans_reaped = 0;
   // The supervisor's own failures on the loop, by reason (logged, retried).

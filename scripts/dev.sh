@@ -28,6 +28,7 @@ packages=(
   systemd
   clang-14 libclang-rt-14-dev
   erlang-base libzmq3-dev
+  chromium fonts-dejavu-core
 )
 
 deps() {

@@ -53,17 +53,26 @@ bool needs_quotes(std::string_view v) {
 }
 }  // namespace
 
+namespace {
+void json_head(std::string& out, const std::string& ts, LogLevel level, std::string_view event) {
+  out += "{\"ts\":\"";
+  out += ts;
+  out += "\",\"level\":\"";
+  out += level_name(level);
+  out += "\",\"event\":";
+  append_json_string(out, event);
+}
+}  // namespace
+
 EventLog::Line::Line(const EventLog& log, LogLevel level, std::string_view event) : log_(log) {
   buf_.reserve(256);
+  const std::string ts = rfc3339_now();
   if (log_.format_ == LogFormat::json) {
-    buf_ += "{\"ts\":\"";
-    buf_ += rfc3339_now();
-    buf_ += "\",\"level\":\"";
-    buf_ += level_name(level);
-    buf_ += "\",\"event\":";
-    append_json_string(buf_, event);
+    json_head(buf_, ts, level, event);
   } else {
-    buf_ += rfc3339_now();
+    tapped_text_ = static_cast<bool>(log_.tap_);
+    if (tapped_text_) json_head(json_, ts, level, event);
+    buf_ += ts;
     buf_ += ' ';
     std::string lv = level_name(level);
     lv.resize(5, ' ');
@@ -109,13 +118,24 @@ void EventLog::write_line(const std::string& line) const {
 EventLog::Line::~Line() {
   buf_ += log_.format_ == LogFormat::json ? "}\n" : "\n";
   log_.write_line(buf_);
+  if (tapped_text_) {
+    json_ += "}\n";
+    log_.tap_(json_);
+  } else if (log_.tap_ && log_.format_ == LogFormat::json) {
+    log_.tap_(buf_);
+  }
+}
+
+void EventLog::Line::json_key(std::string& out, std::string_view k) {
+  out.push_back(',');
+  append_json_string(out, k);
+  out.push_back(':');
 }
 
 void EventLog::Line::key(std::string_view k) {
+  if (tapped_text_) json_key(json_, k);
   if (log_.format_ == LogFormat::json) {
-    buf_.push_back(',');
-    append_json_string(buf_, k);
-    buf_.push_back(':');
+    json_key(buf_, k);
   } else {
     buf_.push_back(' ');
     buf_ += k;
@@ -125,6 +145,7 @@ void EventLog::Line::key(std::string_view k) {
 
 EventLog::Line& EventLog::Line::str(std::string_view k, std::string_view value) {
   key(k);
+  if (tapped_text_) append_json_string(json_, value);
   if (log_.format_ == LogFormat::json || needs_quotes(value))
     append_json_string(buf_, value);
   else
@@ -135,6 +156,7 @@ EventLog::Line& EventLog::Line::str(std::string_view k, std::string_view value) 
 EventLog::Line& EventLog::Line::num(std::string_view k, int64_t value) {
   key(k);
   buf_ += std::to_string(value);
+  if (tapped_text_) json_ += std::to_string(value);
   return *this;
 }
 
@@ -143,12 +165,14 @@ EventLog::Line& EventLog::Line::real(std::string_view k, double value) {
   char tmp[32];
   std::snprintf(tmp, sizeof tmp, "%.6f", value);
   buf_ += tmp;
+  if (tapped_text_) json_ += tmp;
   return *this;
 }
 
 EventLog::Line& EventLog::Line::flag(std::string_view k, bool value) {
   key(k);
   buf_ += value ? "true" : "false";
+  if (tapped_text_) json_ += value ? "true" : "false";
   return *this;
 }
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -32,8 +33,12 @@ class EventLog {
 
    private:
     void key(std::string_view k);
+    void json_key(std::string& out, std::string_view k);
     const EventLog& log_;
     std::string buf_;
+    // The JSON form for the tap when the log itself is text; empty otherwise.
+    std::string json_;
+    bool tapped_text_ = false;
   };
 
   // Writes never block the loop: a line that does not fit into a full pipe
@@ -47,6 +52,9 @@ class EventLog {
   LogFormat format() const { return format_; }
   // Lines dropped because the log's reader did not keep up.
   uint64_t dropped() const { return dropped_; }
+  // Also hands every line, as one JSON object (whatever the format), to
+  // `tap` (the admin endpoint's /v1/events). The tap must not log.
+  void set_tap(std::function<void(std::string_view json_line)> tap) { tap_ = std::move(tap); }
 
  private:
   void write_line(const std::string& line) const;
@@ -56,6 +64,7 @@ class EventLog {
   UniqueFd own_;  // the reopened non-blocking file, when there is one
   bool socket_ = false;
   mutable uint64_t dropped_ = 0;
+  std::function<void(std::string_view)> tap_;
 };
 
 // "2026-11-23T22:04:49.123456Z": UTC, microseconds.

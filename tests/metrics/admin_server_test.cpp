@@ -14,6 +14,20 @@ using testing::http_request;
 using testing::HttpReply;
 using testing::raw_exchange;
 
+TEST(EventStreamTest, KeepsTheLastLinesAndHandsNewOnesToSubscribers) {
+  EventStream events(3);
+  std::vector<std::string> got;
+  events.publish("{\"n\":1}\n");
+  auto handle = events.subscribe([&](std::string_view line) { got.emplace_back(line); });
+  for (int i = 2; i <= 5; ++i) events.publish("{\"n\":" + std::to_string(i) + "}\n");
+  events.unsubscribe(handle);
+  events.publish("{\"n\":6}");
+  EXPECT_EQ(got, (std::vector<std::string>{"{\"n\":2}", "{\"n\":3}", "{\"n\":4}", "{\"n\":5}"}));
+  EXPECT_EQ(std::vector<std::string>(events.backlog().begin(), events.backlog().end()),
+            (std::vector<std::string>{"{\"n\":4}", "{\"n\":5}", "{\"n\":6}"}));
+  EXPECT_EQ(events.published(), 6u);
+}
+
 TEST(AdminServerTest, TokenComparisonNeedsTheWholeToken) {
   EXPECT_TRUE(token_matches("s3cret", "s3cret"));
   EXPECT_FALSE(token_matches("s3cre", "s3cret"));

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <regex>
 #include <string>
+#include <vector>
 
 namespace occasional::supervisor {
 namespace {
@@ -39,6 +40,32 @@ TEST(EventLogTest, JsonLineHasTimestampLevelEventAndEscapedFields) {
       R"re(\{"ts":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z","level":"warn","event":"exit","service":"we\\"b\\n","pid":42,"core":true\}
 )re");
   EXPECT_TRUE(std::regex_match(out, shape)) << out;
+}
+
+TEST(EventLogTest, TheTapGetsEachLineAsJsonWhateverTheFormat) {
+  for (LogFormat format : {LogFormat::json, LogFormat::text}) {
+    std::vector<std::string> tapped;
+    const std::string out = capture(format, [&](EventLog& log) {
+      log.set_tap([&](std::string_view line) { tapped.emplace_back(line); });
+      log.event(LogLevel::warn, "exit")
+          .str("service", "two words")
+          .num("pid", 42)
+          .real("uptime", 1.5)
+          .flag("core", false);
+    });
+    ASSERT_EQ(tapped.size(), 1u);
+    std::regex shape(
+        R"re(\{"ts":"[0-9T:.Z-]+","level":"warn","event":"exit","service":"two words","pid":42,"uptime":1.500000,"core":false\}
+)re");
+    EXPECT_TRUE(std::regex_match(tapped[0], shape)) << tapped[0];
+    // The log itself keeps its format, with the same timestamp.
+    EXPECT_EQ(out.substr(format == LogFormat::json ? 7 : 0, 27), tapped[0].substr(7, 27)) << out;
+    if (format == LogFormat::json) {
+      EXPECT_EQ(out, tapped[0]);
+    } else {
+      EXPECT_NE(out.find("service=\"two words\" pid=42"), out.npos) << out;
+    }
+  }
 }
 
 TEST(EventLogTest, TextLineIsReadable) {
