@@ -92,17 +92,31 @@ struct Process::Impl {
       self = std::move(*self_address);
       have_self = true;
     }
-    epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
-    if (!epoll) die(std::string("epoll_create1() failed: ") + std::strerror(errno));
-    watch(control.get());
   }
 
-  void watch(int fd) {
+  // Made on first use: a process that only runs and returns (the common
+  // spawn) never waits, and each syscall in a fresh fork is dear (its
+  // pages fault in one by one; docs/performance.md).
+  int epoll_fd() {
+    if (!epoll) {
+      epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
+      if (!epoll) die(std::string("epoll_create1() failed: ") + std::strerror(errno));
+      add_to_epoll(control.get());
+      for (const auto& [fd, c] : by_fd) add_to_epoll(fd);
+    }
+    return epoll.get();
+  }
+
+  void add_to_epoll(int fd) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
     if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
       die(std::string("epoll_ctl(ADD) failed: ") + std::strerror(errno));
+  }
+
+  void watch(int fd) {
+    if (epoll) add_to_epoll(fd);
   }
 
   // --- control channel ---
@@ -200,7 +214,7 @@ struct Process::Impl {
   void close_channel(const std::shared_ptr<Channel>& c) {
     if (!c->open) return;
     c->open = false;
-    ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, c->fd.get(), nullptr);
+    if (epoll) ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, c->fd.get(), nullptr);
     by_fd.erase(c->fd.get());
     if (auto it = by_peer.find(c->peer); it != by_peer.end() && it->second == c) by_peer.erase(it);
     c->fd.reset();
@@ -240,7 +254,7 @@ struct Process::Impl {
   // Handles what epoll says is ready, waiting at most `timeout_ms`.
   void process_ready(int timeout_ms) {
     epoll_event events[32];
-    int n = ::epoll_wait(epoll.get(), events, 32, timeout_ms);
+    int n = ::epoll_wait(epoll_fd(), events, 32, timeout_ms);
     if (n < 0) {
       if (errno == EINTR) return;
       die(std::string("epoll_wait() failed: ") + std::strerror(errno));
@@ -285,7 +299,7 @@ struct Process::Impl {
         close_channel(c);  // EPIPE, ECONNRESET: the receiver is gone
         return false;
       }
-      pollfd p[2] = {{c->fd.get(), POLLOUT, 0}, {epoll.get(), POLLIN, 0}};
+      pollfd p[2] = {{c->fd.get(), POLLOUT, 0}, {epoll_fd(), POLLIN, 0}};
       if (::poll(p, 2, -1) < 0 && errno != EINTR)
         die(std::string("poll() failed: ") + std::strerror(errno));
       if (p[1].revents & POLLIN) {
