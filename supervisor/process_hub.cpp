@@ -455,7 +455,11 @@ void ProcessHub::do_link(Proc& p, const Value& tag, const Value& address) {
   const Address* a = address.as_address();
   p.evidence.linked_from = a ? *a : Address{};
   p.evidence.linked_reason = pc::reason_noproc();
-  if (p.pid > 0) reaper_.signal(p.pid, SIGKILL);
+  // A child can ask before its spawner has reported its pid: killed then.
+  if (p.pid > 0)
+    reaper_.signal(p.pid, SIGKILL);
+  else
+    p.kill_pending = true;
 }
 
 void ProcessHub::do_unlink(Proc& p, const Value& tag, const Value& address) {
