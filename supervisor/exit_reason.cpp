@@ -10,7 +10,9 @@ namespace occasional::supervisor {
 namespace {
 
 std::string_view stated_kind(const ExitEvidence& e) {
-  return e.stated ? process_control::reason_kind(Value(*e.stated)) : std::string_view();
+  // Not reason_kind(Value(*e.stated)): the view would be into a temporary
+  // copy, freed before it is read (ASan: heap-use-after-free).
+  return e.stated ? process_control::reason_kind(*e.stated) : std::string_view();
 }
 
 const Value* stated_field(const ExitEvidence& e, const char* key) {
@@ -43,7 +45,7 @@ Map reconcile_exit(const siginfo_t& info, const ExitEvidence& evidence) {
 }
 
 bool abnormal_exit(const Map& reason) {
-  const std::string_view kind = process_control::reason_kind(Value(reason));
+  const std::string_view kind = process_control::reason_kind(reason);
   if (kind == "normal") return false;
   if (kind == "exit_code") {
     const Value* code = reason.find("code");

@@ -98,7 +98,7 @@ Map run_for_reason(std::function<Value(Process&)> zero,
 }
 
 int exit_code_for(const Map& reason) {
-  const std::string_view kind = process_control::reason_kind(Value(reason));
+  const std::string_view kind = process_control::reason_kind(reason);
   if (kind == "normal") {
     const Value* v = reason.find("value");
     return v && v->as_int() ? static_cast<int>(*v->as_int()) : 0;

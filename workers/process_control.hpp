@@ -58,7 +58,10 @@ std::optional<Message> decode(std::string_view payload, std::string& error);
 Map reason_normal(Value value);
 Map reason_error(std::string type, std::string what);
 Map reason_noproc();
-// The kind of a reason map, "" if it has none.
+// The kind of a reason map, "" if it has none. A view into `reason`: it
+// lives no longer than the argument (pass a Map, not a temporary Value made
+// of one).
+std::string_view reason_kind(const Map& reason);
 std::string_view reason_kind(const Value& reason);
 
 }  // namespace occasional::process_control
