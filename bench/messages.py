@@ -107,6 +107,7 @@ def parts(args, erlang):
         ("floor_stream", [b("msg_floor"), "stream", str(args.messages_single), "1"] + cpus),
         ("floor_stream_batched",
          [b("msg_floor"), "stream", str(args.messages), str(args.batch)] + cpus),
+        ("floor_spawn", [b("msg_floor"), "spawn", str(args.spawns)] + cpus),
         ("zmq_reqrep", [b("msg_zmq"), "reqrep", str(args.round_trips)] + cpus),
         ("zmq_pushpull", [b("msg_zmq"), "pushpull", str(args.messages)] + cpus),
         ("erlang_pingpong", erlang.client_cmd("pingpong", args.round_trips)),
@@ -165,8 +166,11 @@ def table(args, runs, command):
           "not built); no targets checked")
         return "\n".join(lines)
     sp, rss = med["occasional_spawn"], med["occasional_rss"]
+    fl = med["floor_spawn"]
     w(f"spawn_monitor -> DOWN of a function that returns at once ({args.spawns} after warm-up): "
-      f"p50 {sp['p50_us']:.0f} us, p99 {sp['p99_us']:.0f} us")
+      f"p50 {sp['p50_us']:.0f} us, p99 {sp['p99_us']:.0f} us; the kernel's floor (fork, the "
+      f"child _exits, pidfd poll, waitid; bench/msg_floor spawn): p50 {fl['p50_us']:.0f} us, "
+      f"p99 {fl['p99_us']:.0f} us")
     w(f"coordinator RSS with {rss['processes']:.0f} live processes, each with a channel to "
       f"process zero: {rss['coordinator_rss_mib']:.2f} MiB (before spawning them "
       f"{rss['coordinator_rss_before_mib']:.2f} MiB; process zero {rss['zero_rss_mib']:.2f} MiB; "
@@ -194,6 +198,8 @@ def table(args, runs, command):
          paired("occasional_stream", "erlang_stream", "msgs_per_s"), "-", None),
         ("stream msgs/s / raw floor, batched", occ_rate / med["floor_stream_batched"]["msgs_per_s"],
          paired("occasional_stream", "floor_stream_batched", "msgs_per_s"), "-", None),
+        ("spawn -> DOWN p50 / fork floor p50", sp["p50_us"] / med["floor_spawn"]["p50_us"],
+         paired("occasional_spawn", "floor_spawn", "p50_us"), "-", None),
     ]
     w("| ratio | median of runs | per-rep median | target |")
     w("|---|---|---|---|")

@@ -5,10 +5,16 @@
 //   msg_floor pingpong N CPU_A CPU_B      one write and one read each way per round trip
 //   msg_floor stream N BATCH CPU_A CPU_B  B writes N int64s, BATCH per write (1: one
 //                                         write per message); A reads 64 KiB at a time
+//   msg_floor spawn N CPU_A CPU_B         fork a child that _exits at once, poll its
+//                                         pidfd, reap it: the kernel's floor under a
+//                                         spawn_monitor -> DOWN (one process, no
+//                                         coordinator, no messages), N times
 //
 // Side A (the parent, on CPU_A) times; side B (the child, on CPU_B) echoes
 // or sends. Prints one JSON line (bench/msg_timing.hpp).
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -114,9 +120,35 @@ std::string receive_stream(int fd, long n) {
   return msgbench::stream_json(n, first, last);
 }
 
+// The parent waits as occasional's coordinator does: on a pidfd, then
+// waitid. Child and parent stay on CPU_A, as a spawned process stays on
+// its spawner's CPU.
+std::string fork_exit(long warmup, long n) {
+  std::vector<int64_t> samples;
+  samples.reserve(size_t(n));
+  for (long i = 0; i < warmup + n; ++i) {
+    int64_t t0 = now_ns();
+    pid_t child = ::fork();
+    if (child < 0) die("msg_floor", "fork");
+    if (child == 0) std::_Exit(0);
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, child, 0));
+    if (pidfd < 0) die("msg_floor", "pidfd_open");
+    pollfd p{pidfd, POLLIN, 0};
+    while (::poll(&p, 1, -1) < 0)
+      if (errno != EINTR) die("msg_floor", "poll");
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED) != 0) die("msg_floor", "waitid");
+    ::close(pidfd);
+    int64_t t1 = now_ns();
+    if (i >= warmup) samples.push_back(t1 - t0);
+  }
+  return msgbench::round_trip_json(std::move(samples));
+}
+
 [[noreturn]] void usage() {
   std::fprintf(stderr,
-               "usage: msg_floor pingpong N CPU_A CPU_B | msg_floor stream N BATCH CPU_A CPU_B\n");
+               "usage: msg_floor pingpong|spawn N CPU_A CPU_B | "
+               "msg_floor stream N BATCH CPU_A CPU_B\n");
   std::exit(2);
 }
 
@@ -125,6 +157,14 @@ std::string receive_stream(int fd, long n) {
 int main(int argc, char** argv) {
   if (argc < 2) usage();
   std::string mode = argv[1];
+  if (mode == "spawn") {
+    if (argc != 5) usage();
+    long n = std::atol(argv[2]);
+    if (n < 2) usage();
+    msgbench::pin(std::atoi(argv[3]));
+    std::printf("%s\n", fork_exit(std::max(10L, n / 10), n).c_str());
+    return 0;
+  }
   bool pingpong = mode == "pingpong";
   if (!(pingpong ? argc == 5 : mode == "stream" && argc == 6)) usage();
   long n = std::atol(argv[2]);

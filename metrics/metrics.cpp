@@ -30,6 +30,9 @@ constexpr const char* kRejectReasons[] = {
     "no_service",      "no_worker",           "spawn_failed", "shutdown"};
 constexpr const char* kAcceptErrors[] = {"emfile", "enfile", "enobufs", "enomem", "other"};
 constexpr const char* kHandoffRetries[] = {"worker_busy", "worker_gone"};
+// A process's exit reason kinds (docs/messages.md, "Exit reasons").
+constexpr const char* kProcessExits[] = {"normal", "error",  "exit_code",
+                                         "signal", "linked", "start_failed"};
 
 }  // namespace
 
@@ -220,6 +223,41 @@ void add_by_reason(MetricFamily& f, const char* const (&known)[N],
 
 }  // namespace
 
+namespace {
+
+void add_processes(std::vector<MetricFamily>& out, const ProcessesStatus& p) {
+  using T = MetricType;
+  auto one = [&out](const char* name, const char* help, uint64_t n, T type) {
+    auto f = family(name, help, type);
+    f.metric.push_back(value(static_cast<double>(n), {}, type));
+    out.push_back(std::move(f));
+  };
+  one("occasional_processes", "Processes alive now (processes and messages).", p.alive, T::Gauge);
+  one("occasional_processes_spawned_total", "Processes started, process zero included.", p.spawned,
+      T::Counter);
+  auto exits = family("occasional_process_exits_total",
+                      "Process exits, by the kind of their exit reason.", T::Counter);
+  add_by_reason(exits, kProcessExits, p.exits);
+  out.push_back(std::move(exits));
+  one("occasional_process_channels_total", "Channels (socketpairs) brokered between processes.",
+      p.channels, T::Counter);
+  one("occasional_process_sends_dropped_total",
+      "Messages dropped because their address had no live process (seen at the coordinator).",
+      p.sends_dropped, T::Counter);
+  one("occasional_process_monitors", "Monitors active now.", p.monitors, T::Gauge);
+  one("occasional_process_links", "Pairs of linked processes now.", p.links, T::Gauge);
+  one("occasional_process_protocol_errors_total",
+      "Processes that broke the control protocol (each is killed).", p.protocol_errors, T::Counter);
+  one("occasional_process_notices_dropped_total",
+      "Control notices (DOWN, EXIT, replies) to a process whose control channel was gone.",
+      p.notices_dropped, T::Counter);
+  one("occasional_process_connect_failures_total",
+      "Channels the coordinator could not make (socketpair failed); the message is dropped.",
+      p.connect_failures, T::Counter);
+}
+
+}  // namespace
+
 std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   std::vector<MetricFamily> out;
   using T = MetricType;
@@ -270,6 +308,7 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
              "Event log lines dropped because stderr was full (its reader is slow).", T::Counter);
   dropped.metric.push_back(value(static_cast<double>(st.log_lines_dropped), {}, T::Counter));
   out.push_back(std::move(dropped));
+  if (st.processes) add_processes(out, *st.processes);
 
   const ConnectionStats& c = connections;
   auto accepted = family("occasional_connections_accepted_total",

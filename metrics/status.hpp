@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,9 +61,26 @@ struct ListenerStatus {
   uint64_t rejected = 0;  // closed by the gateway itself, any reason
 };
 
+// The process hub's figures (processes and messages, docs/messages.md), for
+// a coordinator that runs one.
+struct ProcessesStatus {
+  uint64_t alive = 0;
+  uint64_t spawned = 0;
+  std::map<std::string, uint64_t> exits;  // by reason kind
+  uint64_t channels = 0;
+  uint64_t sends_dropped = 0;
+  uint64_t monitors = 0;
+  uint64_t links = 0;
+  uint64_t protocol_errors = 0;
+  uint64_t notices_dropped = 0;
+  uint64_t connect_failures = 0;
+};
+
 struct Status {
   std::vector<ServiceStatus> services;
   std::vector<ListenerStatus> listeners;
+  // Absent (and not exported) where no process hub runs.
+  std::optional<ProcessesStatus> processes;
   uint64_t notify_rejected = 0;
   uint64_t orphans_reaped = 0;
   // The supervisor's own failures on the loop, by reason (logged, retried).

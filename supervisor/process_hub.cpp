@@ -78,6 +78,12 @@ ProcessHub::Proc* ProcessHub::live_proc(const Value& address) {
   return p && !p->exited ? p : nullptr;
 }
 
+size_t ProcessHub::links() const {
+  size_t ends = 0;
+  for (const auto& [id, p] : procs_) ends += p->links.size();
+  return ends / 2;
+}
+
 pid_t ProcessHub::pid_of(const Address& a) const {
   if (a.node != node_ || a.creation != creation_) return -1;
   auto it = procs_.find(a.id);
@@ -407,11 +413,15 @@ void ProcessHub::do_spawn_executable(Proc& p, const Value& tag, const Value& arg
 
 void ProcessHub::do_connect(Proc& p, const Value& tag, const Value& address) {
   Proc* t = live_proc(address);
-  if (!t || t == &p || !t->control_open) return reply(p, tag, pc::kNoproc);
+  if (!t || t == &p || !t->control_open) {
+    ++stats_.sends_dropped;
+    return reply(p, tag, pc::kNoproc);
+  }
   if (p.peers.contains(t->id)) return reply(p, tag, "ok");  // its notice came first
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     ++stats_.connect_failures;
+    ++stats_.sends_dropped;
     log_.event(LogLevel::warn, "process_connect_failed")
         .str("error", std::string("socketpair(): ") + std::strerror(errno));
     return reply(p, tag, pc::kNoproc);
@@ -520,6 +530,7 @@ void ProcessHub::finish(uint32_t id, const Map& reason) {
     }
     monitors_.erase(it);
   }
+  ++stats_.exits[std::string(pc::reason_kind(reason_value))];
   const bool abnormal = abnormal_exit(reason);
   for (uint32_t lid : p->links) {
     Proc* l = find(lid);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +41,11 @@ class ProcessHub {
     uint64_t connect_failures = 0;  // socketpair() failed: the sender drops the message
     uint64_t protocol_errors = 0;   // a process broke the control protocol (it is killed)
     uint64_t notices_dropped = 0;   // to a process whose control channel is gone
+    // First sends to an address with no live process (connect answered
+    // noproc): each is a message its sender dropped. Drops on a channel
+    // whose receiver has just exited are counted by the sender only.
+    uint64_t sends_dropped = 0;
+    std::map<std::string, uint64_t> exits;  // by reason kind: normal, error, signal, ...
   };
   using ExitObserver = std::function<void(const Address&, const Map& reason)>;
 
@@ -66,6 +72,8 @@ class ProcessHub {
   void kill_all();
 
   size_t live() const { return procs_.size(); }
+  size_t monitors() const { return monitors_.size(); }
+  size_t links() const;  // pairs of linked live processes
   const Stats& stats() const { return stats_; }
   const std::string& node() const { return node_; }
   uint32_t creation() const { return creation_; }

@@ -59,7 +59,8 @@ void kill_remaining_children() {
 
 }  // namespace
 
-Map run_for_reason(std::function<Value(Process&)> zero) {
+Map run_for_reason(std::function<Value(Process&)> zero,
+                   const std::function<void(const ProcessHub&)>& at_zero_exit) {
   process_start::require_single_thread("occasional::run");
   int was_subreaper = 0;
   ::prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper);
@@ -88,6 +89,7 @@ Map run_for_reason(std::function<Value(Process&)> zero) {
     if (std::error_code ec = hub.started(address, pid))
       throw std::system_error(ec, "occasional::run: watching process zero");
     io.run();
+    if (at_zero_exit) at_zero_exit(hub);
     hub.kill_all();
   }  // the reaper's destructor SIGKILLs and reaps what it still watches
   kill_remaining_children();

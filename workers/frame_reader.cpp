@@ -9,7 +9,7 @@
 
 namespace occasional {
 
-FrameReader::Status FrameReader::read_some(int fd, const std::function<void(Value)>& deliver) {
+FrameReader::Status FrameReader::read_some(int fd, const std::function<void(Value&&)>& deliver) {
   // Consumed bytes are dropped only before a read, so that a burst of small
   // frames costs one move of the partial tail, not one per frame.
   if (start_ > 0) {

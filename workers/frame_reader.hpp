@@ -26,7 +26,7 @@ class FrameReader {
   // One read() of up to kReadBytes; each whole frame is decoded and given
   // to `deliver`. A frame that does not decode is skipped (the stream stays
   // in step) and counted in bad_terms().
-  Status read_some(int fd, const std::function<void(Value)>& deliver);
+  Status read_some(int fd, const std::function<void(Value&&)>& deliver);
 
   uint64_t bad_terms() const { return bad_terms_; }
   const etf::Error& last_error() const { return last_error_; }

@@ -26,6 +26,12 @@ class Inbox {
   using WaitForMore = std::function<bool(Deadline)>;
 
   void push(Value message) { messages_.push_back(std::move(message)); }
+  // The oldest message; the inbox must not be empty.
+  Value pop_front() {
+    Value out = std::move(messages_.front());
+    messages_.pop_front();
+    return out;
+  }
   size_t size() const { return messages_.size(); }
   bool empty() const { return messages_.empty(); }
 

@@ -69,7 +69,19 @@ struct Process::Impl {
     Address peer;
     FrameReader reader;
     bool open = true;
+    // Frames sent and not yet written: a stream of small messages costs
+    // one write per batch, not one per message (docs/messages.md, "When
+    // messages leave").
+    std::string pending;
+    uint64_t pending_frames = 0;
+    bool queued = false;  // in `dirty`
   };
+
+  // A batch is written when it reaches kFlushBytes, when its first frame is
+  // kFlushAfter old at a later send, and whenever this process is about to
+  // wait (receive, a request to the coordinator), flush()es or returns.
+  static constexpr size_t kFlushBytes = 64 * 1024;
+  static constexpr std::chrono::microseconds kFlushAfter{100};
 
   UniqueFd control;
   UniqueFd epoll;
@@ -81,7 +93,9 @@ struct Process::Impl {
   uint64_t dropped = 0;
   std::unordered_map<int, std::shared_ptr<Channel>> by_fd;
   std::map<Address, std::shared_ptr<Channel>> by_peer;
-  std::string out;  // the frame being sent; reused so that a send allocates nothing
+  // Channels with frames pending (or that had, since the last flush_all).
+  std::vector<std::shared_ptr<Channel>> dirty;
+  Inbox::Clock::time_point oldest_pending{};  // no later than the oldest pending frame
   int64_t awaited_tag = 0;
   std::optional<pc::Message> reply;
   UniqueFd reply_fd;
@@ -92,17 +106,31 @@ struct Process::Impl {
       self = std::move(*self_address);
       have_self = true;
     }
-    epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
-    if (!epoll) die(std::string("epoll_create1() failed: ") + std::strerror(errno));
-    watch(control.get());
   }
 
-  void watch(int fd) {
+  // Made on first use: a process that only runs and returns (the common
+  // spawn) never waits, and each syscall in a fresh fork is dear (its
+  // pages fault in one by one; docs/performance.md).
+  int epoll_fd() {
+    if (!epoll) {
+      epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
+      if (!epoll) die(std::string("epoll_create1() failed: ") + std::strerror(errno));
+      add_to_epoll(control.get());
+      for (const auto& [fd, c] : by_fd) add_to_epoll(fd);
+    }
+    return epoll.get();
+  }
+
+  void add_to_epoll(int fd) {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
     if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
       die(std::string("epoll_ctl(ADD) failed: ") + std::strerror(errno));
+  }
+
+  void watch(int fd) {
+    if (epoll) add_to_epoll(fd);
   }
 
   // --- control channel ---
@@ -167,6 +195,8 @@ struct Process::Impl {
   // One request, one reply: the notices that arrive meanwhile are handled.
   pc::Message request(std::string_view name, Value argument1 = Value(), Value argument2 = Value(),
                       int args = 1) {
+    // The process waits for the reply: what it has sent goes out first.
+    flush_all();
     awaited_tag = next_tag++;
     Tuple t{Value(name), Value(awaited_tag)};
     if (args >= 1) t.push_back(std::move(argument1));
@@ -200,14 +230,18 @@ struct Process::Impl {
   void close_channel(const std::shared_ptr<Channel>& c) {
     if (!c->open) return;
     c->open = false;
-    ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, c->fd.get(), nullptr);
+    // The peer is gone: what was still to be written to it is dropped.
+    dropped += c->pending_frames;
+    c->pending_frames = 0;
+    c->pending = std::string();
+    if (epoll) ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, c->fd.get(), nullptr);
     by_fd.erase(c->fd.get());
     if (auto it = by_peer.find(c->peer); it != by_peer.end() && it->second == c) by_peer.erase(it);
     c->fd.reset();
   }
 
   FrameReader::Status read_channel(const std::shared_ptr<Channel>& c) {
-    auto status = c->reader.read_some(c->fd.get(), [this](Value v) { inbox.push(std::move(v)); });
+    auto status = c->reader.read_some(c->fd.get(), [this](Value&& v) { inbox.push(std::move(v)); });
     if (status == FrameReader::Status::closed || status == FrameReader::Status::too_large ||
         status == FrameReader::Status::error)
       close_channel(c);
@@ -240,7 +274,7 @@ struct Process::Impl {
   // Handles what epoll says is ready, waiting at most `timeout_ms`.
   void process_ready(int timeout_ms) {
     epoll_event events[32];
-    int n = ::epoll_wait(epoll.get(), events, 32, timeout_ms);
+    int n = ::epoll_wait(epoll_fd(), events, 32, timeout_ms);
     if (n < 0) {
       if (errno == EINTR) return;
       die(std::string("epoll_wait() failed: ") + std::strerror(errno));
@@ -257,6 +291,10 @@ struct Process::Impl {
   }
 
   bool wait_for_more(Inbox::Deadline deadline) {
+    // The epoll set first: whoever answers what the flush writes finds this
+    // process with all its fds.
+    epoll_fd();
+    flush_all();
     const size_t before = inbox.size();
     for (;;) {
       process_ready(ceil_ms(deadline));
@@ -269,13 +307,14 @@ struct Process::Impl {
     return inbox.receive(match, deadline, [this](Inbox::Deadline d) { return wait_for_more(d); });
   }
 
-  // Writes `out` whole. While the receiver's buffer is full, reads what
-  // arrives for us: two processes flooding each other both progress.
-  bool write_all(const std::shared_ptr<Channel>& c) {
+  // Writes the channel's pending frames whole. While the receiver's buffer
+  // is full, reads what arrives for us: two processes flooding each other
+  // both progress. False (the frames dropped and counted) when the peer is gone.
+  bool write_pending(const std::shared_ptr<Channel>& c) {
     size_t done = 0;
-    while (done < out.size()) {
-      ssize_t n =
-          ::send(c->fd.get(), out.data() + done, out.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (c->open && done < c->pending.size()) {
+      ssize_t n = ::send(c->fd.get(), c->pending.data() + done, c->pending.size() - done,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n >= 0) {
         done += static_cast<size_t>(n);
         continue;
@@ -285,30 +324,65 @@ struct Process::Impl {
         close_channel(c);  // EPIPE, ECONNRESET: the receiver is gone
         return false;
       }
-      pollfd p[2] = {{c->fd.get(), POLLOUT, 0}, {epoll.get(), POLLIN, 0}};
+      pollfd p[2] = {{c->fd.get(), POLLOUT, 0}, {epoll_fd(), POLLIN, 0}};
       if (::poll(p, 2, -1) < 0 && errno != EINTR)
         die(std::string("poll() failed: ") + std::strerror(errno));
-      if (p[1].revents & POLLIN) {
-        process_ready(0);
-        if (!c->open) return false;
-      }
+      if (p[1].revents & POLLIN) process_ready(0);
     }
+    if (!c->open) return false;
+    c->pending_frames = 0;
+    // A batch grown for one large value is given back once written.
+    if (c->pending.capacity() > 4 * kFlushBytes)
+      c->pending = std::string();
+    else
+      c->pending.clear();
     return true;
   }
 
-  bool send(const Address& to, const Value& v) {
+  void flush_all() {
+    if (dirty.empty()) return;
+    // write_pending may read (never send), so `dirty` does not grow meanwhile.
+    std::vector<std::shared_ptr<Channel>> batch;
+    batch.swap(dirty);
+    for (const auto& c : batch) {
+      c->queued = false;
+      if (!c->pending.empty()) write_pending(c);
+    }
+    batch.clear();
+    if (dirty.empty()) dirty.swap(batch);  // keeps the capacity
+  }
+
+  // Buffers the frame; writes the batch when it is due. With `sync`, writes
+  // it now and says whether it got to the receiver's socket.
+  bool send(const Address& to, const Value& v, bool sync) {
     if (to == self) {
       inbox.push(v);
       return true;
     }
-    out.clear();
-    etf::Error error;
-    if (!etf::append_frame(out, v, error))
-      throw std::invalid_argument("occasional::Process::send: " + error.message());
     std::shared_ptr<Channel> c = channel_to(to);
-    if (!c || !write_all(c)) {
+    if (!c) {
+      etf::Error error;
+      std::string scratch;
+      if (!etf::append_frame(scratch, v, error))
+        throw std::invalid_argument("occasional::Process::send: " + error.message());
       ++dropped;
       return false;
+    }
+    etf::Error error;
+    if (!etf::append_frame(c->pending, v, error))
+      throw std::invalid_argument("occasional::Process::send: " + error.message());
+    ++c->pending_frames;
+    const auto now = Inbox::Clock::now();
+    if (!c->queued) {
+      if (dirty.empty()) oldest_pending = now;
+      c->queued = true;
+      dirty.push_back(c);
+    }
+    if (sync) return write_pending(c);
+    if (c->pending.size() >= kFlushBytes) {
+      write_pending(c);
+    } else if (now - oldest_pending >= kFlushAfter) {
+      flush_all();
     }
     return true;
   }
@@ -331,28 +405,38 @@ struct Process::Impl {
 Process::Process(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Process::Process(Process&&) noexcept = default;
 Process& Process::operator=(Process&&) noexcept = default;
-Process::~Process() = default;
+Process::~Process() {
+  // An executable's process (attach()) that returns from main: what it sent
+  // still goes out. Moved-from: nothing to do.
+  if (impl_) impl_->flush_all();
+}
 
 Address Process::self() const {
   return impl_->self;
 }
 
 void Process::send(const Address& to, const Value& v) {
-  impl_->send(to, v);
+  impl_->send(to, v, false);
 }
 
 bool Process::send_sync(const Address& to, const Value& v) {
-  return impl_->send(to, v);
+  return impl_->send(to, v, true);
 }
 
 void Process::send(std::string_view name, const Value& v) {
   if (std::optional<Address> a = whereis(std::string(name)))
-    impl_->send(*a, v);
+    impl_->send(*a, v, false);
   else
     ++impl_->dropped;
 }
 
+void Process::flush() {
+  impl_->flush_all();
+}
+
 Value Process::receive() {
+  // The common case of a stream, without a predicate or a wait to set up.
+  if (!impl_->inbox.empty()) return impl_->inbox.pop_front();
   return *impl_->receive(nullptr, std::nullopt);
 }
 
@@ -538,6 +622,9 @@ void require_single_thread(const char* what) {
     reason = pc::reason_error(current_exception_type(), "");
     code = 1;
   }
+  // Before the report: the coordinator's DOWN for this process must find
+  // every message it sent already in its receivers' sockets.
+  p.impl().flush_all();
   try {
     p.impl().report_exit(std::move(reason));
   } catch (const std::exception& e) {

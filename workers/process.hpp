@@ -33,16 +33,24 @@ class Process {
 
   Address self() const;
 
-  // Asynchronous: never waits for the receiver to process. A message to a
-  // process that has exited or never existed is dropped and counted
-  // (dropped_sends()), as in Erlang. send_sync reports that instead (false).
-  // Both block only while the receiver's channel buffer is full, reading
-  // this process's own incoming messages meanwhile. A value ETF cannot carry
-  // (a string that is not UTF-8) throws std::invalid_argument.
+  // Asynchronous: never waits for the receiver to process. Messages are
+  // batched per receiver and written when a batch reaches 64 KiB, when its
+  // first message is 100 us old at a later send, and before this process
+  // waits (receive, any call that asks the coordinator), on flush(), and
+  // when it returns (docs/messages.md, "When messages leave"). A message to
+  // a process that has exited or never existed is dropped and counted
+  // (dropped_sends()), as in Erlang. send_sync writes at once (with what is
+  // batched before it) and reports that instead (false). Both block only
+  // while the receiver's channel buffer is full, reading this process's own
+  // incoming messages meanwhile. A value ETF cannot carry (a string that is
+  // not UTF-8) throws std::invalid_argument.
   void send(const Address& to, const Value& v);
   bool send_sync(const Address& to, const Value& v);
   // To a registered name, looked up at each send; dropped if none.
   void send(std::string_view name, const Value& v);
+  // Writes every batched message now (before a long computation, or before
+  // exit() / _exit(), which do not flush).
+  void flush();
 
   Value receive();                                                  // blocks
   std::optional<Value> receive(std::chrono::milliseconds timeout);  // 0 polls

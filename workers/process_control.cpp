@@ -41,15 +41,15 @@ Map reason_noproc() {
   return Map{{"kind", "noproc"}};
 }
 
-std::string_view reason_kind(const Value& reason) {
-  const Map* m = reason.as_map();
-  return m ? reason_kind(*m) : std::string_view();
-}
-
 std::string_view reason_kind(const Map& reason) {
   const Value* kind = reason.find("kind");
   if (!kind || !kind->as_string()) return {};
   return *kind->as_string();
+}
+
+std::string_view reason_kind(const Value& reason) {
+  const Map* m = reason.as_map();
+  return m ? reason_kind(*m) : std::string_view();
 }
 
 }  // namespace occasional::process_control

@@ -58,10 +58,11 @@ std::optional<Message> decode(std::string_view payload, std::string& error);
 Map reason_normal(Value value);
 Map reason_error(std::string type, std::string what);
 Map reason_noproc();
-// The kind of a reason map, "" if it has none.
-std::string_view reason_kind(const Value& reason);
+// The kind of a reason map, "" if it has none. A view into `reason`: it
+// lives no longer than the argument (pass a Map, not a temporary Value made
+// of one).
 std::string_view reason_kind(const Map& reason);
-// The view points into the reason: never into a temporary.
+std::string_view reason_kind(const Value& reason);
 std::string_view reason_kind(Value&&) = delete;
 std::string_view reason_kind(Map&&) = delete;
 

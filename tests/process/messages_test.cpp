@@ -4,8 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+
+#include <atomic>
 #include <chrono>
+#include <new>
+#include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "tests/process/process_testing.hpp"
 
@@ -191,6 +197,53 @@ TEST(Messages, AValueThatIsNotEncodableThrows) {
     EXPECT_THROW(p.send(child, std::string("\xff\xfe")), std::invalid_argument);
     p.send(child, "stop");
   });
+}
+
+// Sends are batched (docs/messages.md, "When messages leave"): a process
+// that returns, or throws, right after sending still delivers every
+// message, before its DOWN.
+TEST(Messages, BatchedMessagesAreWrittenWhenTheProcessReturnsOrThrows) {
+  run_system([](Process& p) {
+    const Address self = p.self();
+    auto [returns, returns_ref] = p.spawn_monitor([self](Process& c) {
+      for (int i = 0; i < 3; ++i) c.send(self, tuple("returns", i));
+    });
+    auto [throws, throws_ref] = p.spawn_monitor([self](Process& c) {
+      for (int i = 0; i < 3; ++i) c.send(self, tuple("throws", i));
+      throw std::runtime_error("after sending");
+    });
+    // The DOWNs first: the messages must already be in the inbox then.
+    EXPECT_EQ(kind(testing::wait_down(p, returns_ref)), "normal");
+    EXPECT_EQ(kind(testing::wait_down(p, throws_ref)), "error");
+    for (const char* who : {"returns", "throws"})
+      for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(p.receive(equals(tuple(who, i)), 0ms), tuple(who, i)) << who << " " << i;
+  });
+}
+
+// flush() writes what is batched without waiting for anything: the child
+// then waits outside occasional (on a flag in memory shared across the
+// fork; a spawned process keeps no inherited fd) until zero has its message.
+TEST(Messages, FlushWritesBatchedMessagesAtOnce) {
+  void* shared = ::mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(shared, MAP_FAILED);
+  auto* got = new (shared) std::atomic<int>(0);
+  run_system([got](Process& p) {
+    const Address self = p.self();
+    auto [child, ref] = p.spawn_monitor([self, got](Process& c) {
+      c.send(self, "flushed");
+      c.flush();
+      const auto deadline = std::chrono::steady_clock::now() + kWait;
+      while (got->load() == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+      EXPECT_EQ(got->load(), 1) << "zero never had the flushed message";
+    });
+    EXPECT_EQ(p.receive(kWait), Value("flushed"));
+    got->store(1);
+    EXPECT_EQ(kind(testing::wait_down(p, ref)), "normal");
+  });
+  ::munmap(shared, sizeof(std::atomic<int>));
 }
 
 // Both send more than any socket buffer holds before reading: each send
