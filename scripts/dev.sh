@@ -26,6 +26,7 @@ packages=(
   gunicorn uvicorn
   clang-14 libclang-rt-14-dev
   erlang-base libzmq3-dev
+  bc
 )
 
 deps() {
