@@ -29,6 +29,7 @@ packages=(
   clang-14 libclang-rt-14-dev
   erlang-base libzmq3-dev
   chromium fonts-dejavu-core
+  bc
 )
 
 deps() {

@@ -31,6 +31,8 @@ Map reconcile_exit(const siginfo_t& info, const ExitEvidence& evidence) {
     return out;
   }
   const int signal = info.si_status;
+  if (signal == SIGKILL && evidence.protocol_error)
+    return process_control::reason_protocol_error(*evidence.protocol_error);
   if (signal == SIGKILL && evidence.linked_from && evidence.linked_reason)
     return Map{
         {"kind", "linked"}, {"from", *evidence.linked_from}, {"reason", *evidence.linked_reason}};

@@ -15,6 +15,9 @@ struct ExitEvidence {
   // Set when the coordinator killed it because a linked process exited abnormally.
   std::optional<Address> linked_from;
   std::optional<Map> linked_reason;
+  // Set when the coordinator killed it for breaking the protocol (a control
+  // message or a channel frame that does not decode).
+  std::optional<std::string> protocol_error;
   // Set when it never ran (an executable whose exec failed).
   std::optional<std::string> start_error;
 };
@@ -27,7 +30,8 @@ struct ExitEvidence {
 // - any other exit code (exit(n), _exit(n), or a report contradicted): exit_code;
 // - killed by a signal: signal with its name and core flag, and the
 //   reported value or error kept as detail ("value" / "type", "what");
-// - SIGKILLed by the coordinator for a link: linked, with the cause.
+// - SIGKILLed by the coordinator for a link: linked, with the cause;
+// - SIGKILLed by the coordinator for a protocol error: protocol_error.
 Map reconcile_exit(const siginfo_t& info, const ExitEvidence& evidence);
 
 // Whether an exit with this reason kills linked processes: anything but

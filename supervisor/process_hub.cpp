@@ -223,6 +223,7 @@ void ProcessHub::protocol_error(Proc& p, const std::string& why) {
       .num("process", p.id)
       .num("pid", p.pid)
       .str("error", why);
+  if (!p.evidence.protocol_error) p.evidence.protocol_error = why;
   p.control_open = false;
   p.outbox.clear();
   kill(p);
@@ -294,12 +295,21 @@ void ProcessHub::handle(Proc& p, const pc::Message& m) {
     const uint32_t cid = c->id;
     release_hold(*c);
     finish(cid, reconcile_exit(siginfo_t{}, c->evidence));
+  } else if (name == pc::kBadFrame && n == 2 && m[0].as_address() && m[1].as_string()) {
+    // Only about a live peer it has a channel with (what it read came from
+    // there); one that has exited since is already gone.
+    Proc* sender = live_proc(m[0]);
+    if (sender && p.peers.contains(sender->id))
+      protocol_error(*sender, "a frame it sent to " + Value(address_of(p.id)).to_string() +
+                                  " does not decode: " + *m[1].as_string());
   } else if (n >= 1 && !m[0].as_int()) {
     protocol_error(p, "request without a tag: " + m.term.to_string());
   } else if (name == pc::kSpawn && n == 3 && m[1].as_bool() && m[2].as_bool()) {
     do_spawn(p, m[0], *m[1].as_bool(), *m[2].as_bool());
   } else if (name == pc::kSpawnExecutable && n == 3 && m[1].as_list() && m[2].as_bool()) {
-    do_spawn_executable(p, m[0], m[1], *m[2].as_bool());
+    do_spawn_port(p, m[0], m[1], Map{{"monitor", *m[2].as_bool()}});
+  } else if (name == pc::kSpawnPort && n == 3 && m[1].as_list() && m[2].as_map()) {
+    do_spawn_port(p, m[0], m[1], *m[2].as_map());
   } else if (name == pc::kConnect && n == 2) {
     do_connect(p, m[0], m[1]);
   } else if (name == pc::kMonitor && n == 2) {
@@ -382,11 +392,35 @@ Reference ProcessHub::add_monitor(Proc& watcher, Proc& target) {
   return r;
 }
 
-void ProcessHub::do_spawn_executable(Proc& p, const Value& tag, const Value& argv, bool monitor) {
+void ProcessHub::do_spawn_port(Proc& p, const Value& tag, const Value& argv,
+                               const Map& options) {
   ProcessSpec spec;
   for (const Value& a : *argv.as_list()) {
-    if (!a.as_string()) return protocol_error(p, "spawn_executable: argv is not strings");
+    if (!a.as_string()) return protocol_error(p, "spawn_port: argv is not strings");
     spec.argv.push_back(*a.as_string());
+  }
+  if (spec.argv.empty()) return protocol_error(p, "spawn_port: empty argv");
+  bool link = false, monitor = false;
+  for (const auto& [key, value] : options) {
+    const std::string* k = key.as_string();
+    const std::string* text = value.as_string();
+    const List* items = value.as_list();
+    if (k && *k == "link" && value.as_bool()) {
+      link = *value.as_bool();
+    } else if (k && *k == "monitor" && value.as_bool()) {
+      monitor = *value.as_bool();
+    } else if (k && *k == "cwd" && text) {
+      spec.cwd = *text;
+    } else if (k && *k == "env" && items) {
+      for (const Value& e : *items) {
+        const std::string* kv = e.as_string();
+        if (!kv || kv->find('=') == std::string::npos || kv->front() == '=')
+          return protocol_error(p, "spawn_port: env entries are \"KEY=VALUE\" strings");
+        spec.env.push_back(*kv);
+      }
+    } else {
+      return protocol_error(p, "spawn_port: unknown option " + key.to_string());
+    }
   }
   UniqueFd child_end;
   Proc* c = nullptr;
@@ -397,9 +431,14 @@ void ProcessHub::do_spawn_executable(Proc& p, const Value& tag, const Value& arg
   }
   const uint32_t cid = c->id;
   const Address address = address_of(cid);
+  if (link) {
+    p.links.insert(cid);
+    c->links.insert(p.id);
+  }
   reply(p, tag, tuple(address, monitor ? Value(add_monitor(p, *c)) : Value()));
   spec.pass_fds = {child_end.get()};
-  spec.env = {"OCCASIONAL_CONTROL_FD=3"};
+  // Last, so that the port's own variable wins over a same-named one in env.
+  spec.env.push_back("OCCASIONAL_CONTROL_FD=3");
   notify(*c, tuple(pc::kHello, address, static_cast<int64_t>(self_pid_)));
   SpawnResult r = spawn_process(spec);
   child_end.reset();

@@ -126,7 +126,7 @@ class ProcessHub {
   void flush(Proc& p);
 
   void do_spawn(Proc& p, const Value& tag, bool link, bool monitor);
-  void do_spawn_executable(Proc& p, const Value& tag, const Value& argv, bool monitor);
+  void do_spawn_port(Proc& p, const Value& tag, const Value& argv, const Map& options);
   Reference add_monitor(Proc& watcher, Proc& target);
   void do_spawned(Proc& p, const Value& address, const Value& pid);
   void do_connect(Proc& p, const Value& tag, const Value& address);

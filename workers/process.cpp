@@ -75,6 +75,7 @@ struct Process::Impl {
     std::string pending;
     uint64_t pending_frames = 0;
     bool queued = false;  // in `dirty`
+    bool bad_frame_reported = false;
   };
 
   // A batch is written when it reaches kFlushBytes, when its first frame is
@@ -241,11 +242,27 @@ struct Process::Impl {
   }
 
   FrameReader::Status read_channel(const std::shared_ptr<Channel>& c) {
+    const uint64_t bad_before = c->reader.bad_terms();
     auto status = c->reader.read_some(c->fd.get(), [this](Value&& v) { inbox.push(std::move(v)); });
+    if (c->reader.bad_terms() != bad_before || status == FrameReader::Status::too_large)
+      report_bad_frame(*c, status);
     if (status == FrameReader::Status::closed || status == FrameReader::Status::too_large ||
         status == FrameReader::Status::error)
       close_channel(c);
     return status;
+  }
+
+  // The peer broke the framing: the coordinator kills it (protocol_error),
+  // once; the stream stays in step meanwhile (a bad term is skipped).
+  void report_bad_frame(Channel& c, FrameReader::Status status) {
+    if (c.bad_frame_reported) return;
+    c.bad_frame_reported = true;
+    const std::string why = status == FrameReader::Status::too_large
+                                ? "a frame header over " + std::to_string(etf::kMaxFrameBytes) +
+                                      " bytes"
+                                : c.reader.last_error().message();
+    Tuple report{Value(pc::kBadFrame), Value(c.peer), Value(why)};
+    send_control(Value(std::move(report)));
   }
 
   // The peer has exited: what it wrote is all in the socket already, up to EOF.
@@ -485,27 +502,33 @@ std::pair<Address, std::optional<Reference>> Process::spawn_body(Body body, bool
 
 namespace {
 
-pc::Message spawn_executable_request(Process::Impl& impl, std::vector<std::string>& argv,
-                                     bool monitor) {
+pc::Message spawn_port_request(Process::Impl& impl, std::vector<std::string>& argv,
+                              const PortOptions& options, bool monitor) {
   List args;
   for (auto& a : argv) args.emplace_back(std::move(a));
-  pc::Message m = impl.request(pc::kSpawnExecutable, Value(std::move(args)), Value(monitor), 2);
+  List env;
+  for (const auto& e : options.env) env.emplace_back(e);
+  Map opts{{"env", Value(std::move(env))}, {"link", options.link}, {"monitor", monitor}};
+  if (!options.cwd.empty()) opts.insert_or_assign("cwd", options.cwd);
+  pc::Message m =
+      impl.request(pc::kSpawnPort, Value(std::move(args)), Value(std::move(opts)), 2);
   const Tuple* t = m[1].as_tuple();
-  if (!t || t->size() != 2 || !(*t)[0].as_address()) die("bad spawn_executable reply");
+  if (!t || t->size() != 2 || !(*t)[0].as_address()) die("bad spawn_port reply");
   return m;
 }
 
 }  // namespace
 
-Address Process::spawn_executable(std::vector<std::string> argv) {
-  pc::Message m = spawn_executable_request(*impl_, argv, false);
+Address Process::spawn_port(std::vector<std::string> argv, const PortOptions& options) {
+  pc::Message m = spawn_port_request(*impl_, argv, options, false);
   return *(*m[1].as_tuple())[0].as_address();
 }
 
-std::pair<Address, Reference> Process::spawn_executable_monitor(std::vector<std::string> argv) {
-  pc::Message m = spawn_executable_request(*impl_, argv, true);
+std::pair<Address, Reference> Process::spawn_port_monitor(std::vector<std::string> argv,
+                                                          const PortOptions& options) {
+  pc::Message m = spawn_port_request(*impl_, argv, options, true);
   const Tuple& t = *m[1].as_tuple();
-  if (!t[1].as_reference()) die("bad spawn_executable reply");
+  if (!t[1].as_reference()) die("bad spawn_port reply");
   return {*t[0].as_address(), *t[1].as_reference()};
 }
 

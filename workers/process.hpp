@@ -15,6 +15,13 @@
 
 namespace occasional {
 
+// How spawn_port starts an executable (docs/messages.md "Ports").
+struct PortOptions {
+  std::vector<std::string> env;  // "KEY=VALUE", added to (and overriding) the coordinator's
+  std::string cwd;               // empty: the coordinator's; a missing one is start_failed
+  bool link = false;             // linked from the start
+};
+
 // One process of an occasional system, as its own code sees it: a Linux
 // process with one inbox, which spawns, sends, receives, monitors and links
 // the Erlang way. docs/messages.md is the reference for every call here.
@@ -78,13 +85,22 @@ class Process {
         spawn_body(make_body(std::forward<F>(fn), std::forward<A>(args)...), false, true);
     return {std::move(spawned.first), std::move(*spawned.second)};
   }
-  // The coordinator starts argv (PATH searched) with its control channel as
-  // fd 3 (OCCASIONAL_CONTROL_FD=3); it speaks the messages of
-  // docs/messages.md there (C++: Process::attach()). An exec failure is the
-  // exit reason start_failed.
-  Address spawn_executable(std::vector<std::string> argv);
+  // A port, as Erlang's open_port({spawn_executable, ...}, [{packet, 4}]):
+  // the coordinator starts argv (PATH searched) with this process's control
+  // channel as fd 3 (OCCASIONAL_CONTROL_FD=3), and it speaks the messages of
+  // docs/messages.md there (C++: Process::attach(); Python:
+  // workers/ports/occasional_port.py). It is a process like any other:
+  // address, channels to anyone, monitors, links, names, exit reasons. An
+  // exec failure (or a missing cwd) is the exit reason start_failed.
+  Address spawn_port(std::vector<std::string> argv, const PortOptions& options = {});
   // Monitored from the start, so that a failed exec is seen (start_failed).
-  std::pair<Address, Reference> spawn_executable_monitor(std::vector<std::string> argv);
+  std::pair<Address, Reference> spawn_port_monitor(std::vector<std::string> argv,
+                                                   const PortOptions& options = {});
+  // The first names of spawn_port and spawn_port_monitor, without options.
+  Address spawn_executable(std::vector<std::string> argv) { return spawn_port(std::move(argv)); }
+  std::pair<Address, Reference> spawn_executable_monitor(std::vector<std::string> argv) {
+    return spawn_port_monitor(std::move(argv));
+  }
 
   // DOWN arrives as ("DOWN", ref, address, reason); at once, with reason
   // noproc, for a process that has exited or never existed.
@@ -99,7 +115,7 @@ class Process {
   std::optional<Address> whereis(const std::string& name);
   uint64_t dropped_sends() const;
 
-  // In an executable started by spawn_executable: this process, on its
+  // In an executable started by spawn_port: this process, on its
   // control fd. Reads the coordinator's hello (its address) first.
   static Process attach(int control_fd = 3);
 

@@ -37,6 +37,10 @@ Map reason_error(std::string type, std::string what) {
   return Map{{"kind", "error"}, {"type", std::move(type)}, {"what", std::move(what)}};
 }
 
+Map reason_protocol_error(std::string error) {
+  return Map{{"kind", "protocol_error"}, {"error", std::move(error)}};
+}
+
 Map reason_noproc() {
   return Map{{"kind", "noproc"}};
 }

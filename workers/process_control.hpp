@@ -18,6 +18,8 @@ inline constexpr std::string_view kSpawn =
     "spawn";  // (link, monitor) -> (address, coordinator pid, ref|null) + fd
 // (argv, monitor) -> (address, ref|null)
 inline constexpr std::string_view kSpawnExecutable = "spawn_executable";
+// (argv, options map: env, cwd, link, monitor) -> (address, ref|null)
+inline constexpr std::string_view kSpawnPort = "spawn_port";
 inline constexpr std::string_view kConnect = "connect";       // (address) -> "ok" [+ fd] | "noproc"
 inline constexpr std::string_view kMonitor = "monitor";       // (address) -> ref
 inline constexpr std::string_view kDemonitor = "demonitor";   // (ref) -> true
@@ -30,6 +32,9 @@ inline constexpr std::string_view kWhereis = "whereis";       // (name) -> addre
 inline constexpr std::string_view kSpawned = "spawned";           // (address, pid)
 inline constexpr std::string_view kSpawnFailed = "spawn_failed";  // (address, error text)
 inline constexpr std::string_view kExit = "exit";                 // (reason map)
+// (peer address, error text): a frame from that peer did not decode; the
+// coordinator kills the peer with the reason protocol_error.
+inline constexpr std::string_view kBadFrame = "bad_frame";
 // Coordinator to process.
 inline constexpr std::string_view kReply = "reply";  // (tag, result) [+ fd]
 inline constexpr std::string_view kHello = "hello";  // (self address, coordinator pid): executables
@@ -58,6 +63,7 @@ std::optional<Message> decode(std::string_view payload, std::string& error);
 Map reason_normal(Value value);
 Map reason_error(std::string type, std::string what);
 Map reason_noproc();
+Map reason_protocol_error(std::string error);
 // The kind of a reason map, "" if it has none. A view into `reason`: it
 // lives no longer than the argument (pass a Map, not a temporary Value made
 // of one).

@@ -68,6 +68,15 @@ TEST(ExitReason, KilledForALinkIsLinked) {
   EXPECT_EQ(process_control::reason_kind(reason), "signal");
 }
 
+TEST(ExitReason, KilledForAProtocolErrorIsProtocolError) {
+  ExitEvidence e = stated(kNormal);
+  e.protocol_error = "a frame it sent does not decode";
+  EXPECT_EQ(reconcile_exit(killed(SIGKILL), e),
+            (Map{{"kind", "protocol_error"}, {"error", "a frame it sent does not decode"}}));
+  // It exited on its own before the kill: the kernel decides.
+  EXPECT_EQ(reconcile_exit(exited(0), e), kNormal);
+}
+
 TEST(ExitReason, StartFailure) {
   ExitEvidence e;
   e.start_error = "execve: No such file or directory";

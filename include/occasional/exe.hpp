@@ -1,0 +1,2 @@
+#pragma once
+#include "workers/exe.hpp"  // IWYU pragma: export
