@@ -165,10 +165,10 @@ TEST(EventsTest, StatusHasRestartsPerMinuteAndCountsPerListener) {
               st.body.find("\"restarts_per_minute\":[" + zeros.substr(2) + "1,0]") !=
                   std::string::npos)
       << st.body;
-  EXPECT_NE(st.body.find("\"listeners\":[{\"name\":\"main\",\"address\":\"127.0.0.1:" +
-                         std::to_string(g.port) +
-                         "\",\"accepted\":1,\"handed_off\":1,\"rejected\":0}]"),
-            std::string::npos)
+  EXPECT_NE(
+      st.body.find("\"listeners\":[{\"name\":\"main\",\"address\":\"127.0.0.1:" +
+                   std::to_string(g.port) + "\",\"accepted\":1,\"handed_off\":1,\"rejected\":0}]"),
+      std::string::npos)
       << st.body;
 }
 

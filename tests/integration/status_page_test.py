@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 FAILURES = []
 
@@ -271,6 +272,9 @@ def without_token(args, chromium):
         pids = browser.eval("[...document.querySelectorAll('.worker')].map(w => +w.dataset.pid)")
         victim = pids[0]
         check(ppid_of(victim) == coord.proc.pid, "pid %d shown on the page is a worker of ours" % victim)
+        # One request through the gateway: the listener's counts move.
+        with urllib.request.urlopen("http://127.0.0.1:%d/hello" % coord.port, timeout=10) as r:
+            check(r.status == 200, "a request through the gateway is served")
         before = browser.eval("performance.timeOrigin")
         os.kill(victim, signal.SIGKILL)
         _, took = browser.wait_for(
@@ -279,6 +283,9 @@ def without_token(args, chromium):
         check(browser.eval("performance.timeOrigin") == before, "without a reload")
         check(browser.eval("[...document.querySelectorAll('.event')].some(e => e.dataset.event === 'exit')"),
               "the exit is in the page's event list")
+        listener = browser.eval("document.querySelector('.listener').textContent")
+        check("accepted 1" in listener and "handed off 1" in listener and "rejected 0" in listener,
+              "the listener's counts: %s" % listener)
         # The replacement is counted as a restart in the minute under way.
         _, took = browser.wait_for(
             "/Restarts per minute, last hour: [1-9]/.test(document.body.textContent) && "
