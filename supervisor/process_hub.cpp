@@ -392,8 +392,7 @@ Reference ProcessHub::add_monitor(Proc& watcher, Proc& target) {
   return r;
 }
 
-void ProcessHub::do_spawn_port(Proc& p, const Value& tag, const Value& argv,
-                               const Map& options) {
+void ProcessHub::do_spawn_port(Proc& p, const Value& tag, const Value& argv, const Map& options) {
   ProcessSpec spec;
   for (const Value& a : *argv.as_list()) {
     if (!a.as_string()) return protocol_error(p, "spawn_port: argv is not strings");

@@ -65,10 +65,10 @@ std::vector<std::string> merged_env(const std::vector<std::string>& overrides) {
 }
 
 struct Stdio {
-  int in = -1;                 // dup2'd to 0, else in_path is opened
+  int in = -1;  // dup2'd to 0, else in_path is opened
   std::string in_path = "/dev/null";
-  int out = -1, err = -1;      // dup2'd to 1 and 2
-  std::string tty;             // a terminal's path: opened as 0, 1, 2 (after setsid)
+  int out = -1, err = -1;  // dup2'd to 1 and 2
+  std::string tty;         // a terminal's path: opened as 0, 1, 2 (after setsid)
 };
 
 // posix_spawn (glibc: clone(CLONE_VM | CLONE_VFORK), so an exec failure is
@@ -330,8 +330,10 @@ PipelineResult pipeline(const std::vector<Argv>& stages, const Options& options)
   plan_input(options, g, first, stage_in);
   for (size_t i = 0; i < stages.size(); ++i) {
     Stdio io;
-    if (i == 0) io = first;
-    else io.in = stage_in.get();
+    if (i == 0)
+      io = first;
+    else
+      io.in = stage_in.get();
     UniqueFd next_in, stage_out;
     if (i + 1 < stages.size()) {
       auto [r, w] = make_pipe();
@@ -455,7 +457,8 @@ bool Interaction::send_raw(std::string_view bytes) {
 void Interaction::close_input() {
   if (impl_->pty) {
     termios t{};
-    const char eof = ::tcgetattr(impl_->out.get(), &t) == 0 ? static_cast<char>(t.c_cc[VEOF]) : '\x04';
+    const char eof =
+        ::tcgetattr(impl_->out.get(), &t) == 0 ? static_cast<char>(t.c_cc[VEOF]) : '\x04';
     impl_->write_all(std::string_view(&eof, 1));
   } else {
     impl_->in.reset();

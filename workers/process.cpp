@@ -257,10 +257,10 @@ struct Process::Impl {
   void report_bad_frame(Channel& c, FrameReader::Status status) {
     if (c.bad_frame_reported) return;
     c.bad_frame_reported = true;
-    const std::string why = status == FrameReader::Status::too_large
-                                ? "a frame header over " + std::to_string(etf::kMaxFrameBytes) +
-                                      " bytes"
-                                : c.reader.last_error().message();
+    const std::string why =
+        status == FrameReader::Status::too_large
+            ? "a frame header over " + std::to_string(etf::kMaxFrameBytes) + " bytes"
+            : c.reader.last_error().message();
     Tuple report{Value(pc::kBadFrame), Value(c.peer), Value(why)};
     send_control(Value(std::move(report)));
   }
@@ -503,15 +503,14 @@ std::pair<Address, std::optional<Reference>> Process::spawn_body(Body body, bool
 namespace {
 
 pc::Message spawn_port_request(Process::Impl& impl, std::vector<std::string>& argv,
-                              const PortOptions& options, bool monitor) {
+                               const PortOptions& options, bool monitor) {
   List args;
   for (auto& a : argv) args.emplace_back(std::move(a));
   List env;
   for (const auto& e : options.env) env.emplace_back(e);
   Map opts{{"env", Value(std::move(env))}, {"link", options.link}, {"monitor", monitor}};
   if (!options.cwd.empty()) opts.insert_or_assign("cwd", options.cwd);
-  pc::Message m =
-      impl.request(pc::kSpawnPort, Value(std::move(args)), Value(std::move(opts)), 2);
+  pc::Message m = impl.request(pc::kSpawnPort, Value(std::move(args)), Value(std::move(opts)), 2);
   const Tuple* t = m[1].as_tuple();
   if (!t || t->size() != 2 || !(*t)[0].as_address()) die("bad spawn_port reply");
   return m;

@@ -35,7 +35,8 @@ bool tagged(const Value& m, const char* tag) {
 }
 
 Value receive_tagged(Process& p, const char* tag) {
-  std::optional<Value> v = p.receive([tag](const Value& m) { return tagged(m, tag); }, testing::kWait);
+  std::optional<Value> v =
+      p.receive([tag](const Value& m) { return tagged(m, tag); }, testing::kWait);
   EXPECT_TRUE(v) << "no " << tag << " message";
   return v ? *v : Value();
 }
