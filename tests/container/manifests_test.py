@@ -51,6 +51,28 @@ def token_file_arg(args, label):
     return args[args.index("--token-file") + 1]
 
 
+def containerfile_copies_the_sources(containerfile):
+    """The builder stage copies every directory the build reads: the root
+    CMakeLists.txt's add_subdirectory outside tests, fuzz and bench, and the
+    include directories the CMakeLists name under ${PROJECT_SOURCE_DIR}."""
+    import re
+    copied = set()
+    for line in containerfile.splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            copied.update(w.rstrip("/") for w in words[1:-1])
+    needed = set()
+    for d in re.findall(r"add_subdirectory\((\S+)\)", open(os.path.join(ROOT, "CMakeLists.txt")).read()):
+        if not d.startswith(("tests", "bench")):
+            needed.add(d)
+    for d in list(needed):
+        text = open(os.path.join(ROOT, d, "CMakeLists.txt")).read()
+        needed.update(re.findall(r"\$\{PROJECT_SOURCE_DIR\}/([A-Za-z_]+)", text))
+    for d in sorted(needed):
+        check(d in copied, f"containers/Containerfile: the builder stage does not COPY {d}/, "
+                           "which the build reads")
+
+
 def main():
     binary = sys.argv[1]
     docs = [d for d in yaml.safe_load_all(open(os.path.join(C, "kubernetes", "occasional.yaml")))
@@ -122,6 +144,7 @@ def main():
     occasional_check(binary, image_config, "containers/occasional.json")
     image_admin = json.loads(image_config)["admin"]["address"]
     containerfile = open(os.path.join(C, "Containerfile")).read()
+    containerfile_copies_the_sources(containerfile)
     check(f'"--admin", "{image_admin}", "health"' in containerfile,
           "the HEALTHCHECK must ask the admin address of the image's configuration")
     check("STOPSIGNAL SIGTERM" in containerfile, "no STOPSIGNAL SIGTERM")
