@@ -262,21 +262,35 @@ TEST(Messages, TwoProcessesFloodingEachOtherDoNotDeadlock) {
       return Value("all");
     };
     const Address self = p.self();
-    Address a = p.spawn([self, flood](Process& c) {
-      Address peer = *c.receive().as_address();
+    // The peer may start its flood before our message with its address
+    // arrives (two senders, no order between them): wait for the address.
+    auto is_address = [](const Value& v) { return v.as_address() != nullptr; };
+    Address a = p.spawn([self, flood, is_address](Process& c) {
+      Address peer = *c.receive(is_address).as_address();
       c.send(self, tuple("a", flood(c, peer)));
     });
-    Address b = p.spawn([self, flood](Process& c) {
-      Address peer = *c.receive().as_address();
+    Address b = p.spawn([self, flood, is_address](Process& c) {
+      Address peer = *c.receive(is_address).as_address();
       c.send(self, tuple("b", flood(c, peer)));
     });
+    const Reference ref_a = p.monitor(a);
+    const Reference ref_b = p.monitor(b);
     p.send(a, b);
     p.send(b, a);
+    // Each reports ({name, result}) before it exits; without a report, a
+    // DOWN says how one ended early.
+    auto is_report = [](const Value& v) { return v.as_tuple() && v.as_tuple()->size() == 2; };
     for (int n = 0; n < 2; ++n) {
-      std::optional<Value> m = p.receive(2 * kWait);
-      ASSERT_TRUE(m) << "a flooding process is stuck";
+      std::optional<Value> m = p.receive(is_report, 2 * kWait);
+      if (!m) {
+        std::optional<Value> down = p.receive(0ms);
+        FAIL() << "a flooding process is stuck or ended early: "
+               << (down ? down->to_string() : "no DOWN");
+      }
       EXPECT_EQ((*m->as_tuple())[1], Value("all")) << m->to_string();
     }
+    EXPECT_EQ(kind(testing::wait_down(p, ref_a)), "normal");
+    EXPECT_EQ(kind(testing::wait_down(p, ref_b)), "normal");
   });
 }
 
