@@ -7,11 +7,16 @@
 //
 // Each repetition runs: plain read() loop with a 64 KiB buffer; occasional
 // with {active, true}; occasional with {active, once} (re-armed after each
-// message). The reader is timed from accept to EOF. Prints one line per
-// run and the median throughput of each with its ratio to the plain loop.
+// message). The reader is timed from accept to EOF, in wall-clock time and
+// in its own CPU time (user + system, CLOCK_PROCESS_CPUTIME_ID): on a
+// loaded machine the wall-clock figure says more about the neighbours, the
+// CPU figure (bytes per CPU-second of the reader) what each path costs.
+// Prints one line per run and the medians, each with its ratio to the
+// plain loop.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,6 +33,17 @@ using namespace occasional;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kChunk = 64 * 1024;
+
+struct Figures {
+  double wall_mbps = 0;  // 10^6 bytes per second
+  double cpu_mbps = 0;   // 10^6 bytes per CPU-second of the reader
+};
+
+double cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
 
 [[noreturn]] void fail(const char* what) {
   std::perror(what);
@@ -50,8 +66,8 @@ void write_stream(uint16_t port, uint64_t bytes) {
   ::close(fd);
 }
 
-// MB/s (10^6 bytes per second) of a plain blocking read loop.
-double plain(uint64_t bytes) {
+// A plain blocking read loop.
+Figures plain(uint64_t bytes) {
   int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -67,6 +83,7 @@ double plain(uint64_t bytes) {
   }
   int fd = ::accept(listener, nullptr, nullptr);
   const auto start = Clock::now();
+  const double cpu_start = cpu_seconds();
   std::vector<char> buffer(kChunk);
   uint64_t got = 0;
   for (;;) {
@@ -76,16 +93,17 @@ double plain(uint64_t bytes) {
     got += static_cast<uint64_t>(n);
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu = cpu_seconds() - cpu_start;
   ::close(fd);
   ::close(listener);
   ::waitpid(writer, nullptr, 0);
   if (got != bytes) fail("plain: short stream");
-  return static_cast<double>(bytes) / seconds / 1e6;
+  return {static_cast<double>(bytes) / seconds / 1e6, static_cast<double>(bytes) / cpu / 1e6};
 }
 
 // The same stream read by process zero of an occasional system; it writes
 // its figure to `result` (it is a child of this program).
-double active(uint64_t bytes, tcp::Active mode, const std::string& result) {
+Figures active(uint64_t bytes, tcp::Active mode, const std::string& result) {
   std::remove(result.c_str());
   int rc = run([&](Process& p) -> Value {
     tcp::ListenOptions options;
@@ -96,6 +114,7 @@ double active(uint64_t bytes, tcp::Active mode, const std::string& result) {
     p.spawn([port, bytes](Process&) { write_stream(port, bytes); });
     tcp::Socket s = tcp::accept(p, listener);
     const auto start = Clock::now();
+    const double cpu_start = cpu_seconds();
     uint64_t got = 0;
     for (;;) {
       const Value m = p.receive(tcp::messages_of(s));
@@ -105,20 +124,22 @@ double active(uint64_t bytes, tcp::Active mode, const std::string& result) {
       if (mode == tcp::Active::once) tcp::set_active(p, s, tcp::Active::once);
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const double cpu = cpu_seconds() - cpu_start;
     if (got != bytes) return 2;
     std::FILE* f = std::fopen(result.c_str(), "w");
     if (!f) return 3;
-    std::fprintf(f, "%.3f\n", static_cast<double>(bytes) / seconds / 1e6);
+    std::fprintf(f, "%.3f %.3f\n", static_cast<double>(bytes) / seconds / 1e6,
+                 static_cast<double>(bytes) / cpu / 1e6);
     std::fclose(f);
     return 0;
   });
   if (rc != 0) fail("occasional run");
   std::FILE* f = std::fopen(result.c_str(), "r");
-  double mbps = 0;
-  if (!f || std::fscanf(f, "%lf", &mbps) != 1) fail("result");
+  Figures out;
+  if (!f || std::fscanf(f, "%lf %lf", &out.wall_mbps, &out.cpu_mbps) != 2) fail("result");
   std::fclose(f);
   std::remove(result.c_str());
-  return mbps;
+  return out;
 }
 
 double median(std::vector<double> v) {
@@ -136,19 +157,32 @@ int main(int argc, char** argv) {
   const uint64_t bytes = std::strtoull(argv[1], nullptr, 10) << 20;
   const int reps = std::atoi(argv[2]);
   const std::string result = "/tmp/tcp_bench." + std::to_string(::getpid());
-  std::vector<double> p, on, once;
+  std::vector<Figures> runs[3];
+  const char* names[3] = {"plain read loop", "active true", "active once"};
   for (int r = 0; r < reps; ++r) {
-    p.push_back(plain(bytes));
-    on.push_back(active(bytes, tcp::Active::on, result));
-    once.push_back(active(bytes, tcp::Active::once, result));
-    std::printf("rep %d: plain %.0f MB/s, active true %.0f MB/s, active once %.0f MB/s\n", r + 1,
-                p.back(), on.back(), once.back());
+    runs[0].push_back(plain(bytes));
+    runs[1].push_back(active(bytes, tcp::Active::on, result));
+    runs[2].push_back(active(bytes, tcp::Active::once, result));
+    std::printf("rep %d (wall MB/s, MB per CPU-second):", r + 1);
+    for (int k = 0; k < 3; ++k)
+      std::printf(" %s %.0f %.0f%s", names[k], runs[k].back().wall_mbps,
+                  runs[k].back().cpu_mbps, k < 2 ? "," : "\n");
     std::fflush(stdout);
   }
-  const double mp = median(p), mon = median(on), monce = median(once);
-  std::printf("median of %d, %llu MiB each: plain read loop %.0f MB/s | active true %.0f MB/s "
-              "(%.3fx) | active once %.0f MB/s (%.3fx)\n",
-              reps, static_cast<unsigned long long>(bytes >> 20), mp, mon, mon / mp, monce,
-              monce / mp);
+  double wall[3], cpu[3];
+  for (int k = 0; k < 3; ++k) {
+    std::vector<double> w, c;
+    for (const Figures& f : runs[k]) {
+      w.push_back(f.wall_mbps);
+      c.push_back(f.cpu_mbps);
+    }
+    wall[k] = median(w);
+    cpu[k] = median(c);
+  }
+  std::printf("median of %d, %llu MiB each:\n", reps,
+              static_cast<unsigned long long>(bytes >> 20));
+  for (int k = 0; k < 3; ++k)
+    std::printf("  %-16s wall %5.0f MB/s (%.3fx)   reader CPU %5.0f MB/s (%.3fx)\n", names[k],
+                wall[k], wall[k] / wall[0], cpu[k], cpu[k] / cpu[0]);
   return 0;
 }
