@@ -165,8 +165,8 @@ int main(int argc, char** argv) {
     runs[2].push_back(active(bytes, tcp::Active::once, result));
     std::printf("rep %d (wall MB/s, MB per CPU-second):", r + 1);
     for (int k = 0; k < 3; ++k)
-      std::printf(" %s %.0f %.0f%s", names[k], runs[k].back().wall_mbps,
-                  runs[k].back().cpu_mbps, k < 2 ? "," : "\n");
+      std::printf(" %s %.0f %.0f%s", names[k], runs[k].back().wall_mbps, runs[k].back().cpu_mbps,
+                  k < 2 ? "," : "\n");
     std::fflush(stdout);
   }
   double wall[3], cpu[3];
@@ -179,8 +179,7 @@ int main(int argc, char** argv) {
     wall[k] = median(w);
     cpu[k] = median(c);
   }
-  std::printf("median of %d, %llu MiB each:\n", reps,
-              static_cast<unsigned long long>(bytes >> 20));
+  std::printf("median of %d, %llu MiB each:\n", reps, static_cast<unsigned long long>(bytes >> 20));
   for (int k = 0; k < 3; ++k)
     std::printf("  %-16s wall %5.0f MB/s (%.3fx)   reader CPU %5.0f MB/s (%.3fx)\n", names[k],
                 wall[k], wall[k] / wall[0], cpu[k], cpu[k] / cpu[0]);

@@ -88,8 +88,7 @@ FrameReader::Status FrameReader::split_and_deliver(
         etf::split_frame(std::string_view(buffer_.get() + start_, end_ - start_));
     if (split.status == etf::FrameSplit::Status::incomplete) break;
     if (split.status == etf::FrameSplit::Status::too_large) return Status::too_large;
-    if (runtime && !split.term.empty() &&
-        static_cast<uint8_t>(split.term[0]) == kRuntimeFrame) {
+    if (runtime && !split.term.empty() && static_cast<uint8_t>(split.term[0]) == kRuntimeFrame) {
       const std::string_view frame = split.term;
       start_ += split.consumed;
       (*runtime)(frame);

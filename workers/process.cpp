@@ -565,9 +565,9 @@ struct Process::Impl {
     std::optional<Value> term = etf::decode(frame.substr(1), error);
     const Tuple* t = term ? term->as_tuple() : nullptr;
     const bool well_formed = t && t->size() == 8 && (*t)[0] == Value(kSocketFrame) &&
-                             tcp::Socket::from((*t)[1]) && (*t)[2].as_bool() &&
-                             (*t)[3].as_int() && (*t)[4].as_int() && (*t)[5].as_bool() &&
-                             (*t)[6].as_bool() && (*t)[7].as_binary();
+                             tcp::Socket::from((*t)[1]) && (*t)[2].as_bool() && (*t)[3].as_int() &&
+                             (*t)[4].as_int() && (*t)[5].as_bool() && (*t)[6].as_bool() &&
+                             (*t)[7].as_binary();
     if (!well_formed || c.passed_fds.empty()) {
       if (!c.bad_frame_reported) {
         c.bad_frame_reported = true;
@@ -582,8 +582,8 @@ struct Process::Impl {
     auto mode = [](int64_t i) {
       return i == 1 ? tcp::Active::once : i == 2 ? tcp::Active::on : tcp::Active::off;
     };
-    Socket& s = add_socket(std::move(fd), *(*t)[1].as_reference(), *(*t)[2].as_bool(),
-                           tcp::Active::off);
+    Socket& s =
+        add_socket(std::move(fd), *(*t)[1].as_reference(), *(*t)[2].as_bool(), tcp::Active::off);
     s.accepted.active = mode(*(*t)[4].as_int());
     s.accepted.nodelay = *(*t)[5].as_bool();
     s.eof = *(*t)[6].as_bool();
@@ -624,7 +624,8 @@ struct Process::Impl {
                      Value(static_cast<int64_t>(s.accepted.active)), Value(s.accepted.nodelay),
                      Value(s.eof), Value(Binary{s.buffered})});
     std::string payload(1, static_cast<char>(FrameReader::kRuntimeFrame));
-    if (!etf::encode(term, payload, error)) die("cannot encode a socket handover: " + error.message());
+    if (!etf::encode(term, payload, error))
+      die("cannot encode a socket handover: " + error.message());
     const uint32_t size = static_cast<uint32_t>(payload.size());
     const char header[4] = {static_cast<char>(size >> 24), static_cast<char>(size >> 16),
                             static_cast<char>(size >> 8), static_cast<char>(size)};
@@ -983,8 +984,9 @@ std::optional<Socket> accept(Process& p, const Socket& listener,
   Process::Impl::Socket& l = owned_or_throw(p, listener, "accept");
   if (!l.listening) throw Error("einval", "tcp::accept: not a listening socket");
   impl.flush_all();
-  const int ms = timeout.count() < 0 ? 0 : timeout.count() > 1'000'000'000 ? 1'000'000'000
-                                                                             : static_cast<int>(timeout.count());
+  const int ms = timeout.count() < 0               ? 0
+                 : timeout.count() > 1'000'000'000 ? 1'000'000'000
+                                                   : static_cast<int>(timeout.count());
   UniqueFd fd = io::accept_connection(l.fd.get(), ms, l.accepted);
   if (!fd) return std::nullopt;
   const Options accepted = l.accepted;

@@ -95,8 +95,8 @@ UniqueFd open_connection(const std::string& host, uint16_t port, const Options& 
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   int last_errno = ECONNREFUSED;
   for (addrinfo* a = found; a; a = a->ai_next) {
-    UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                         a->ai_protocol));
+    UniqueFd fd(
+        ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol));
     if (!fd) {
       last_errno = errno;
       continue;
@@ -183,7 +183,8 @@ uint16_t local_port(int fd) {
   sockaddr_storage address{};
   socklen_t len = sizeof address;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &len) != 0) return 0;
-  if (address.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+  if (address.ss_family == AF_INET)
+    return ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
   if (address.ss_family == AF_INET6)
     return ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
   return 0;

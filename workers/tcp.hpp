@@ -92,8 +92,7 @@ Socket listen(Process& p, uint16_t port, const ListenOptions& options = {});
 // A connection from `listener`'s queue, owned by the caller, with
 // options.accepted; nullopt once `timeout` has passed. It blocks the
 // process (its inbox waits), as gen_tcp:accept does.
-std::optional<Socket> accept(Process& p, const Socket& listener,
-                             std::chrono::milliseconds timeout);
+std::optional<Socket> accept(Process& p, const Socket& listener, std::chrono::milliseconds timeout);
 Socket accept(Process& p, const Socket& listener);
 // The local port.
 uint16_t port(Process& p, const Socket& socket);

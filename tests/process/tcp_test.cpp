@@ -248,6 +248,18 @@ TEST(Tcp, ConnectSendAndErrors) {
       EXPECT_EQ(e.reason(), "econnrefused") << e.what();
     }
     EXPECT_FALSE(tcp::accept(p, listener, 10ms));
+    // To a process that has exited: refused, and the socket stays ours.
+    auto [dead, dead_monitor] = p.spawn_monitor([](Process&) {});
+    ASSERT_EQ(kind(wait_down(p, dead_monitor)), "normal");
+    EXPECT_EQ(tcp::controlling_process(p, s, dead).error, "noproc");
+    ASSERT_TRUE(tcp::send(p, s, "pong"));
+    echoed.clear();
+    while (echoed.size() < 4) {
+      std::optional<Value> m = p.receive(tcp::messages_of(s), kWait);
+      ASSERT_TRUE(m);
+      echoed += tcp::event(*m)->bytes;
+    }
+    EXPECT_EQ(echoed, "pong");
     tcp::close(p, s);
   });
 }
@@ -323,7 +335,8 @@ TEST(Tcp, ControllingProcessMidStreamLosesAndDuplicatesNothing) {
     // Not ours any more.
     EXPECT_EQ(tcp::send(p, s, "x").error, "not_owner");
     EXPECT_EQ(tcp::controlling_process(p, s, b).error, "not_owner");
-    p.send(b, tuple("take", s, static_cast<int64_t>(at), static_cast<int64_t>(total * 2), p.self()));
+    p.send(b,
+           tuple("take", s, static_cast<int64_t>(at), static_cast<int64_t>(total * 2), p.self()));
     expect_message(p, tuple("reached", static_cast<int64_t>(total)));
     // Its channel closes with b; the socket went with it.
     EXPECT_EQ(kind(wait_down(p, b_monitor)), "normal");
@@ -400,18 +413,19 @@ TEST(Tcp, ListenAcceptAndHandEachConnectionToItsOwnProcess) {
     const Address zero = p.self();
     for (int i = 0; i < 20; ++i) {
       monitors.push_back(p.spawn_monitor([port, zero, i](Process& c) {
-        UniqueFd fd = raw_connect(port);
-        ASSERT_TRUE(fd);
-        const std::string line = "client " + std::to_string(i);
-        ASSERT_TRUE(write_all(fd.get(), line));
-        std::string back(line.size(), '\0');
-        ASSERT_EQ(::recv(fd.get(), back.data(), back.size(), MSG_WAITALL),
-                  static_cast<ssize_t>(line.size()));
-        c.send(zero, tuple("echoed", binary(back)));
-      }).second);
+                            UniqueFd fd = raw_connect(port);
+                            ASSERT_TRUE(fd);
+                            const std::string line = "client " + std::to_string(i);
+                            ASSERT_TRUE(write_all(fd.get(), line));
+                            std::string back(line.size(), '\0');
+                            ASSERT_EQ(::recv(fd.get(), back.data(), back.size(), MSG_WAITALL),
+                                      static_cast<ssize_t>(line.size()));
+                            c.send(zero, tuple("echoed", binary(back)));
+                          }).second);
       tcp::Socket s = tcp::accept(p, listener);
       auto [server, server_monitor] = p.spawn_monitor([](Process& c) {
-        const Value taken = c.receive([](const Value& v) { return tcp::Socket::from(v).has_value(); });
+        const Value taken =
+            c.receive([](const Value& v) { return tcp::Socket::from(v).has_value(); });
         tcp::Socket s = *tcp::Socket::from(taken);
         for (;;) {
           const Value m = c.receive(tcp::messages_of(s));

@@ -7,8 +7,8 @@
 //
 //   tcp_echo_server [port]   (0 or none: any free port; the first line of
 //                             stdout says which: "listening on PORT")
-#include <occasional/process.hpp>
 #include <unistd.h>
+#include <occasional/process.hpp>
 
 #include <cstdio>
 #include <cstdlib>
