@@ -10,6 +10,20 @@
 namespace occasional {
 
 FrameReader::Status FrameReader::read_some(int fd, const std::function<void(Value&&)>& deliver) {
+  const Status status = read_into_buffer(fd, nullptr);
+  if (status != Status::ok) return status;
+  return split_and_deliver(deliver, nullptr);
+}
+
+FrameReader::Status FrameReader::read_some(int fd, const std::function<void(Value&&)>& deliver,
+                                           const std::function<void(std::string_view)>& runtime,
+                                           std::deque<UniqueFd>& fds) {
+  const Status status = read_into_buffer(fd, &fds);
+  if (status != Status::ok) return status;
+  return split_and_deliver(deliver, &runtime);
+}
+
+FrameReader::Status FrameReader::read_into_buffer(int fd, std::deque<UniqueFd>* fds) {
   // Consumed bytes are dropped only before a read, so that a burst of small
   // frames costs one move of the partial tail, not one per frame.
   if (start_ > 0) {
@@ -26,9 +40,35 @@ FrameReader::Status FrameReader::read_some(int fd, const std::function<void(Valu
     capacity_ = capacity;
   }
   ssize_t n;
-  do {
-    n = ::recv(fd, buffer_.get() + end_, capacity_ - end_, MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
+  if (!fds) {
+    do {
+      n = ::recv(fd, buffer_.get() + end_, capacity_ - end_, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+  } else {
+    // A stream socket's recvmsg stops after the first bytes that carry
+    // fds, so each read brings the fds of at most one sendmsg.
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+    iovec iov{buffer_.get() + end_, capacity_ - end_};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    do {
+      n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0 && msg.msg_controllen > 0) {
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) {
+          int passed;
+          std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
+          fds->emplace_back(passed);
+        }
+      }
+    }
+  }
   if (n <= 0) {
     if (n == 0) return Status::closed;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::would_block;
@@ -37,11 +77,23 @@ FrameReader::Status FrameReader::read_some(int fd, const std::function<void(Valu
     return Status::error;
   }
   end_ += static_cast<size_t>(n);
+  return Status::ok;
+}
+
+FrameReader::Status FrameReader::split_and_deliver(
+    const std::function<void(Value&&)>& deliver,
+    const std::function<void(std::string_view)>* runtime) {
   for (;;) {
     etf::FrameSplit split =
         etf::split_frame(std::string_view(buffer_.get() + start_, end_ - start_));
     if (split.status == etf::FrameSplit::Status::incomplete) break;
     if (split.status == etf::FrameSplit::Status::too_large) return Status::too_large;
+    if (runtime && !split.term.empty() && static_cast<uint8_t>(split.term[0]) == kRuntimeFrame) {
+      const std::string_view frame = split.term;
+      start_ += split.consumed;
+      (*runtime)(frame);
+      continue;
+    }
     std::optional<Value> value = etf::decode(split.term, last_error_);
     start_ += split.consumed;
     if (value)

@@ -42,4 +42,17 @@ size_t Inbox::remove_if(const Match& match) {
   return before - messages_.size();
 }
 
+std::vector<Value> Inbox::extract_if(const Match& match) {
+  std::vector<Value> out;
+  std::deque<Value> kept;
+  for (Value& v : messages_) {
+    if (match(v))
+      out.push_back(std::move(v));
+    else
+      kept.push_back(std::move(v));
+  }
+  messages_.swap(kept);
+  return out;
+}
+
 }  // namespace occasional

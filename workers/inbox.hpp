@@ -5,6 +5,7 @@
 #include <deque>
 #include <functional>
 #include <optional>
+#include <vector>
 
 #include "workers/value.hpp"
 
@@ -47,6 +48,9 @@ class Inbox {
 
   // Removes every message `match` accepts; returns how many (demonitor's flush).
   size_t remove_if(const Match& match);
+  // Takes out every message `match` accepts, in arrival order (a socket's
+  // messages, when it is handed to another process).
+  std::vector<Value> extract_if(const Match& match);
 
  private:
   std::deque<Value> messages_;

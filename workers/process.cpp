@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <stdexcept>
 #include <system_error>
@@ -28,6 +29,8 @@
 #include "workers/process_control.hpp"
 #include "workers/process_start.hpp"
 #include "workers/protocol.hpp"
+#include "workers/tcp.hpp"
+#include "workers/tcp_io.hpp"
 #include "workers/unique_fd.hpp"
 
 namespace occasional {
@@ -76,6 +79,24 @@ struct Process::Impl {
     uint64_t pending_frames = 0;
     bool queued = false;  // in `dirty`
     bool bad_frame_reported = false;
+    // Passed by the peer with SCM_RIGHTS, each waiting for the runtime
+    // frame (a socket handed over) that it came with.
+    std::deque<UniqueFd> passed_fds;
+  };
+
+  // A TCP socket this process owns (workers/tcp.hpp).
+  struct Socket {
+    UniqueFd fd;
+    Reference id;
+    bool listening = false;
+    tcp::Active active = tcp::Active::off;
+    tcp::Options accepted;  // a listener's, for what it accepts
+    bool eof = false;       // read EOF or an error: never armed again
+    // Read by a passive recv() asking for more than had arrived.
+    std::string buffered;
+    // Its registration in epoll: none, level-triggered (active on), or
+    // one-shot (active once; disarmed by the kernel after one event).
+    enum class Armed { none, level, one_shot } armed = Armed::none;
   };
 
   // A batch is written when it reaches kFlushBytes, when its first frame is
@@ -100,6 +121,10 @@ struct Process::Impl {
   int64_t awaited_tag = 0;
   std::optional<pc::Message> reply;
   UniqueFd reply_fd;
+  std::map<Reference, std::unique_ptr<Socket>> sockets;
+  std::unordered_map<int, Socket*> socket_by_fd;
+  uint64_t next_socket = 1;
+  std::unique_ptr<char[]> socket_buffer;  // one read of an active socket
 
   Impl(UniqueFd control_fd, std::optional<Address> self_address, pid_t coordinator_pid)
       : control(std::move(control_fd)), coordinator(coordinator_pid) {
@@ -118,6 +143,7 @@ struct Process::Impl {
       if (!epoll) die(std::string("epoll_create1() failed: ") + std::strerror(errno));
       add_to_epoll(control.get());
       for (const auto& [fd, c] : by_fd) add_to_epoll(fd);
+      // Sockets are armed through epoll_fd(), so none is armed yet.
     }
     return epoll.get();
   }
@@ -243,7 +269,9 @@ struct Process::Impl {
 
   FrameReader::Status read_channel(const std::shared_ptr<Channel>& c) {
     const uint64_t bad_before = c->reader.bad_terms();
-    auto status = c->reader.read_some(c->fd.get(), [this](Value&& v) { inbox.push(std::move(v)); });
+    auto status = c->reader.read_some(
+        c->fd.get(), [this](Value&& v) { inbox.push(std::move(v)); },
+        [this, &c](std::string_view frame) { runtime_frame(*c, frame); }, c->passed_fds);
     if (c->reader.bad_terms() != bad_before || status == FrameReader::Status::too_large)
       report_bad_frame(*c, status);
     if (status == FrameReader::Status::closed || status == FrameReader::Status::too_large ||
@@ -303,6 +331,8 @@ struct Process::Impl {
       } else if (auto it = by_fd.find(fd); it != by_fd.end()) {
         std::shared_ptr<Channel> c = it->second;
         read_channel(c);
+      } else if (auto s = socket_by_fd.find(fd); s != socket_by_fd.end()) {
+        read_socket(*s->second);
       }
     }
   }
@@ -327,11 +357,18 @@ struct Process::Impl {
   // Writes the channel's pending frames whole. While the receiver's buffer
   // is full, reads what arrives for us: two processes flooding each other
   // both progress. False (the frames dropped and counted) when the peer is gone.
-  bool write_pending(const std::shared_ptr<Channel>& c) {
+  // With `pass_fd`, the first bytes written carry it (SCM_RIGHTS).
+  bool write_pending(const std::shared_ptr<Channel>& c, int pass_fd = -1) {
     size_t done = 0;
     while (c->open && done < c->pending.size()) {
-      ssize_t n = ::send(c->fd.get(), c->pending.data() + done, c->pending.size() - done,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t n;
+      if (pass_fd >= 0) {
+        n = send_with_fd(c->fd.get(), std::string_view(c->pending).substr(done), pass_fd);
+        if (n > 0) pass_fd = -1;
+      } else {
+        n = ::send(c->fd.get(), c->pending.data() + done, c->pending.size() - done,
+                   MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
       if (n >= 0) {
         done += static_cast<size_t>(n);
         continue;
@@ -402,6 +439,254 @@ struct Process::Impl {
       flush_all();
     }
     return true;
+  }
+
+  // --- TCP sockets (workers/tcp.hpp) ---
+
+  static constexpr size_t kSocketReadBytes = 64 * 1024;
+
+  static ssize_t send_with_fd(int socket, std::string_view bytes, int pass_fd) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    return ::sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+
+  Socket* owned(const tcp::Socket& s) {
+    auto it = sockets.find(s.id);
+    return it == sockets.end() ? nullptr : it->second.get();
+  }
+
+  Reference new_socket_id() {
+    const uint64_t n = next_socket++;
+    Reference r;
+    r.node = self.node;
+    r.creation = self.creation;
+    r.size = 4;
+    r.words = {tcp::io::kSocketTag, self.id, static_cast<uint32_t>(n),
+               static_cast<uint32_t>(n >> 32), 0};
+    return r;
+  }
+
+  Socket& add_socket(UniqueFd fd, Reference id, bool listening, tcp::Active active) {
+    auto s = std::make_unique<Socket>();
+    s->fd = std::move(fd);
+    s->id = std::move(id);
+    s->listening = listening;
+    s->active = active;
+    Socket& out = *s;
+    socket_by_fd[out.fd.get()] = &out;
+    sockets[out.id] = std::move(s);
+    arm(out);
+    return out;
+  }
+
+  // Closes it here (it may live on in another process).
+  void forget_socket(Socket& s) {
+    disarm(s);
+    socket_by_fd.erase(s.fd.get());
+    sockets.erase(Reference(s.id));
+  }
+
+  // Its epoll registration follows its mode. One-shot for once, so that
+  // each message costs one epoll_ctl (the re-arm), not two.
+  void arm(Socket& s) {
+    using Armed = Socket::Armed;
+    Armed want = Armed::none;
+    if (!s.listening && !s.eof) {
+      if (s.active == tcp::Active::on) want = Armed::level;
+      if (s.active == tcp::Active::once) want = Armed::one_shot;
+    }
+    if (want == Armed::none) {
+      // A one-shot registration stays: it has fired (and is disarmed), or
+      // fires at most once more, and read_socket ignores a passive socket.
+      if (s.armed == Armed::level) disarm(s);
+      return;
+    }
+    if (want == s.armed && want == Armed::level) return;
+    epoll_event ev{};
+    ev.events = want == Armed::level ? EPOLLIN : EPOLLIN | EPOLLONESHOT;
+    ev.data.fd = s.fd.get();
+    const int op = s.armed == Armed::none ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (::epoll_ctl(epoll_fd(), op, s.fd.get(), &ev) != 0)
+      die(std::string("epoll_ctl() on a socket failed: ") + std::strerror(errno));
+    s.armed = want;
+  }
+
+  // Out of the epoll set. Needed before its fd closes when the socket has
+  // been handed over: epoll watches the file, which the receiver keeps open.
+  void disarm(Socket& s) {
+    if (s.armed == Socket::Armed::none) return;
+    ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, s.fd.get(), nullptr);
+    s.armed = Socket::Armed::none;
+  }
+
+  void deliver_data(Socket& s, std::string bytes) {
+    inbox.push(tuple("tcp", s.id, Binary{std::move(bytes)}));
+    if (s.active == tcp::Active::once) s.active = tcp::Active::off;
+  }
+
+  void read_socket(Socket& s) {
+    if (s.active == tcp::Active::off || s.eof || s.listening) return;
+    if (!socket_buffer) socket_buffer.reset(new char[kSocketReadBytes]);
+    // One read per wake-up, also with {active, true}: reading on after a
+    // full read (up to 8 per wake-up) made a stream in bench/tcp_bench ten
+    // times slower, not yet explained (bench/NOTES.md).
+    ssize_t n;
+    do {
+      n = ::recv(s.fd.get(), socket_buffer.get(), kSocketReadBytes, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) deliver_data(s, std::string(socket_buffer.get(), static_cast<size_t>(n)));
+    if (n == 0) {
+      s.eof = true;
+      inbox.push(tuple("tcp_closed", s.id));
+    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      s.eof = true;
+      inbox.push(tuple("tcp_error", s.id, tcp::io::errno_reason(errno)));
+      inbox.push(tuple("tcp_closed", s.id));
+    }
+    arm(s);
+  }
+
+  // The frame that hands a socket over: kRuntimeFrame, then this term.
+  static constexpr std::string_view kSocketFrame = "socket";
+
+  void runtime_frame(Channel& c, std::string_view frame) {
+    etf::Error error;
+    std::optional<Value> term = etf::decode(frame.substr(1), error);
+    const Tuple* t = term ? term->as_tuple() : nullptr;
+    const bool well_formed = t && t->size() == 8 && (*t)[0] == Value(kSocketFrame) &&
+                             tcp::Socket::from((*t)[1]) && (*t)[2].as_bool() && (*t)[3].as_int() &&
+                             (*t)[4].as_int() && (*t)[5].as_bool() && (*t)[6].as_bool() &&
+                             (*t)[7].as_binary();
+    if (!well_formed || c.passed_fds.empty()) {
+      if (!c.bad_frame_reported) {
+        c.bad_frame_reported = true;
+        const std::string why = !well_formed ? "a runtime frame that is not a socket handover"
+                                             : "a socket handed over without its fd";
+        send_control(Value(Tuple{Value(pc::kBadFrame), Value(c.peer), Value(why)}));
+      }
+      return;
+    }
+    UniqueFd fd = std::move(c.passed_fds.front());
+    c.passed_fds.pop_front();
+    auto mode = [](int64_t i) {
+      return i == 1 ? tcp::Active::once : i == 2 ? tcp::Active::on : tcp::Active::off;
+    };
+    Socket& s =
+        add_socket(std::move(fd), *(*t)[1].as_reference(), *(*t)[2].as_bool(), tcp::Active::off);
+    s.accepted.active = mode(*(*t)[4].as_int());
+    s.accepted.nodelay = *(*t)[5].as_bool();
+    s.eof = *(*t)[6].as_bool();
+    s.buffered = (*t)[7].as_binary()->bytes;
+    set_active(s, mode(*(*t)[3].as_int()));
+  }
+
+  void set_active(Socket& s, tcp::Active active) {
+    if (s.listening) {
+      s.accepted.active = active;
+      return;
+    }
+    s.active = active;
+    if (active != tcp::Active::off && !s.buffered.empty())
+      deliver_data(s, std::exchange(s.buffered, std::string()));
+    // Data already waiting is read now: a stream read with {active, once}
+    // then costs one recv per message, not a re-arm, a wait and a recv.
+    if (s.active != tcp::Active::off && !s.eof)
+      read_socket(s);
+    else
+      arm(s);
+  }
+
+  tcp::Result hand_over(Socket& s, const Address& to) {
+    if (to == self) return {};
+    std::shared_ptr<Channel> c = channel_to(to);
+    if (!c || !c->open) return {"noproc", ""};
+    // Nothing more is read here; what was read and not yet received goes
+    // first, on the same stream as the fd, so the new owner sees it all in order.
+    disarm(s);
+    std::vector<Value> moved = inbox.extract_if(tcp::messages_of(tcp::Socket{s.id}));
+    etf::Error error;
+    for (const Value& m : moved) {
+      if (etf::append_frame(c->pending, m, error)) ++c->pending_frames;
+    }
+    Value term(Tuple{Value(kSocketFrame), Value(s.id), Value(s.listening),
+                     Value(static_cast<int64_t>(s.active)),
+                     Value(static_cast<int64_t>(s.accepted.active)), Value(s.accepted.nodelay),
+                     Value(s.eof), Value(Binary{s.buffered})});
+    std::string payload(1, static_cast<char>(FrameReader::kRuntimeFrame));
+    if (!etf::encode(term, payload, error))
+      die("cannot encode a socket handover: " + error.message());
+    const uint32_t size = static_cast<uint32_t>(payload.size());
+    const char header[4] = {static_cast<char>(size >> 24), static_cast<char>(size >> 16),
+                            static_cast<char>(size >> 8), static_cast<char>(size)};
+    c->pending.append(header, 4);
+    c->pending += payload;
+    ++c->pending_frames;
+    const bool written = write_pending(c, s.fd.get());
+    forget_socket(s);
+    if (!written) return {"noproc", ""};
+    return {};
+  }
+
+  tcp::Result recv(Socket& s, size_t length, Inbox::Deadline deadline) {
+    if (s.listening || s.active != tcp::Active::off) return {"einval", ""};
+    flush_all();
+    for (;;) {
+      if (length == 0 && !s.buffered.empty()) return {"", std::exchange(s.buffered, std::string())};
+      if (length > 0 && s.buffered.size() >= length) {
+        tcp::Result out{"", s.buffered.substr(0, length)};
+        s.buffered.erase(0, length);
+        return out;
+      }
+      if (s.eof) return {"closed", ""};
+      pollfd p{s.fd.get(), POLLIN, 0};
+      const int ready = ::poll(&p, 1, ceil_ms(deadline));
+      if (ready < 0 && errno != EINTR) return {tcp::io::errno_reason(errno), ""};
+      if (ready == 0) return {"timeout", ""};
+      const size_t want = length == 0 ? kSocketReadBytes : length - s.buffered.size();
+      const size_t old = s.buffered.size();
+      s.buffered.resize(old + want);
+      ssize_t n = ::recv(s.fd.get(), s.buffered.data() + old, want, MSG_DONTWAIT);
+      const int e = errno;
+      s.buffered.resize(old + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+      if (n == 0) s.eof = true;
+      if (n < 0 && e != EAGAIN && e != EWOULDBLOCK && e != EINTR) {
+        s.eof = true;
+        return {e == ECONNRESET ? "closed" : tcp::io::errno_reason(e), ""};
+      }
+    }
+  }
+
+  tcp::Result send_bytes(Socket& s, std::string_view bytes) {
+    if (s.listening) return {"einval", ""};
+    const int fd = s.fd.get();
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n >= 0) {
+        done += static_cast<size_t>(n);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EPIPE || errno == ECONNRESET) return {"closed", ""};
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return {tcp::io::errno_reason(errno), ""};
+      flush_all();
+      pollfd p[2] = {{fd, POLLOUT, 0}, {epoll_fd(), POLLIN, 0}};
+      if (::poll(p, 2, -1) < 0 && errno != EINTR)
+        die(std::string("poll() failed: ") + std::strerror(errno));
+      if (p[1].revents & POLLIN) process_ready(0);
+    }
+    return {};
   }
 
   void report_exit(Map reason) {
@@ -661,3 +946,102 @@ void require_single_thread(const char* what) {
 }  // namespace process_start
 
 }  // namespace occasional
+
+namespace occasional::tcp {
+
+namespace {
+
+Process::Impl::Socket& owned_or_throw(Process& p, const Socket& s, const char* what) {
+  Process::Impl::Socket* found = p.impl().owned(s);
+  if (!found)
+    throw Error("not_owner", std::string("tcp::") + what + ": socket " + s.value().to_string() +
+                                 " is not this process's");
+  return *found;
+}
+
+}  // namespace
+
+Socket connect(Process& p, const std::string& host, uint16_t port, const Options& options,
+               std::chrono::milliseconds timeout) {
+  Process::Impl& impl = p.impl();
+  impl.flush_all();
+  UniqueFd fd = io::open_connection(host, port, options, timeout);
+  return Socket{impl.add_socket(std::move(fd), impl.new_socket_id(), false, options.active).id};
+}
+
+Socket listen(Process& p, uint16_t port, const ListenOptions& options) {
+  Process::Impl& impl = p.impl();
+  UniqueFd fd = io::open_listener(port, options);
+  Process::Impl::Socket& s =
+      impl.add_socket(std::move(fd), impl.new_socket_id(), true, Active::off);
+  s.accepted = options.accepted;
+  return Socket{s.id};
+}
+
+std::optional<Socket> accept(Process& p, const Socket& listener,
+                             std::chrono::milliseconds timeout) {
+  Process::Impl& impl = p.impl();
+  Process::Impl::Socket& l = owned_or_throw(p, listener, "accept");
+  if (!l.listening) throw Error("einval", "tcp::accept: not a listening socket");
+  impl.flush_all();
+  const int ms = timeout.count() < 0               ? 0
+                 : timeout.count() > 1'000'000'000 ? 1'000'000'000
+                                                   : static_cast<int>(timeout.count());
+  UniqueFd fd = io::accept_connection(l.fd.get(), ms, l.accepted);
+  if (!fd) return std::nullopt;
+  const Options accepted = l.accepted;
+  return Socket{impl.add_socket(std::move(fd), impl.new_socket_id(), false, accepted.active).id};
+}
+
+Socket accept(Process& p, const Socket& listener) {
+  Process::Impl& impl = p.impl();
+  Process::Impl::Socket& l = owned_or_throw(p, listener, "accept");
+  if (!l.listening) throw Error("einval", "tcp::accept: not a listening socket");
+  impl.flush_all();
+  UniqueFd fd = io::accept_connection(l.fd.get(), -1, l.accepted);
+  const Options accepted = l.accepted;
+  return Socket{impl.add_socket(std::move(fd), impl.new_socket_id(), false, accepted.active).id};
+}
+
+uint16_t port(Process& p, const Socket& socket) {
+  return io::local_port(owned_or_throw(p, socket, "port").fd.get());
+}
+
+Result send(Process& p, const Socket& socket, std::string_view bytes) {
+  Process::Impl::Socket* s = p.impl().owned(socket);
+  if (!s) return {"not_owner", ""};
+  return p.impl().send_bytes(*s, bytes);
+}
+
+Result recv(Process& p, const Socket& socket, size_t length,
+            std::optional<std::chrono::milliseconds> timeout) {
+  Process::Impl::Socket* s = p.impl().owned(socket);
+  if (!s) return {"not_owner", ""};
+  return p.impl().recv(*s, length, timeout ? deadline_after(*timeout) : Inbox::Deadline());
+}
+
+Result set_active(Process& p, const Socket& socket, Active active) {
+  Process::Impl::Socket* s = p.impl().owned(socket);
+  if (!s) return {"not_owner", ""};
+  p.impl().set_active(*s, active);
+  return {};
+}
+
+Result controlling_process(Process& p, const Socket& socket, const Address& new_owner) {
+  Process::Impl::Socket* s = p.impl().owned(socket);
+  if (!s) return {"not_owner", ""};
+  return p.impl().hand_over(*s, new_owner);
+}
+
+Result shutdown_write(Process& p, const Socket& socket) {
+  Process::Impl::Socket* s = p.impl().owned(socket);
+  if (!s) return {"not_owner", ""};
+  if (::shutdown(s->fd.get(), SHUT_WR) != 0) return {io::errno_reason(errno), ""};
+  return {};
+}
+
+void close(Process& p, const Socket& socket) {
+  if (Process::Impl::Socket* s = p.impl().owned(socket)) p.impl().forget_socket(*s);
+}
+
+}  // namespace occasional::tcp
