@@ -111,6 +111,26 @@ void Gateway::start() {
   });
 }
 
+void Gateway::pause_accepting() {
+  for (Port& p : ports_)
+    if (p.router) p.listener->stop();
+}
+
+void Gateway::resume_accepting() {
+  for (Port& p : ports_)
+    if (p.router) p.listener->restart();
+}
+
+bool Gateway::quiet() const {
+  return stats_.peeking == 0 && stats_.pending == 0 && dispatcher_.idle();
+}
+
+std::map<std::string, int> Gateway::listener_fds() {
+  std::map<std::string, int> out;
+  for (Port& p : ports_) out[p.listener->name()] = p.listener->fd();
+  return out;
+}
+
 void Gateway::stop() {
   for (Port& p : ports_) {
     if (p.guard) p.guard->stop();

@@ -222,6 +222,12 @@ void Listener::stop() {
   pause_timer_.cancel();
 }
 
+void Listener::restart() {
+  if (!stopped_ || !on_accepted_) return;
+  stopped_ = false;
+  wait();
+}
+
 void Listener::close() {
   stop();
   boost::system::error_code ec;
