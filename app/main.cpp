@@ -164,7 +164,13 @@ int run(const gw::Config& config, FromSystemd systemd, const std::vector<std::st
   gw::CoordinatorAdmin* backend_ptr = nullptr;
   mx::Metrics metrics(gateway.stats(), [&backend_ptr] { return backend_ptr->status(); });
   if (carried) {
-    metrics.carry_counters(carried->counters);
+    // Workers matter more than counters: text this binary cannot read costs
+    // the counts, not the upgrade.
+    try {
+      metrics.carry_counters(carried->counters);
+    } catch (const std::exception& e) {
+      log.event(sv::LogLevel::error, "upgrade_counters_lost").str("error", e.what());
+    }
     for (const auto& [name, c] : carried->listener_counts)
       if (auto it = gateway.stats().listeners.find(name); it != gateway.stats().listeners.end()) {
         it->second.accepted += c.accepted;
@@ -257,6 +263,8 @@ int run(const gw::Config& config, FromSystemd systemd, const std::vector<std::st
         }());
   }
   gateway.start();
+  // Every signal handler is in place: what an upgrade held back comes now.
+  gw::release_upgrade_signals();
   for (const auto& s : supervisor.services())
     if (!adopted.contains(s->name())) s->start();
   for (const auto& s : supervisor.inetd_services()) s->start();

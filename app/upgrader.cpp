@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,7 +69,22 @@ void close_on_exec_all_but(const std::vector<int>& keep) {
     if (fd > 2 && std::find(keep.begin(), keep.end(), fd) == keep.end()) set_cloexec(fd, true);
 }
 
+// Signals that would end the process (or be lost) between the execve and
+// the new coordinator's handlers: blocked across it, they stay pending and
+// are delivered to the new coordinator (release_upgrade_signals).
+sigset_t upgrade_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR2, SIGCHLD}) sigaddset(&set, s);
+  return set;
+}
+
 }  // namespace
+
+void release_upgrade_signals() {
+  const sigset_t set = upgrade_signals();
+  ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
+}
 
 std::vector<Upgrader::InheritedFd> Upgrader::inherited_fds() {
   std::vector<InheritedFd> out;
@@ -249,9 +265,13 @@ void Upgrader::hand_over() {
   std::vector<char*> args;
   for (std::string& a : argv_) args.push_back(a.data());
   args.push_back(nullptr);
+  const sigset_t blocked = upgrade_signals();
+  sigset_t before;
+  ::sigprocmask(SIG_BLOCK, &blocked, &before);
   ::execve(binary_.c_str(), args.data(), environ);
   // Still here: nothing was handed over.
   const int err = errno;
+  ::sigprocmask(SIG_SETMASK, &before, nullptr);
   ::unsetenv(kUpgradeStateEnv);
   for (int fd : fds) set_cloexec(fd, true);
   fail("exec", 500, "execve(" + binary_ + "): " + std::strerror(err));

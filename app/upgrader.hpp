@@ -89,4 +89,10 @@ class Upgrader {
   metrics::AdminBackend::UpgradeDone done_;
 };
 
+// An upgrade blocks the stop and child signals across its execve, so that
+// one sent meanwhile waits for the new coordinator instead of killing the
+// process or being lost. The new coordinator calls this once its signal
+// handlers are in place (harmless after a normal start).
+void release_upgrade_signals();
+
 }  // namespace occasional::gateway

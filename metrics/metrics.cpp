@@ -199,7 +199,7 @@ struct Metrics::Impl {
   struct CarriedHistogram {
     uint64_t count = 0;
     double sum = 0;
-    std::vector<uint64_t> buckets;  // cumulative
+    std::vector<ClientMetric::Bucket> buckets;  // cumulative counts
   };
   std::map<std::string, double> carried_counters;
   std::map<std::string, CarriedHistogram> carried_histograms;
@@ -602,12 +602,13 @@ std::vector<MetricFamily> Metrics::Impl::families() const {
   std::vector<MetricFamily> now = snapshot();
   out.insert(out.end(), std::make_move_iterator(now.begin()), std::make_move_iterator(now.end()));
   if (carried_counters.empty() && carried_histograms.empty()) return out;
+  std::set<std::string> seen;  // series keys
+  std::set<std::string> names;
   for (MetricFamily& f : out) {
     if (!carried_family(f)) continue;
-    const std::string prefix = f.name + " ";
-    std::set<std::string> seen;
+    names.insert(f.name);
     for (ClientMetric& m : f.metric) {
-      const std::string key = prefix + labels_text(m.label);
+      const std::string key = f.name + " " + labels_text(m.label);
       seen.insert(key);
       if (f.type == MetricType::Counter) {
         if (auto it = carried_counters.find(key); it != carried_counters.end())
@@ -618,17 +619,37 @@ std::vector<MetricFamily> Metrics::Impl::families() const {
         m.histogram.sample_count += h.count;
         m.histogram.sample_sum += h.sum;
         for (size_t i = 0; i < h.buckets.size(); ++i)
-          m.histogram.bucket[i].cumulative_count += h.buckets[i];
+          m.histogram.bucket[i].cumulative_count += h.buckets[i].cumulative_count;
       }
     }
-    // Series the old coordinator had and this one has not had yet.
-    if (f.type == MetricType::Counter) {
-      for (auto it = carried_counters.lower_bound(prefix);
-           it != carried_counters.end() && it->first.starts_with(prefix); ++it)
-        if (!seen.contains(it->first))
-          f.metric.push_back(value(it->second, parse_labels(it->first.substr(prefix.size())),
-                                   MetricType::Counter));
+  }
+  // Series the old coordinator had and this one has not had yet (in a
+  // family this one has not exported yet, maybe): as they were.
+  auto family_of = [&out, &names](const std::string& name, MetricType type) -> MetricFamily& {
+    if (!names.contains(name)) {
+      names.insert(name);
+      out.push_back(family(name, "Carried over from the coordinator this one upgraded.", type));
+      return out.back();
     }
+    for (MetricFamily& f : out)
+      if (f.name == name) return f;
+    return out.back();  // not reached: `names` lists what `out` has
+  };
+  for (const auto& [key, v] : carried_counters) {
+    if (seen.contains(key)) continue;
+    const size_t sp = key.find(' ');
+    family_of(key.substr(0, sp), MetricType::Counter)
+        .metric.push_back(value(v, parse_labels(key.substr(sp + 1)), MetricType::Counter));
+  }
+  for (const auto& [key, h] : carried_histograms) {
+    if (seen.contains(key)) continue;
+    const size_t sp = key.find(' ');
+    ClientMetric m;
+    m.label = parse_labels(key.substr(sp + 1));
+    m.histogram.sample_count = h.count;
+    m.histogram.sample_sum = h.sum;
+    m.histogram.bucket = h.buckets;
+    family_of(key.substr(0, sp), MetricType::Histogram).metric.push_back(std::move(m));
   }
   return out;
 }
@@ -647,8 +668,11 @@ std::string Metrics::carried_counters() const {
       std::snprintf(number, sizeof number, "%.17g", m.histogram.sample_sum);
       out += "h " + f.name + " " + labels_text(m.label) + " " +
              std::to_string(m.histogram.sample_count) + " " + number + " ";
-      for (size_t i = 0; i < m.histogram.bucket.size(); ++i)
-        out += (i ? ";" : "") + std::to_string(m.histogram.bucket[i].cumulative_count);
+      for (size_t i = 0; i < m.histogram.bucket.size(); ++i) {
+        const ClientMetric::Bucket& b = m.histogram.bucket[i];
+        std::snprintf(number, sizeof number, "%.17g", b.upper_bound);
+        out += (i ? ";" : "") + std::string(number) + ":" + std::to_string(b.cumulative_count);
+      }
       out += "\n";
     }
   }
@@ -676,7 +700,12 @@ void Metrics::carry_counters(std::string_view text) {
       std::string_view b = fields[5];
       while (!b.empty()) {
         const size_t semi = b.find(';');
-        h.buckets.push_back(std::stoull(std::string(b.substr(0, semi))));
+        const std::string bucket(b.substr(0, semi));
+        const size_t colon = bucket.find(':');
+        if (colon == std::string::npos)
+          throw std::invalid_argument("carried metrics: a bucket without its bound");
+        h.buckets.push_back(
+            {std::stoull(bucket.substr(colon + 1)), std::stod(bucket.substr(0, colon))});
         b = semi == std::string_view::npos ? std::string_view() : b.substr(semi + 1);
       }
       impl_->carried_histograms[std::string(fields[1]) + " " + std::string(fields[2])] = h;
