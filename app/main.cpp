@@ -199,6 +199,7 @@ int run(const gw::Config& config, FromSystemd systemd, const std::vector<std::st
   supervisor.add_observer(reporter);
   gw::Upgrader upgrader(io, {supervisor, gateway, metrics, log, notifier}, argv);
   upgrader.set_inherited(std::move(inherited));
+  upgrader.set_watchdog(systemd.watchdog);
   backend.on_upgrade([&upgrader](const std::string& binary, mx::AdminBackend::UpgradeDone done) {
     upgrader.begin(binary, std::move(done));
   });

@@ -262,6 +262,14 @@ void Upgrader::hand_over() {
   }
   close_on_exec_all_but(keep);
   ::setenv(kUpgradeStateEnv, std::to_string(memfd.get()).c_str(), 1);
+  // What the service manager gave us, which the start took out of the
+  // environment (so that workers do not see it): the new binary takes it again.
+  const std::string notify = parts_.notifier.address();
+  if (!notify.empty()) ::setenv("NOTIFY_SOCKET", notify.c_str(), 1);
+  if (watchdog_) {
+    ::setenv("WATCHDOG_USEC", std::to_string(watchdog_->count()).c_str(), 1);
+    ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
+  }
   std::vector<char*> args;
   for (std::string& a : argv_) args.push_back(a.data());
   args.push_back(nullptr);
@@ -272,7 +280,8 @@ void Upgrader::hand_over() {
   // Still here: nothing was handed over.
   const int err = errno;
   ::sigprocmask(SIG_SETMASK, &before, nullptr);
-  ::unsetenv(kUpgradeStateEnv);
+  for (const char* name : {kUpgradeStateEnv, "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"})
+    ::unsetenv(name);
   for (int fd : fds) set_cloexec(fd, true);
   fail("exec", 500, "execve(" + binary_ + "): " + std::strerror(err));
 }

@@ -59,6 +59,10 @@ class Upgrader {
   static std::vector<InheritedFd> minus(std::vector<InheritedFd> fds, const std::vector<int>& out);
   void set_inherited(std::vector<InheritedFd> fds) { inherited_ = std::move(fds); }
 
+  // The coordinator's own service manager's watchdog interval (the
+  // environment no longer has it: it was taken at start, as NOTIFY_SOCKET).
+  void set_watchdog(std::optional<std::chrono::microseconds> watchdog) { watchdog_ = watchdog; }
+
   // The admin endpoint's socket, carried too (none: -1).
   void set_admin(metrics::AdminServer* admin) { admin_ = admin; }
   // Starts an upgrade to `binary` (empty: the running one as it is on disk
@@ -84,6 +88,7 @@ class Upgrader {
   boost::asio::steady_timer timer_;
   boost::asio::signal_set usr2_;
   std::vector<InheritedFd> inherited_;
+  std::optional<std::chrono::microseconds> watchdog_;
   bool busy_ = false;
   std::string binary_;
   metrics::AdminBackend::UpgradeDone done_;

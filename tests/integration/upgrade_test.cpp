@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,8 @@
 
 #include <dirent.h>
 #include <atomic>
+#include <cstddef>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -308,6 +311,59 @@ TEST(UpgradeTest, ABinaryThatFailsItsSelfTestChangesNothing) {
   EXPECT_EQ(http_request(g.port, "GET", "/after-upgrade").status, 200);
   EXPECT_EQ(workers_of(g.c), workers);
   EXPECT_EQ(metric(g.admin, "occasional_upgrade_failures_total{reason=\"self_test\"}"), 3);
+}
+
+// systemd's side of NOTIFY_SOCKET: an abstract datagram socket.
+struct NotifySocket {
+  NotifySocket() {
+    fd.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    const std::string name = "occasional-upgrade-test-" + std::to_string(::getpid());
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path + 1, name.data(), name.size());
+    const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
+    env = "NOTIFY_SOCKET=@" + name;
+  }
+  // The next datagram that starts with `prefix`; empty after `timeout`.
+  std::string wait_for(const std::string& prefix, std::chrono::milliseconds timeout = 30s) {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      pollfd p{fd.get(), POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return {};
+      char buf[4096];
+      const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+      if (n <= 0) return {};
+      std::string text(buf, static_cast<size_t>(n));
+      if (text.starts_with(prefix)) return text;
+    }
+  }
+  UniqueFd fd;
+  std::string env;
+};
+
+TEST(UpgradeTest, SystemdHearsReloadingThenReadyFromTheNewCoordinator) {
+  NotifySocket notify;
+  CoordinatorProcess::Launch launch;
+  launch.env = {notify.env, "WATCHDOG_USEC=1000000"};
+  RunningCoordinator g({"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--", kWorkers +
+                        "/http_hello_worker"},
+                       1, launch);
+  ASSERT_FALSE(notify.wait_for("READY=1").empty());
+  exe::Result r = ctl(g.admin, {"upgrade"});
+  ASSERT_TRUE(r.ok()) << r.err.bytes << g.c.stderr_text();
+  const std::string reloading = notify.wait_for("RELOADING=1");
+  EXPECT_NE(reloading.find("MONOTONIC_USEC="), std::string::npos) << reloading;
+  // Only the new coordinator sends READY=1 now, once its carried worker is ready.
+  EXPECT_FALSE(notify.wait_for("READY=1").empty());
+  g.c.wait_event("upgraded");
+  g.c.wait_event("systemd_notify", [](const Fields& f) { return f.at("sent") == "READY=1"; });
+  // The new coordinator pings the watchdog too.
+  EXPECT_EQ(g.c.events("systemd_watchdog").size(), 2u);
+  EXPECT_FALSE(notify.wait_for("WATCHDOG=1").empty());
+  EXPECT_EQ(http_request(g.port, "GET", "/").status, 200);
 }
 
 TEST(UpgradeTest, AConfigurationNotCarriedYetIsRefusedWithTheReason) {
