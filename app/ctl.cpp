@@ -72,9 +72,9 @@ Reply http_call(const ListenAddress& to, const std::string& method, const std::s
                 const std::string& token, const std::string& request_body = {}) {
   const std::string where = to.text;
   UniqueFd fd = connect_admin(to);
-  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + where +
-                    "\r\nConnection: close\r\nContent-Length: " + std::to_string(request_body.size()) +
-                    "\r\n";
+  std::string req =
+      method + " " + target + " HTTP/1.1\r\nHost: " + where +
+      "\r\nConnection: close\r\nContent-Length: " + std::to_string(request_body.size()) + "\r\n";
   // Without a token, a loopback coordinator takes POSTs only with this
   // header, which a web page cannot send (docs/admin.md).
   req += "X-Occasional-Admin: 1\r\n";
@@ -154,8 +154,7 @@ int follow_events(const ListenAddress& to, const std::string& token) {
 // Upgrades done and upgrades failed so far, from /metrics.
 std::pair<double, double> upgrade_counts(const ListenAddress& to, const std::string& token) {
   const Reply r = http_call(to, "GET", "/metrics", token);
-  if (r.status != 200)
-    throw Unreachable("GET /metrics answered HTTP " + std::to_string(r.status));
+  if (r.status != 200) throw Unreachable("GET /metrics answered HTTP " + std::to_string(r.status));
   double done = 0, failed = 0;
   size_t at = 0;
   while (at < r.body.size()) {
@@ -198,9 +197,10 @@ int upgrade(const ListenAddress& to, const std::string& token, const std::string
     }
     if (now.second > failed_before) {
       std::fputs(r.body.c_str(), stderr);
-      std::fputs("occasional ctl: upgrade: the coordinator did not go ahead after all (see its "
-                 "log: upgrade_failed)\n",
-                 stderr);
+      std::fputs(
+          "occasional ctl: upgrade: the coordinator did not go ahead after all (see its "
+          "log: upgrade_failed)\n",
+          stderr);
       return 1;
     }
   }
@@ -237,8 +237,7 @@ int run_ctl(const std::vector<std::string>& args) {
       else if (a == "--binary") {
         binary = value();
         binary_given = true;
-      }
-      else if (a == "-h" || a == "--help") {
+      } else if (a == "-h" || a == "--help") {
         std::fputs(kCtlUsage, stdout);
         return 0;
       } else if (a.starts_with("--"))
@@ -250,12 +249,12 @@ int run_ctl(const std::vector<std::string>& args) {
       throw UsageError(
           "ctl: missing command: status, health, events, restart, scale, stop, start, upgrade");
     const std::string& verb = rest[0];
-    const bool bare =
-        verb == "status" || verb == "health" || verb == "events" || verb == "upgrade";
+    const bool bare = verb == "status" || verb == "health" || verb == "events" || verb == "upgrade";
     const size_t want = bare ? 1 : verb == "scale" ? 3 : 2;
     if (!bare && verb != "restart" && verb != "scale" && verb != "stop" && verb != "start")
-      throw UsageError("ctl: unknown command '" + verb +
-                       "': expected status, health, events, restart, scale, stop, start or upgrade");
+      throw UsageError(
+          "ctl: unknown command '" + verb +
+          "': expected status, health, events, restart, scale, stop, start or upgrade");
     if (follow && verb != "events") throw UsageError("ctl: --follow goes with events only");
     if (binary_given && verb != "upgrade") throw UsageError("ctl: --binary goes with upgrade only");
     if (binary_given && binary.empty()) throw UsageError("ctl upgrade: --binary needs a path");
@@ -282,7 +281,8 @@ int run_ctl(const std::vector<std::string>& args) {
     if (verb == "events" && follow) return follow_events(to, token);
     // The coordinator resolves a relative path from its own directory, not ours.
     if (verb == "upgrade")
-      return upgrade(to, token, binary.empty() ? binary : std::filesystem::absolute(binary).string());
+      return upgrade(to, token,
+                     binary.empty() ? binary : std::filesystem::absolute(binary).string());
     Reply r;
     if (verb == "events")
       r = http_call(to, "GET", "/v1/events?follow=0", token);

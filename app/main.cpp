@@ -3,7 +3,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <sys/syscall.h>
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -12,10 +16,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <algorithm>
-#include <cerrno>
-#include <charconv>
-#include <sys/syscall.h>
 #include <set>
 #include <string>
 #include <vector>
@@ -102,7 +102,7 @@ gw::SystemdNotifier::OnError notify_error_handler(mx::Metrics& metrics, const sv
                                                   std::string address) {
   return [&metrics, &log, address = std::move(address),
           last = std::optional<std::chrono::steady_clock::time_point>()](const char* reason,
-                                                                          int err) mutable {
+                                                                         int err) mutable {
     metrics.systemd_notify_error(reason);
     const auto now = std::chrono::steady_clock::now();
     if (last && now - *last < std::chrono::minutes(1)) return;
@@ -145,14 +145,15 @@ int run(const gw::Config& config, FromSystemd systemd, const std::vector<std::st
   const uint64_t fd_limit = raise_fd_limit(log);
   std::optional<sv::Guardian::Carried> guardian;
   if (carried && carried->guardian.pid > 0)
-    guardian = sv::Guardian::Carried{carried->guardian.pid, occasional::UniqueFd(carried->guardian.pipe),
-                                     occasional::UniqueFd(carried->guardian.pidfd),
-                                     carried->guardian.groups};
+    guardian = sv::Guardian::Carried{
+        carried->guardian.pid, occasional::UniqueFd(carried->guardian.pipe),
+        occasional::UniqueFd(carried->guardian.pidfd), carried->guardian.groups};
   sv::Supervisor supervisor(io, log, std::move(guardian));
   sv::ServiceLog service_log(log);
   supervisor.add_observer(service_log);
   if (carried)
-    for (const auto& [name, fd] : carried->listeners) systemd.listeners[name] = occasional::UniqueFd(fd);
+    for (const auto& [name, fd] : carried->listeners)
+      systemd.listeners[name] = occasional::UniqueFd(fd);
   gw::Gateway gateway(io, config, gw::read_cpu_budget(), fd_limit, log,
                       std::move(systemd.listeners));
   for (sv::ServiceObserver* observer : gateway.observers()) supervisor.add_observer(*observer);

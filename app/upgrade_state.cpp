@@ -205,8 +205,8 @@ UpgradeState decode_upgrade_state(std::string_view text) {
           std::chrono::nanoseconds(number<int64_t>(f[10], "started"))));
       w.consecutive = number<int>(f[11], "consecutive");
       for (int64_t t : unlist(f[12]))
-        w.restarts.push_back(MonoTime(
-            std::chrono::duration_cast<MonoTime::duration>(std::chrono::nanoseconds(t))));
+        w.restarts.push_back(
+            MonoTime(std::chrono::duration_cast<MonoTime::duration>(std::chrono::nanoseconds(t))));
       Balancer::Carried b;
       b.outstanding = number<uint64_t>(f[13], "outstanding");
       b.counted_base = number<uint64_t>(f[14], "counted base");
@@ -259,8 +259,8 @@ std::optional<UpgradeState> take_upgrade_state(int& memfd) {
   for (off_t at = 0;;) {
     const ssize_t n = ::pread(fd.get(), buf, sizeof buf, at);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw UpgradeStateError(std::string("reading the upgrade state: ") +
-                                       std::strerror(errno));
+    if (n < 0)
+      throw UpgradeStateError(std::string("reading the upgrade state: ") + std::strerror(errno));
     if (n == 0) break;
     text.append(buf, static_cast<size_t>(n));
     at += n;

@@ -50,7 +50,7 @@ struct UpgradeState {
     uint64_t rejected = 0;
   };
 
-  std::string from_version;      // the program version that wrote it
+  std::string from_version;              // the program version that wrote it
   std::map<std::string, int> listeners;  // listening sockets by listener name
   int admin = -1;                        // the admin endpoint's listening socket, or -1
   CarriedGuardian guardian;

@@ -187,8 +187,7 @@ void Upgrader::wait_quiet(std::chrono::steady_clock::time_point deadline) {
   if (parts_.gateway.quiet()) {
     auto done = std::move(done_);
     done_ = nullptr;
-    done({200, "upgrading to " + binary_ + " (self-test passed)"},
-         [this] { hand_over(); });
+    done({200, "upgrading to " + binary_ + " (self-test passed)"}, [this] { hand_over(); });
     return;
   }
   if (std::chrono::steady_clock::now() >= deadline)
@@ -241,8 +240,8 @@ void Upgrader::hand_over() {
     if (fd >= 0 && !set_cloexec(fd, false)) {
       const int err = errno;
       for (int f : fds) set_cloexec(f, true);
-      return fail("exec", 500, "fcntl(F_SETFD) on fd " + std::to_string(fd) + ": " +
-                                   std::strerror(err));
+      return fail("exec", 500,
+                  "fcntl(F_SETFD) on fd " + std::to_string(fd) + ": " + std::strerror(err));
     }
   parts_.log.event(LogLevel::info, "upgrade_exec")
       .str("binary", binary_)

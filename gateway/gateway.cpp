@@ -38,9 +38,9 @@ Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBud
     Port port;
     auto passed = activated.find(l.name);
     const bool is_activated = passed != activated.end();
-    port.listener = std::make_unique<Listener>(
-        io, l.name, l.address, l.defer_accept, stats_, log,
-        is_activated ? std::move(passed->second) : UniqueFd());
+    port.listener =
+        std::make_unique<Listener>(io, l.name, l.address, l.defer_accept, stats_, log,
+                                   is_activated ? std::move(passed->second) : UniqueFd());
     std::set<std::string> sharing;
     std::chrono::milliseconds grace = std::chrono::milliseconds::max();
     for (const ServiceEntry& s : config.services)

@@ -751,7 +751,7 @@ Response AdminServer::Impl::post(const Request& req, std::string_view path,
 }
 
 asio::awaitable<Response> AdminServer::Impl::upgrade(const Request& req,
-                                                    std::function<void()>& after) {
+                                                     std::function<void()>& after) {
   if (auto refused = refuse_post(req)) co_return std::move(*refused);
   struct Answer {
     explicit Answer(asio::io_context& io) : wake(io) {}
@@ -767,8 +767,9 @@ asio::awaitable<Response> AdminServer::Impl::upgrade(const Request& req,
     answer->wake.cancel();
   });
   if (!answer->result) co_await answer->wake.async_wait(kUseTuple);
-  if (!answer->result) co_return respond(req, http::status::internal_server_error,
-                                         error_json("the upgrade gave no answer"));
+  if (!answer->result)
+    co_return respond(req, http::status::internal_server_error,
+                      error_json("the upgrade gave no answer"));
   after = std::move(answer->after);
   const ActionResult& r = *answer->result;
   co_return respond(req, static_cast<http::status>(r.status),
@@ -787,8 +788,8 @@ AdminServer::AdminServer(asio::io_context& io, AdminConfig config, AdminBackend&
   if (impl_->config.adopted_fd >= 0) {
     a.assign(ep.protocol(), impl_->config.adopted_fd, ec);
     if (ec)
-      throw std::runtime_error("admin endpoint " + where + " (carried over an upgrade): " +
-                               ec.message());
+      throw std::runtime_error("admin endpoint " + where +
+                               " (carried over an upgrade): " + ec.message());
     return;
   }
   a.open(ep.protocol(), ec);

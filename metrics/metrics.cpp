@@ -388,10 +388,11 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
              "Listeners not accepting now because their services' queues are full.", T::Gauge);
   held.metric.push_back(value(static_cast<double>(c.listeners_held)));
   out.push_back(std::move(held));
-  auto yields = family("occasional_accept_yields_total",
-                       "Times a listener yielded the CPU between two sweeps of its backlog in one wake-up, by "
-                       "whether other work ran on its CPU meanwhile (shared) or not (free).",
-                       T::Counter);
+  auto yields = family(
+      "occasional_accept_yields_total",
+      "Times a listener yielded the CPU between two sweeps of its backlog in one wake-up, by "
+      "whether other work ran on its CPU meanwhile (shared) or not (free).",
+      T::Counter);
   yields.metric.push_back(
       value(static_cast<double>(c.accept_yields_shared), {{"cpu", "shared"}}, T::Counter));
   yields.metric.push_back(
@@ -400,7 +401,8 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   auto retries =
       family("occasional_handoff_retries_total",
              "Failed handoffs: a worker did not take a connection, which went to another worker or "
-             "the queue, by reason.", T::Counter);
+             "the queue, by reason.",
+             T::Counter);
   add_by_reason(retries, kHandoffRetries, c.handoff_retries);
   out.push_back(std::move(retries));
 

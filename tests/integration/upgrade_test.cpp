@@ -3,8 +3,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -12,8 +12,8 @@
 #include <dirent.h>
 #include <atomic>
 #include <cstddef>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -92,7 +92,8 @@ bool read_response(int fd, std::string& buffer, std::string& response,
         return true;
       }
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) return false;
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
@@ -209,13 +210,13 @@ TEST(UpgradeTest, TwentyUpgradesUnderLoadRefuseNothingAndKeepTheWorkers) {
   const auto deadline = Clock::now() + 30s;
   while (load.ok < served + 100 && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
   load.stop();
-  std::printf("upgrades %d, requests %lld (kept alive %lld) on %lld connections, refused %lld, "
-              "failed %lld\n",
-              kUpgrades, static_cast<long long>(load.ok.load()),
-              static_cast<long long>(load.kept_alive.load()),
-              static_cast<long long>(load.connections.load()),
-              static_cast<long long>(load.refused.load()),
-              static_cast<long long>(load.failed.load()));
+  std::printf(
+      "upgrades %d, requests %lld (kept alive %lld) on %lld connections, refused %lld, "
+      "failed %lld\n",
+      kUpgrades, static_cast<long long>(load.ok.load()),
+      static_cast<long long>(load.kept_alive.load()),
+      static_cast<long long>(load.connections.load()), static_cast<long long>(load.refused.load()),
+      static_cast<long long>(load.failed.load()));
 
   EXPECT_EQ(load.refused.load(), 0);
   EXPECT_EQ(load.failed.load(), 0) << load.first_failure;
@@ -238,8 +239,7 @@ TEST(UpgradeTest, TwentyUpgradesUnderLoadRefuseNothingAndKeepTheWorkers) {
   EXPECT_EQ(metric(g.admin, "occasional_connections_accepted_total"),
             static_cast<double>(load.connections.load()));
   EXPECT_EQ(metric(g.admin, "occasional_upgrades_total"), kUpgrades);
-  for (auto& e : g.c.events("upgraded"))
-    EXPECT_EQ(e["message"], "upgraded from 0.1.0 to 0.1.0");
+  for (auto& e : g.c.events("upgraded")) EXPECT_EQ(e["message"], "upgraded from 0.1.0 to 0.1.0");
   // The coordinator's fds by kind, as before: nothing leaked across 20 execs.
   std::map<std::string, int> fds_after;
   const auto fd_deadline = Clock::now() + 10s;
@@ -248,8 +248,8 @@ TEST(UpgradeTest, TwentyUpgradesUnderLoadRefuseNothingAndKeepTheWorkers) {
     if (fds_after == fds_before) break;
     std::this_thread::sleep_for(10ms);
   } while (Clock::now() < fd_deadline);
-  EXPECT_EQ(fds_after, fds_before) << "before: " << describe(fds_before)
-                                   << "\nafter: " << describe(fds_after);
+  EXPECT_EQ(fds_after, fds_before)
+      << "before: " << describe(fds_before) << "\nafter: " << describe(fds_after);
 }
 
 // A script standing for a new binary: `body` after the shebang.
@@ -269,8 +269,8 @@ struct Script {
 };
 
 TEST(UpgradeTest, ABinaryThatFailsItsSelfTestChangesNothing) {
-  RunningCoordinator g({"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--", kWorkers +
-                        "/http_hello_worker"},
+  RunningCoordinator g({"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--",
+                        kWorkers + "/http_hello_worker"},
                        1);
   const std::set<pid_t> workers = workers_of(g.c);
   const std::map<std::string, int> fds_before = fd_kinds(g.c.pid());
@@ -348,8 +348,8 @@ TEST(UpgradeTest, SystemdHearsReloadingThenReadyFromTheNewCoordinator) {
   NotifySocket notify;
   CoordinatorProcess::Launch launch;
   launch.env = {notify.env, "WATCHDOG_USEC=1000000"};
-  RunningCoordinator g({"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--", kWorkers +
-                        "/http_hello_worker"},
+  RunningCoordinator g({"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--",
+                        kWorkers + "/http_hello_worker"},
                        1, launch);
   ASSERT_FALSE(notify.wait_for("READY=1").empty());
   exe::Result r = ctl(g.admin, {"upgrade"});
@@ -367,9 +367,9 @@ TEST(UpgradeTest, SystemdHearsReloadingThenReadyFromTheNewCoordinator) {
 }
 
 TEST(UpgradeTest, AConfigurationNotCarriedYetIsRefusedWithTheReason) {
-  RunningCoordinator g({"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--mode",
-                        "inetd", "--", "cat"},
-                       0);
+  RunningCoordinator g(
+      {"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--mode", "inetd", "--", "cat"},
+      0);
   exe::Result r = ctl(g.admin, {"upgrade"});
   EXPECT_EQ(r.status.code, 1) << r.err.bytes;
   EXPECT_NE(r.err.bytes.find("inetd"), std::string::npos) << r.err.bytes;

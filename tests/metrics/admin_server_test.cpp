@@ -95,8 +95,7 @@ TEST(MetricsTest, CarriedCountersContinueInTheNextCoordinator) {
         "occasional_worker_exits_total{reason=\"killed\",service=\"web\",signal=\"SIGKILL\"} 1",
         "occasional_worker_uptime_seconds_count{service=\"web\"} 1",
         "occasional_admin_refused_total{reason=\"timeout\"} 1",
-        "occasional_upgrade_failures_total{reason=\"self_test\"} 1",
-        "occasional_upgrades_total 1"})
+        "occasional_upgrade_failures_total{reason=\"self_test\"} 1", "occasional_upgrades_total 1"})
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
   // Carried again (the next upgrade), nothing is counted twice.
   ConnectionStats third_stats;
