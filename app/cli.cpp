@@ -10,7 +10,8 @@ const char* const kUsage =
     R"(usage: occasional run [OPTIONS] -- COMMAND [ARGS...]
        occasional run --config FILE [--log-format json|text]
        occasional check FILE
-       occasional ctl [--admin ADDR] [--token T] status|events|restart|scale|stop|start ...
+       occasional ctl [--admin ADDR] [--token T] status|events|restart|scale|stop|start|upgrade ...
+       occasional --self-test STATE_VERSION run ...   (run by an upgrade in the new binary)
 
 Supervises COMMAND: starts it, restarts it by policy, logs every step. With
 --listen, owns that port and hands each connection to a ready worker.
@@ -59,6 +60,9 @@ Options:
   --log-format FORMAT      json | text (default: text on a terminal, json otherwise)
   -h, --help               this text
   --version                the version
+
+Signals: SIGTERM/SIGINT stop (a second one kills), SIGUSR2 upgrades in place to the
+binary on disk (as `ctl upgrade`: docs/supervision.md).
 
 Exit status: 0 stopped cleanly (or every worker finished with code 0), 1 a service
 was failed at stop (or a worker finished with a failure), 2 bad command line,

@@ -152,4 +152,9 @@ metrics::ActionResult CoordinatorAdmin::act(const std::string& name, const std::
   return {404, "unknown action '" + action + "'"};
 }
 
+void CoordinatorAdmin::upgrade(const std::string& binary, UpgradeDone done) {
+  if (!on_upgrade_) return metrics::AdminBackend::upgrade(binary, std::move(done));
+  on_upgrade_(binary, std::move(done));
+}
+
 }  // namespace occasional::gateway

@@ -25,6 +25,11 @@ class CoordinatorAdmin : public metrics::AdminBackend {
   metrics::Status status() override;
   metrics::ActionResult act(const std::string& service, const std::string& action,
                             int replicas) override;
+  void upgrade(const std::string& binary, UpgradeDone done) override;
+  // What performs an upgrade (Upgrader::begin); none: 404.
+  void on_upgrade(std::function<void(const std::string&, UpgradeDone)> f) {
+    on_upgrade_ = std::move(f);
+  }
 
  private:
   metrics::ServiceStatus service_status(const supervisor::Service& s);
@@ -38,6 +43,7 @@ class CoordinatorAdmin : public metrics::AdminBackend {
   const supervisor::EventLog& log_;
   std::function<void(bool)> on_operator_stop_;
   std::set<std::string> stopped_;  // by an operator
+  std::function<void(const std::string&, UpgradeDone)> on_upgrade_;
 };
 
 }  // namespace occasional::gateway

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "app/cli.hpp"
 #include "gateway/config.hpp"
@@ -28,6 +29,10 @@ Commands:
   scale NAME N           run N replicas
   stop NAME              drain and stop the service's workers
   start NAME             start a stopped or failed service
+  upgrade [--binary PATH]
+                         replace the running coordinator by the binary at PATH (default:
+                         the one it runs, as it is on disk now) in place: workers and
+                         connections carry on; waits until the new one serves
   events [--follow]      the event log, one JSON object a line: the last 256 events
                          (the coordinator's backlog); --follow (-f): then each new one
                          as it happens, until interrupted
@@ -64,16 +69,17 @@ UniqueFd connect_admin(const ListenAddress& to) {
 }
 
 Reply http_call(const ListenAddress& to, const std::string& method, const std::string& target,
-                const std::string& token) {
+                const std::string& token, const std::string& request_body = {}) {
   const std::string where = to.text;
   UniqueFd fd = connect_admin(to);
-  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + where +
-                    "\r\nConnection: close\r\nContent-Length: 0\r\n";
+  std::string req =
+      method + " " + target + " HTTP/1.1\r\nHost: " + where +
+      "\r\nConnection: close\r\nContent-Length: " + std::to_string(request_body.size()) + "\r\n";
   // Without a token, a loopback coordinator takes POSTs only with this
   // header, which a web page cannot send (docs/admin.md).
   req += "X-Occasional-Admin: 1\r\n";
   if (!token.empty()) req += "Authorization: Bearer " + token + "\r\n";
-  req += "\r\n";
+  req += "\r\n" + request_body;
   if (::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
     throw Unreachable("sending to " + where + ": " + std::strerror(errno));
   std::string in;
@@ -145,6 +151,64 @@ int follow_events(const ListenAddress& to, const std::string& token) {
   return 0;
 }
 
+// Upgrades done and upgrades failed so far, from /metrics.
+std::pair<double, double> upgrade_counts(const ListenAddress& to, const std::string& token) {
+  const Reply r = http_call(to, "GET", "/metrics", token);
+  if (r.status != 200) throw Unreachable("GET /metrics answered HTTP " + std::to_string(r.status));
+  double done = 0, failed = 0;
+  size_t at = 0;
+  while (at < r.body.size()) {
+    size_t end = r.body.find('\n', at);
+    if (end == std::string::npos) end = r.body.size();
+    const std::string line = r.body.substr(at, end - at);
+    at = end + 1;
+    const size_t space = line.rfind(' ');
+    if (space == std::string::npos || line.starts_with("#")) continue;
+    const double v = std::atof(line.c_str() + space + 1);
+    if (line.starts_with("occasional_upgrades_total ")) done = v;
+    if (line.starts_with("occasional_upgrade_failures_total{")) failed += v;
+  }
+  return {done, failed};
+}
+
+// POST /v1/upgrade, then waits until the new coordinator counts the upgrade
+// done (or the old one counts it failed after answering).
+int upgrade(const ListenAddress& to, const std::string& token, const std::string& binary) {
+  const auto [done_before, failed_before] = upgrade_counts(to, token);
+  const Reply r = http_call(to, "POST", "/v1/upgrade", token, binary);
+  if (r.status >= 300) {
+    std::fputs(r.body.c_str(), stderr);
+    std::fprintf(stderr, "occasional ctl: upgrade: HTTP %d\n", r.status);
+    return 1;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    ::usleep(20'000);
+    std::pair<double, double> now;
+    try {
+      now = upgrade_counts(to, token);
+    } catch (const Unreachable&) {
+      continue;  // between the two coordinators: the answer comes from the new one
+    }
+    if (now.first > done_before) {
+      std::fputs(r.body.c_str(), stdout);
+      std::puts("upgraded: the new coordinator serves");
+      return 0;
+    }
+    if (now.second > failed_before) {
+      std::fputs(r.body.c_str(), stderr);
+      std::fputs(
+          "occasional ctl: upgrade: the coordinator did not go ahead after all (see its "
+          "log: upgrade_failed)\n",
+          stderr);
+      return 1;
+    }
+  }
+  std::fputs("occasional ctl: upgrade: no new coordinator counted the upgrade within 60 s\n",
+             stderr);
+  return 1;
+}
+
 }  // namespace
 
 int run_ctl(const std::vector<std::string>& args) {
@@ -153,6 +217,8 @@ int run_ctl(const std::vector<std::string>& args) {
   if (const char* e = std::getenv("OCCASIONAL_TOKEN")) token = e;
   std::vector<std::string> rest;
   bool follow = false;
+  std::string binary;
+  bool binary_given = false;
   try {
     for (size_t i = 2; i < args.size(); ++i) {
       const std::string& a = args[i];
@@ -168,7 +234,10 @@ int run_ctl(const std::vector<std::string>& args) {
         token = read_token_file(value());
       else if (a == "--follow" || a == "-f")
         follow = true;
-      else if (a == "-h" || a == "--help") {
+      else if (a == "--binary") {
+        binary = value();
+        binary_given = true;
+      } else if (a == "-h" || a == "--help") {
         std::fputs(kCtlUsage, stdout);
         return 0;
       } else if (a.starts_with("--"))
@@ -177,14 +246,18 @@ int run_ctl(const std::vector<std::string>& args) {
         rest.push_back(a);
     }
     if (rest.empty())
-      throw UsageError("ctl: missing command: status, health, events, restart, scale, stop, start");
+      throw UsageError(
+          "ctl: missing command: status, health, events, restart, scale, stop, start, upgrade");
     const std::string& verb = rest[0];
-    const bool bare = verb == "status" || verb == "health" || verb == "events";
+    const bool bare = verb == "status" || verb == "health" || verb == "events" || verb == "upgrade";
     const size_t want = bare ? 1 : verb == "scale" ? 3 : 2;
     if (!bare && verb != "restart" && verb != "scale" && verb != "stop" && verb != "start")
-      throw UsageError("ctl: unknown command '" + verb +
-                       "': expected status, health, events, restart, scale, stop or start");
+      throw UsageError(
+          "ctl: unknown command '" + verb +
+          "': expected status, health, events, restart, scale, stop, start or upgrade");
     if (follow && verb != "events") throw UsageError("ctl: --follow goes with events only");
+    if (binary_given && verb != "upgrade") throw UsageError("ctl: --binary goes with upgrade only");
+    if (binary_given && binary.empty()) throw UsageError("ctl upgrade: --binary needs a path");
     if (rest.size() != want)
       throw UsageError("ctl " + verb + ": expected " +
                        (bare              ? std::string("no argument")
@@ -206,6 +279,10 @@ int run_ctl(const std::vector<std::string>& args) {
       throw UsageError(std::string("--admin: ") + e.what());
     }
     if (verb == "events" && follow) return follow_events(to, token);
+    // The coordinator resolves a relative path from its own directory, not ours.
+    if (verb == "upgrade")
+      return upgrade(to, token,
+                     binary.empty() ? binary : std::filesystem::absolute(binary).string());
     Reply r;
     if (verb == "events")
       r = http_call(to, "GET", "/v1/events?follow=0", token);

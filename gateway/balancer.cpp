@@ -45,6 +45,26 @@ void Balancer::add(int replica, supervisor::WorkerLink* link) {
   hand_out_queued();
 }
 
+std::optional<Balancer::Carried> Balancer::carry(int replica) const {
+  for (const Backend& b : backends_)
+    if (b.replica == replica) return Carried{b.outstanding, b.counted_base};
+  return std::nullopt;
+}
+
+void Balancer::restore(int replica, Carried carried) {
+  for (Backend& b : backends_)
+    if (b.replica == replica) {
+      b.outstanding = carried.outstanding;
+      b.counted_base = carried.counted_base;
+    }
+}
+
+bool Balancer::idle() const {
+  for (const Backend& b : backends_)
+    if (!b.staged.empty()) return false;
+  return queue_.empty();
+}
+
 void Balancer::remove(int replica) {
   for (size_t i = 0; i < backends_.size(); ++i)
     if (backends_[i].replica == replica) {

@@ -67,6 +67,18 @@ class Balancer {
   void close_queue();
   PendingQueue& queue() { return queue_; }
 
+  // A ready worker's accounting, carried over a coordinator upgrade
+  // (docs/supervision.md, "Upgrade"): connections handed and not finished,
+  // and the shared closed counter's value when it was added.
+  struct Carried {
+    uint64_t outstanding = 0;
+    uint64_t counted_base = 0;
+  };
+  std::optional<Carried> carry(int replica) const;
+  void restore(int replica, Carried carried);
+  // Nothing staged for any worker, nothing queued.
+  bool idle() const;
+
   size_t ready_workers() const { return backends_.size(); }
   size_t queued() const { return queue_.size(); }
   uint32_t outstanding(int replica) const;

@@ -17,6 +17,14 @@ Balancer* Dispatcher::find(const std::string& service) {
   return it == balancers_.end() ? nullptr : it->second.get();
 }
 
+bool Dispatcher::idle() const {
+  for (const auto& [name, b] : balancers_)
+    if (!b->idle()) return false;
+  for (const auto& [name, l] : inetd_)
+    if (l->queue().size() > 0) return false;
+  return true;
+}
+
 const PendingQueue* Dispatcher::queue(const std::string& service) {
   if (Balancer* b = find(service)) return &b->queue();
   if (auto it = inetd_.find(service); it != inetd_.end()) return &it->second->queue();

@@ -29,6 +29,8 @@ class Dispatcher : public supervisor::ServiceObserver {
   void end_burst();
   void close_queues();
   Balancer* find(const std::string& service);
+  // Nothing staged or queued in any balancer or inetd launcher.
+  bool idle() const;
   // The pending queue of a service, or null when there is no such service.
   const PendingQueue* queue(const std::string& service);
   // `f` runs whenever a full queue has room again.

@@ -38,9 +38,9 @@ Gateway::Gateway(boost::asio::io_context& io, const Config& config, const CpuBud
     Port port;
     auto passed = activated.find(l.name);
     const bool is_activated = passed != activated.end();
-    port.listener = std::make_unique<Listener>(
-        io, l.name, l.address, l.defer_accept, stats_, log,
-        is_activated ? std::move(passed->second) : UniqueFd());
+    port.listener =
+        std::make_unique<Listener>(io, l.name, l.address, l.defer_accept, stats_, log,
+                                   is_activated ? std::move(passed->second) : UniqueFd());
     std::set<std::string> sharing;
     std::chrono::milliseconds grace = std::chrono::milliseconds::max();
     for (const ServiceEntry& s : config.services)
@@ -109,6 +109,26 @@ void Gateway::start() {
     for (Port& p : ports_)
       if (p.router) p.listener->resume();
   });
+}
+
+void Gateway::pause_accepting() {
+  for (Port& p : ports_)
+    if (p.router) p.listener->stop();
+}
+
+void Gateway::resume_accepting() {
+  for (Port& p : ports_)
+    if (p.router) p.listener->restart();
+}
+
+bool Gateway::quiet() const {
+  return stats_.peeking == 0 && stats_.pending == 0 && dispatcher_.idle();
+}
+
+std::map<std::string, int> Gateway::listener_fds() {
+  std::map<std::string, int> out;
+  for (Port& p : ports_) out[p.listener->name()] = p.listener->fd();
+  return out;
 }
 
 void Gateway::stop() {

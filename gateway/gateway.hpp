@@ -48,6 +48,15 @@ class Gateway {
   // Stops accepting; closes connections still being routed or queued.
   void stop();
 
+  // For a coordinator upgrade (docs/supervision.md, "Upgrade"): stop
+  // accepting (new clients wait in the listen backlog), and accept again.
+  void pause_accepting();
+  void resume_accepting();
+  // No connection being routed, staged or queued.
+  bool quiet() const;
+  // Every listening socket by listener name.
+  std::map<std::string, int> listener_fds();
+
  private:
   struct Port {
     std::unique_ptr<Listener> listener;

@@ -26,6 +26,7 @@ class InetdLauncher {
   void close_queue() { queue_.close_all(); }
   size_t queued() const { return queue_.size(); }
   PendingQueue& queue() { return queue_; }
+  const PendingQueue& queue() const { return queue_; }
 
  private:
   bool launch(UniqueFd& fd, const workers::ConnHeader& header);

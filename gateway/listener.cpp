@@ -136,8 +136,10 @@ int adopt_listener(UniqueFd fd, const ListenAddress& a, bool defer_accept, uint1
   const int defer_seconds = 1;
   if (defer_accept && ::setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_seconds,
                                    sizeof defer_seconds) != 0)
-    throw std::runtime_error("setsockopt(TCP_DEFER_ACCEPT) failed for the activated socket of "
-                             "listener " + a.text + ": " + std::strerror(errno));
+    throw std::runtime_error(
+        "setsockopt(TCP_DEFER_ACCEPT) failed for the activated socket of "
+        "listener " +
+        a.text + ": " + std::strerror(errno));
   bound_port = bound_port_of(fd.get(), a);
   return fd.release();
 }
@@ -220,6 +222,12 @@ void Listener::stop() {
   boost::system::error_code ec;
   socket_.cancel(ec);
   pause_timer_.cancel();
+}
+
+void Listener::restart() {
+  if (!stopped_ || !on_accepted_) return;
+  stopped_ = false;
+  wait();
 }
 
 void Listener::close() {

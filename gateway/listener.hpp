@@ -70,6 +70,8 @@ class Listener {
   void resume();
   // Stops accepting; the socket stays open (listen_fds workers may share it).
   void stop();
+  // Accepts again after stop() (an upgrade that did not go ahead).
+  void restart();
   // Stops accepting and closes the socket: new clients are refused, not left
   // waiting in a backlog nobody will accept from.
   void close();

@@ -297,6 +297,9 @@ struct AdminServer::Impl : std::enable_shared_from_this<Impl> {
   void end_stream(EventClient& c);
   bool require_token(const Request& req, Response& refusal);
   Response post(const Request& req, std::string_view path, std::string_view query);
+  // POST /v1/upgrade: the answer, once the backend has one; `after` is what
+  // to run once it is written.
+  asio::awaitable<Response> upgrade(const Request& req, std::function<void()>& after);
   std::optional<Response> refuse_post(const Request& req);
   Response respond(const Request& req, http::status code, std::string body,
                    const char* type = "application/json") {
@@ -458,6 +461,17 @@ asio::awaitable<void> AdminServer::Impl::session(tcp::socket socket) {
       refusal->keep_alive(false);
       stream.expires_after(config.timeout);
       co_await http::async_write(stream, *refusal, kUseTuple);
+      break;
+    }
+    if (req.method() == http::verb::post && req.target() == "/v1/upgrade") {
+      std::function<void()> after;
+      Response res = co_await upgrade(req, after);
+      res.keep_alive(false);
+      stream.expires_after(config.timeout);
+      auto [wec, written] = co_await http::async_write(stream, res, kUseTuple);
+      // The coordinator is replaced here (execve), unless the write failed
+      // and with it the client's chance to learn that it was.
+      if (!wec && after) after();
       break;
     }
     Response res = handle(req);
@@ -736,6 +750,33 @@ Response AdminServer::Impl::post(const Request& req, std::string_view path,
                      json_string(r.message) + "}\n");
 }
 
+asio::awaitable<Response> AdminServer::Impl::upgrade(const Request& req,
+                                                     std::function<void()>& after) {
+  if (auto refused = refuse_post(req)) co_return std::move(*refused);
+  struct Answer {
+    explicit Answer(asio::io_context& io) : wake(io) {}
+    asio::steady_timer wake;
+    std::optional<ActionResult> result;
+    std::function<void()> after;
+  };
+  auto answer = std::make_shared<Answer>(io);
+  answer->wake.expires_at(asio::steady_timer::time_point::max());
+  backend.upgrade(req.body(), [answer](ActionResult r, std::function<void()> then) {
+    answer->result = std::move(r);
+    answer->after = std::move(then);
+    answer->wake.cancel();
+  });
+  if (!answer->result) co_await answer->wake.async_wait(kUseTuple);
+  if (!answer->result)
+    co_return respond(req, http::status::internal_server_error,
+                      error_json("the upgrade gave no answer"));
+  after = std::move(answer->after);
+  const ActionResult& r = *answer->result;
+  co_return respond(req, static_cast<http::status>(r.status),
+                    (r.status < 300 ? "{\"ok\":true,\"message\":" : "{\"error\":") +
+                        json_string(r.message) + "}\n");
+}
+
 AdminServer::AdminServer(asio::io_context& io, AdminConfig config, AdminBackend& backend,
                          Metrics& metrics, EventStream* events)
     : impl_(std::make_shared<Impl>(io, std::move(config), backend, metrics, events)) {
@@ -744,6 +785,13 @@ AdminServer::AdminServer(asio::io_context& io, AdminConfig config, AdminBackend&
   const std::string where = ep.address().to_string() + ":" + std::to_string(ep.port());
   if (auto problem = exposure_problem(impl_->config)) throw std::runtime_error(*problem);
   boost::system::error_code ec;
+  if (impl_->config.adopted_fd >= 0) {
+    a.assign(ep.protocol(), impl_->config.adopted_fd, ec);
+    if (ec)
+      throw std::runtime_error("admin endpoint " + where +
+                               " (carried over an upgrade): " + ec.message());
+    return;
+  }
   a.open(ep.protocol(), ec);
   if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) a.bind(ep, ec);
@@ -755,6 +803,10 @@ AdminServer::AdminServer(asio::io_context& io, AdminConfig config, AdminBackend&
 
 AdminServer::~AdminServer() {
   stop();
+}
+
+int AdminServer::native_handle() {
+  return impl_->acceptor.native_handle();
 }
 
 uint16_t AdminServer::port() const {

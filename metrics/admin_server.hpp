@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,6 +29,15 @@ class AdminBackend {
   virtual Status status() = 0;
   // `action`: restart (rolling), scale (to `replicas`), stop, start.
   virtual ActionResult act(const std::string& service, const std::string& action, int replicas) = 0;
+  // POST /v1/upgrade (docs/admin.md): replace the coordinator by the binary
+  // at `binary` (empty: the one it runs, as it is on disk now). `done` is
+  // called once, now or later, with the answer and with what to run once
+  // the answer is written (the execve; empty when nothing is).
+  using UpgradeDone = std::function<void(ActionResult, std::function<void()> after_reply)>;
+  virtual void upgrade(const std::string& binary, UpgradeDone done) {
+    (void)binary;
+    done({404, "this coordinator does not upgrade"}, {});
+  }
 };
 
 struct AdminConfig {
@@ -39,6 +49,9 @@ struct AdminConfig {
   size_t body_limit = 64 * 1024;
   std::chrono::milliseconds timeout{10000};  // to read one request, and to write its answer
   size_t max_connections = 64;
+  // A listening socket to use instead of binding `endpoint` (carried over a
+  // coordinator upgrade); -1: bind.
+  int adopted_fd = -1;
   // Beyond max_connections, connections that may only ask /healthz or
   // /readyz, each for one request read within probe_timeout; when these are
   // taken too, the one waiting longest for its request is closed to make room.
@@ -70,6 +83,8 @@ class AdminServer {
   AdminServer& operator=(const AdminServer&) = delete;
 
   uint16_t port() const;
+  // The listening socket (a coordinator upgrade carries it).
+  int native_handle();
   void start();
   // Stops accepting and ends the event streams; open admin connections
   // finish their current request.

@@ -7,6 +7,10 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <cstdio>
+#include <set>
+#include <stdexcept>
+
 #include "metrics/process_stats.hpp"
 
 namespace occasional::metrics {
@@ -141,6 +145,17 @@ struct Metrics::Impl {
                           .Help("GET /v1/events streams open now.")
                           .Register(registry)
                           .Add({})),
+        upgrades(BuildCounter()
+                     .Name("occasional_upgrades_total")
+                     .Help("Coordinator upgrades: times a new binary took over in place "
+                           "(docs/supervision.md).")
+                     .Register(registry)
+                     .Add({})),
+        upgrade_failures(BuildCounter()
+                             .Name("occasional_upgrade_failures_total")
+                             .Help("Coordinator upgrades that did not happen (the running "
+                                   "coordinator went on), by reason.")
+                             .Register(registry)),
         event_streams_dropped(BuildCounter()
                                   .Name("occasional_admin_event_streams_dropped_total")
                                   .Help("Event streams closed because the client did not take "
@@ -149,6 +164,7 @@ struct Metrics::Impl {
                                   .Add({})) {
     for (const char* reason : kAdminRefusals) admin_refused.Add({{"reason", reason}});
     for (const char* reason : kSystemdNotifyErrors) systemd_notify_errors.Add({{"reason", reason}});
+    for (const char* reason : kUpgradeFailures) upgrade_failures.Add({{"reason", reason}});
   }
 
   prometheus::Registry registry;
@@ -174,7 +190,21 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& admin_refused;
   prometheus::Family<prometheus::Counter>& systemd_notify_errors;
   prometheus::Gauge& event_streams;
+  prometheus::Counter& upgrades;
+  prometheus::Family<prometheus::Counter>& upgrade_failures;
   prometheus::Counter& event_streams_dropped;
+
+  // What the coordinator this one upgraded had counted, by series (name,
+  // then labels): added to this one's at every scrape.
+  struct CarriedHistogram {
+    uint64_t count = 0;
+    double sum = 0;
+    std::vector<ClientMetric::Bucket> buckets;  // cumulative counts
+  };
+  std::map<std::string, double> carried_counters;
+  std::map<std::string, CarriedHistogram> carried_histograms;
+  // Every family as exported, carried counts included.
+  std::vector<MetricFamily> families() const;
 
   static const prometheus::Histogram::BucketBoundaries& uptime_buckets() {
     static const prometheus::Histogram::BucketBoundaries b{0.01, 0.1, 1, 10, 60, 600, 3600, 86400};
@@ -358,10 +388,11 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
              "Listeners not accepting now because their services' queues are full.", T::Gauge);
   held.metric.push_back(value(static_cast<double>(c.listeners_held)));
   out.push_back(std::move(held));
-  auto yields = family("occasional_accept_yields_total",
-                       "Times a listener yielded the CPU between two sweeps of its backlog in one wake-up, by "
-                       "whether other work ran on its CPU meanwhile (shared) or not (free).",
-                       T::Counter);
+  auto yields = family(
+      "occasional_accept_yields_total",
+      "Times a listener yielded the CPU between two sweeps of its backlog in one wake-up, by "
+      "whether other work ran on its CPU meanwhile (shared) or not (free).",
+      T::Counter);
   yields.metric.push_back(
       value(static_cast<double>(c.accept_yields_shared), {{"cpu", "shared"}}, T::Counter));
   yields.metric.push_back(
@@ -370,7 +401,8 @@ std::vector<MetricFamily> Metrics::Impl::snapshot() const {
   auto retries =
       family("occasional_handoff_retries_total",
              "Failed handoffs: a worker did not take a connection, which went to another worker or "
-             "the queue, by reason.", T::Counter);
+             "the queue, by reason.",
+             T::Counter);
   add_by_reason(retries, kHandoffRetries, c.handoff_retries);
   out.push_back(std::move(retries));
 
@@ -496,16 +528,198 @@ void Metrics::event_streams(size_t open) {
   impl_->event_streams.Set(static_cast<double>(open));
 }
 
+void Metrics::upgrade_done() {
+  impl_->upgrades.Increment();
+}
+
+void Metrics::upgrade_failed(const std::string& reason) {
+  impl_->upgrade_failures.Add({{"reason", reason}}).Increment();
+}
+
 void Metrics::event_stream_dropped() {
   impl_->event_streams_dropped.Increment();
 }
 
+namespace {
+
+// Series keys and carried text: label names and values escaped so that
+// ' ', ',', '=', '%' and line breaks never appear raw.
+std::string escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == ' ' || c == ',' || c == '=' || c == '%' || c == '\n' || c == '\r') {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string unescape(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string labels_text(const std::vector<ClientMetric::Label>& labels) {
+  std::string out;
+  for (const ClientMetric::Label& l : labels)
+    out += (out.empty() ? "" : ",") + escape(l.name) + "=" + escape(l.value);
+  return out.empty() ? "-" : out;
+}
+
+std::vector<ClientMetric::Label> parse_labels(std::string_view text) {
+  std::vector<ClientMetric::Label> out;
+  if (text == "-") return out;
+  while (!text.empty()) {
+    const size_t comma = text.find(',');
+    std::string_view pair = text.substr(0, comma);
+    const size_t eq = pair.find('=');
+    if (eq == std::string_view::npos) throw std::invalid_argument("carried metrics: bad labels");
+    out.push_back({unescape(pair.substr(0, eq)), unescape(pair.substr(eq + 1))});
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+  }
+  return out;
+}
+
+bool carried_family(const MetricFamily& f) {
+  return (f.type == MetricType::Counter || f.type == MetricType::Histogram) &&
+         !f.name.starts_with("process_");
+}
+
+}  // namespace
+
+std::vector<MetricFamily> Metrics::Impl::families() const {
+  std::vector<MetricFamily> out = registry.Collect();
+  std::vector<MetricFamily> now = snapshot();
+  out.insert(out.end(), std::make_move_iterator(now.begin()), std::make_move_iterator(now.end()));
+  if (carried_counters.empty() && carried_histograms.empty()) return out;
+  std::set<std::string> seen;  // series keys
+  std::set<std::string> names;
+  for (MetricFamily& f : out) {
+    if (!carried_family(f)) continue;
+    names.insert(f.name);
+    for (ClientMetric& m : f.metric) {
+      const std::string key = f.name + " " + labels_text(m.label);
+      seen.insert(key);
+      if (f.type == MetricType::Counter) {
+        if (auto it = carried_counters.find(key); it != carried_counters.end())
+          m.counter.value += it->second;
+      } else if (auto it = carried_histograms.find(key); it != carried_histograms.end()) {
+        const CarriedHistogram& h = it->second;
+        if (h.buckets.size() != m.histogram.bucket.size()) continue;
+        m.histogram.sample_count += h.count;
+        m.histogram.sample_sum += h.sum;
+        for (size_t i = 0; i < h.buckets.size(); ++i)
+          m.histogram.bucket[i].cumulative_count += h.buckets[i].cumulative_count;
+      }
+    }
+  }
+  // Series the old coordinator had and this one has not had yet (in a
+  // family this one has not exported yet, maybe): as they were.
+  auto family_of = [&out, &names](const std::string& name, MetricType type) -> MetricFamily& {
+    if (!names.contains(name)) {
+      names.insert(name);
+      out.push_back(family(name, "Carried over from the coordinator this one upgraded.", type));
+      return out.back();
+    }
+    for (MetricFamily& f : out)
+      if (f.name == name) return f;
+    return out.back();  // not reached: `names` lists what `out` has
+  };
+  for (const auto& [key, v] : carried_counters) {
+    if (seen.contains(key)) continue;
+    const size_t sp = key.find(' ');
+    family_of(key.substr(0, sp), MetricType::Counter)
+        .metric.push_back(value(v, parse_labels(key.substr(sp + 1)), MetricType::Counter));
+  }
+  for (const auto& [key, h] : carried_histograms) {
+    if (seen.contains(key)) continue;
+    const size_t sp = key.find(' ');
+    ClientMetric m;
+    m.label = parse_labels(key.substr(sp + 1));
+    m.histogram.sample_count = h.count;
+    m.histogram.sample_sum = h.sum;
+    m.histogram.bucket = h.buckets;
+    family_of(key.substr(0, sp), MetricType::Histogram).metric.push_back(std::move(m));
+  }
+  return out;
+}
+
+std::string Metrics::carried_counters() const {
+  std::string out;
+  char number[64];
+  for (const MetricFamily& f : impl_->families()) {
+    if (!carried_family(f)) continue;
+    for (const ClientMetric& m : f.metric) {
+      if (f.type == MetricType::Counter) {
+        std::snprintf(number, sizeof number, "%.17g", m.counter.value);
+        out += "c " + f.name + " " + labels_text(m.label) + " " + number + "\n";
+        continue;
+      }
+      std::snprintf(number, sizeof number, "%.17g", m.histogram.sample_sum);
+      out += "h " + f.name + " " + labels_text(m.label) + " " +
+             std::to_string(m.histogram.sample_count) + " " + number + " ";
+      for (size_t i = 0; i < m.histogram.bucket.size(); ++i) {
+        const ClientMetric::Bucket& b = m.histogram.bucket[i];
+        std::snprintf(number, sizeof number, "%.17g", b.upper_bound);
+        out += (i ? ";" : "") + std::string(number) + ":" + std::to_string(b.cumulative_count);
+      }
+      out += "\n";
+    }
+  }
+  return out;
+}
+
+void Metrics::carry_counters(std::string_view text) {
+  while (!text.empty()) {
+    const size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    std::vector<std::string_view> fields;
+    while (!line.empty()) {
+      const size_t sp = line.find(' ');
+      fields.push_back(line.substr(0, sp));
+      line = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
+    }
+    if (fields.size() == 4 && fields[0] == "c") {
+      impl_->carried_counters[std::string(fields[1]) + " " + std::string(fields[2])] +=
+          std::stod(std::string(fields[3]));
+    } else if (fields.size() == 6 && fields[0] == "h") {
+      Impl::CarriedHistogram h;
+      h.count = std::stoull(std::string(fields[3]));
+      h.sum = std::stod(std::string(fields[4]));
+      std::string_view b = fields[5];
+      while (!b.empty()) {
+        const size_t semi = b.find(';');
+        const std::string bucket(b.substr(0, semi));
+        const size_t colon = bucket.find(':');
+        if (colon == std::string::npos)
+          throw std::invalid_argument("carried metrics: a bucket without its bound");
+        h.buckets.push_back(
+            {std::stoull(bucket.substr(colon + 1)), std::stod(bucket.substr(0, colon))});
+        b = semi == std::string_view::npos ? std::string_view() : b.substr(semi + 1);
+      }
+      impl_->carried_histograms[std::string(fields[1]) + " " + std::string(fields[2])] = h;
+    } else {
+      throw std::invalid_argument("carried metrics: a line of " + std::to_string(fields.size()) +
+                                  " fields");
+    }
+  }
+}
+
 std::string Metrics::exposition() const {
-  std::vector<MetricFamily> families = impl_->registry.Collect();
-  std::vector<MetricFamily> now = impl_->snapshot();
-  families.insert(families.end(), std::make_move_iterator(now.begin()),
-                  std::make_move_iterator(now.end()));
-  return prometheus::TextSerializer().Serialize(families);
+  return prometheus::TextSerializer().Serialize(impl_->families());
 }
 
 }  // namespace occasional::metrics

@@ -3,6 +3,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "metrics/connection_stats.hpp"
 #include "metrics/status.hpp"
@@ -25,6 +26,11 @@ inline constexpr const char* kAdminRefusals[] = {
 // Why a message to the coordinator's own service manager was not sent
 // (occasional_systemd_notify_errors_total{reason}; docs/metrics.md).
 inline constexpr const char* kSystemdNotifyErrors[] = {"again", "no_listener", "other"};
+
+// Why a coordinator upgrade did not happen; the old coordinator runs on
+// (occasional_upgrade_failures_total{reason}; docs/metrics.md).
+inline constexpr const char* kUpgradeFailures[] = {"busy", "unsupported", "self_test", "not_quiet",
+                                                   "exec"};
 
 class Metrics {
  public:
@@ -65,6 +71,18 @@ class Metrics {
   void event_streams(size_t open);
   // One event stream dropped because its client did not take what it was sent.
   void event_stream_dropped();
+
+  // This process took over from the coordinator it upgraded.
+  void upgrade_done();
+  // One upgrade that did not happen, by a reason of kUpgradeFailures.
+  void upgrade_failed(const std::string& reason);
+  // Every counter and histogram as exported now (process_* aside: the
+  // kernel keeps those across execve), as text for the coordinator that
+  // replaces this one; carry_counters() there adds them to what it counts,
+  // so no counter goes back in Prometheus. Throws std::invalid_argument on
+  // text it does not understand.
+  std::string carried_counters() const;
+  void carry_counters(std::string_view text);
 
   // The text exposition format (version 0.0.4).
   std::string exposition() const;

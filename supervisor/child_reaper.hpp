@@ -44,6 +44,11 @@ class ChildReaper {
   // killed and reaped at once, and `on_exit` never runs.
   std::error_code watch(pid_t pid, UniqueFd pidfd, ExitCallback on_exit);
   bool watching(pid_t pid) const { return watched_.contains(pid); }
+  // The pidfd of a watched child, or -1 (for an upgrade, which carries it).
+  int pidfd(pid_t pid) const {
+    auto it = watched_.find(pid);
+    return it == watched_.end() ? -1 : it->second.pidfd->native_handle();
+  }
   // The only ways to signal a watched child. A pid is watched until the
   // moment it is reaped (the callback runs after), so neither can reach a
   // process that reused the id: `signal` goes through the pidfd, and

@@ -131,6 +131,14 @@ void Guardian::start() {
                              "() failed while starting the guardian: " + ec.message());
 }
 
+void Guardian::adopt(Carried carried) {
+  pid_ = carried.pid;
+  pipe_ = std::move(carried.pipe);
+  pidfd_ = std::move(carried.pidfd);
+  groups_.clear();
+  groups_.insert(carried.groups.begin(), carried.groups.end());
+}
+
 void Guardian::watch(pid_t pgid) {
   groups_.insert(pgid);
   send('+', pgid);

@@ -4,6 +4,7 @@
 
 #include <system_error>
 #include <unordered_set>
+#include <vector>
 
 #include "workers/unique_fd.hpp"
 
@@ -36,6 +37,19 @@ class Guardian {
   void watch(pid_t pgid);
   void forget(pid_t pgid);
   pid_t pid() const { return pid_; }
+
+  // A guardian handed over by the coordinator this one replaced, same pid
+  // (docs/supervision.md, "Upgrade"): it keeps reading the same pipe.
+  struct Carried {
+    pid_t pid = -1;
+    UniqueFd pipe;
+    UniqueFd pidfd;
+    std::vector<pid_t> groups;
+  };
+  void adopt(Carried carried);
+  // For an upgrade: the write end of the pipe, and the groups it knows.
+  int pipe_fd() const { return pipe_.get(); }
+  const std::unordered_set<pid_t>& groups() const { return groups_; }
   // Takes back the pidfd of the guardian (for ChildReaper::watch).
   UniqueFd take_pidfd() { return std::move(pidfd_); }
 

@@ -46,6 +46,23 @@ RestartPolicy::RestartPolicy(RestartConfig config, int replicas,
       replicas_(static_cast<size_t>(replicas)),
       desired_(replicas) {}
 
+void RestartPolicy::adopt(const std::vector<Carried>& carried) {
+  int size = 0;
+  for (const Carried& c : carried) size = std::max(size, c.replica + 1);
+  replicas_.assign(static_cast<size_t>(size), Replica{});
+  for (Replica& r : replicas_) r.wanted = false;
+  for (const Carried& c : carried) {
+    Replica& r = replicas_.at(static_cast<size_t>(c.replica));
+    r.state = ReplicaState::running;
+    r.wanted = true;
+    r.consecutive = c.consecutive;
+    r.restarts.assign(c.restarts.begin(), c.restarts.end());
+  }
+  desired_ = static_cast<int>(carried.size());
+  failed_ = false;
+  retry_pending_ = false;
+}
+
 Duration RestartPolicy::backoff_delay(int k, double u) const {
   if (k <= 1) return Duration::zero();
   using Sec = std::chrono::duration<double>;

@@ -111,6 +111,21 @@ class RestartPolicy {
   // `replica` is no longer wanted: it stops and is not restarted.
   std::vector<Action> retire(int replica);
 
+  // A replica whose process was carried over a coordinator upgrade
+  // (docs/supervision.md, "Upgrade"), with its restart history.
+  struct Carried {
+    int replica = 0;
+    int consecutive = 0;
+    std::vector<MonoTime> restarts{};
+  };
+  // Replaces the table: the carried replicas are running and wanted, every
+  // other slot is stopped and not wanted; the service is not failed.
+  void adopt(const std::vector<Carried>& carried);
+  // The restarts of `replica` within the intensity window (for an upgrade).
+  const std::deque<MonoTime>& restart_times(int replica) const {
+    return replicas_.at(replica).restarts;
+  }
+
   ReplicaState state(int replica) const { return replicas_.at(replica).state; }
   bool wanted(int replica) const { return replicas_.at(replica).wanted; }
   int consecutive_restarts(int replica) const { return replicas_.at(replica).consecutive; }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <random>
 #include <string_view>
+#include <system_error>
 
 #include <boost/system/system_error.hpp>
 
@@ -82,6 +83,81 @@ bool Service::idle() const {
   for (int i = 0; i < policy_.table_size(); ++i)
     if (policy_.state(i) != ReplicaState::stopped) return false;
   return true;
+}
+
+std::string Service::not_carriable() const {
+  const std::string self = "service '" + config_.name + "'";
+  if (config_.mode != workers::WorkerMode::handoff)
+    return self + " has mode " + workers::worker_mode_name(config_.mode) +
+           ", which an upgrade does not carry yet (only handoff)";
+  if (rolling_.active()) return self + " is in a rolling restart";
+  if (policy_.failed() || policy_.retry_pending()) return self + " is failed";
+  for (int i = 0; i < policy_.table_size(); ++i) {
+    const ReplicaState state = policy_.state(i);
+    if (state == ReplicaState::stopped && !policy_.wanted(i)) continue;
+    const Replica& r = *replicas_[static_cast<size_t>(i)];
+    const std::string which = self + " replica " + std::to_string(i);
+    if (state != ReplicaState::running) return which + " is " + replica_state_name(state);
+    if (r.pid <= 0 || !r.protocol) return which + " has no process (a spawn is deferred)";
+    if (!r.ready || !r.protocol->settled()) return which + " is starting or exiting";
+  }
+  return {};
+}
+
+std::vector<Service::CarriedWorker> Service::carry() const {
+  std::vector<CarriedWorker> out;
+  for (int i = 0; i < policy_.table_size(); ++i) {
+    if (policy_.state(i) != ReplicaState::running) continue;
+    const Replica& r = *replicas_[static_cast<size_t>(i)];
+    CarriedWorker w;
+    w.replica = i;
+    w.pid = r.pid;
+    w.pidfd = reaper_.pidfd(r.pid);
+    WorkerLink& link = r.protocol->link();
+    w.control = link.fd();
+    w.counter = link.counter_fd();
+    w.takes_batches = link.takes_batches();
+    w.handed = link.handed();
+    w.counted = link.counted();
+    w.started_wall = r.started_wall;
+    w.started_mono = r.started_mono;
+    w.status_text = r.status_text;
+    w.consecutive = policy_.consecutive_restarts(i);
+    const auto& times = policy_.restart_times(i);
+    w.restarts.assign(times.begin(), times.end());
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+void Service::adopt(const std::vector<CarriedWorker>& workers) {
+  std::vector<RestartPolicy::Carried> carried;
+  for (const CarriedWorker& w : workers) carried.push_back({w.replica, w.consecutive, w.restarts});
+  policy_.adopt(carried);
+  replicas_.clear();
+  grow_to(policy_.table_size());
+  for (const CarriedWorker& w : workers) {
+    Replica& r = *replicas_[static_cast<size_t>(w.replica)];
+    UniqueFd pidfd(w.pidfd), control(w.control), counter(w.counter);
+    r.started_wall = w.started_wall;
+    r.started_mono = w.started_mono;
+    r.status_text = w.status_text;
+    const std::string what =
+        "upgrade: service '" + config_.name + "' replica " + std::to_string(w.replica);
+    if (std::error_code ec = open_protocol(w.replica, std::move(control)))
+      throw std::system_error(ec, what + ": control socket");
+    std::error_code ec;
+    if (!r.protocol->link().restore(std::move(counter), w.takes_batches, w.handed, w.counted, ec))
+      throw std::system_error(ec, what + ": closed counter");
+    const int replica = w.replica;
+    if ((ec = reaper_.watch(w.pid, std::move(pidfd),
+                            [this, replica](const siginfo_t& info) { on_exit(replica, info); })))
+      throw std::system_error(ec, what + ": pidfd");
+    r.pid = w.pid;
+  }
+  // Carried only when ready: back to the balancer at once.
+  for (const CarriedWorker& w : workers) set_ready(w.replica, true);
+  report_idle();
 }
 
 void Service::handle(int replica, PolicyEvent event) {

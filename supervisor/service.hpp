@@ -49,6 +49,35 @@ class Service {
   // never has fewer ready workers than before. False if one is under way.
   bool rolling_restart();
   bool rolling_restart_active() const { return rolling_.active(); }
+  // A worker as a coordinator upgrade carries it over execve
+  // (docs/supervision.md, "Upgrade"). The fds are not owned here: on the
+  // way out they are the running coordinator's, on the way in adopt()
+  // takes them.
+  struct CarriedWorker {
+    int replica = 0;
+    pid_t pid = -1;
+    int pidfd = -1;
+    int control = -1;  // handoff: the coordinator's end of the control socket
+    int counter = -1;  // handoff: the shared closed counter's memfd, or -1
+    bool takes_batches = false;
+    uint64_t handed = 0;   // connections sent to it
+    uint64_t counted = 0;  // the closed counter's last value used
+    WallTime started_wall{};
+    MonoTime started_mono{};
+    std::string status_text;
+    int consecutive = 0;
+    std::vector<MonoTime> restarts;
+  };
+  // Why this service cannot be carried over an upgrade now (a sentence);
+  // empty when it can: every wanted replica runs and is ready, nothing
+  // is being restarted, drained or retried.
+  std::string not_carriable() const;
+  std::vector<CarriedWorker> carry() const;
+  // Instead of start(): takes over the carried workers as they were
+  // (ready ones are reported ready at once). Startup: throws
+  // std::system_error when one cannot be registered on the loop.
+  void adopt(const std::vector<CarriedWorker>& workers);
+
   // A NOTIFY_SOCKET datagram from replica's main process: "READY=1", "WATCHDOG=1", ...
   void on_notify(int replica, std::string_view assignment);
 

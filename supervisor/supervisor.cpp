@@ -6,10 +6,14 @@
 
 namespace occasional::supervisor {
 
-Supervisor::Supervisor(boost::asio::io_context& io, const EventLog& log)
+Supervisor::Supervisor(boost::asio::io_context& io, const EventLog& log,
+                       std::optional<Guardian::Carried> guardian)
     : io_(io), log_(log), reaper_(io, log), guardian_timer_(io) {
   ChildReaper::become_subreaper();
-  guardian_.start();
+  if (guardian)
+    guardian_.adopt(std::move(*guardian));
+  else
+    guardian_.start();
   guardian_started_ = std::chrono::steady_clock::now();
   watch_guardian();
 }

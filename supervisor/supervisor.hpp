@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -25,8 +26,10 @@ namespace occasional::supervisor {
 // balancer, metrics, tests).
 class Supervisor : private ServiceObserver {
  public:
-  // Forks the guardian: construct while the process has one thread.
-  Supervisor(boost::asio::io_context& io, const EventLog& log);
+  // Forks the guardian: construct while the process has one thread. After
+  // an upgrade, takes over the guardian of the coordinator it replaced.
+  Supervisor(boost::asio::io_context& io, const EventLog& log,
+             std::optional<Guardian::Carried> guardian = std::nullopt);
   Supervisor(const Supervisor&) = delete;
   Supervisor& operator=(const Supervisor&) = delete;
 
@@ -47,6 +50,7 @@ class Supervisor : private ServiceObserver {
   const std::vector<std::unique_ptr<Service>>& services() const { return services_; }
   const std::vector<std::unique_ptr<InetdService>>& inetd_services() const { return inetd_; }
   const ChildReaper& reaper() const { return reaper_; }
+  const Guardian& guardian() const { return guardian_; }
   const EventLog& log() const { return log_; }
   // NOTIFY_SOCKET datagrams rejected so far (no credentials, unknown sender, too large).
   uint64_t notify_rejected() const { return notify_rejected_; }

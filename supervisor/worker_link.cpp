@@ -66,7 +66,20 @@ std::error_code WorkerLink::share_closed_counter() {
   if ((ec = workers::send_datagram(socket_.native_handle(), workers::encode_closed_counter(), fds)))
     return ec;
   closed_counter_ = std::move(counter);
+  counter_fd_ = std::move(fd);
   return {};
+}
+
+bool WorkerLink::restore(UniqueFd counter, bool takes_batches, uint64_t handed, uint64_t counted,
+                         std::error_code& ec) {
+  takes_batches_ = takes_batches;
+  handed_ = handed;
+  counted_ = counted;
+  if (!counter) return true;
+  closed_counter_ = workers::ClosedCounter::map(counter.get(), ec);
+  if (ec) return false;
+  counter_fd_ = std::move(counter);
+  return true;
 }
 
 void WorkerLink::wait() {

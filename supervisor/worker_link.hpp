@@ -64,6 +64,17 @@ class WorkerLink {
     if (!closed_) read_all(false);
   }
 
+  // What a coordinator upgrade carries (docs/supervision.md, "Upgrade"):
+  // the socket, the shared counter's memfd (-1 without one) and the counts.
+  int fd() { return socket_.native_handle(); }
+  int counter_fd() const { return counter_fd_.get(); }
+  uint64_t handed() const { return handed_; }
+  uint64_t counted() const { return counted_; }
+  // The new coordinator takes them back; false (with `ec`) when the
+  // counter cannot be mapped.
+  bool restore(UniqueFd counter, bool takes_batches, uint64_t handed, uint64_t counted,
+               std::error_code& ec);
+
  private:
   void wait();
   void read_all(bool rearm = true);
@@ -72,6 +83,8 @@ class WorkerLink {
   Handlers handlers_;
   workers::ReadBatching batching_;
   workers::ClosedCounter closed_counter_;
+  // Kept open (not only mapped) so that an upgrade can carry the counter.
+  UniqueFd counter_fd_;
   // Connections (fds) sent to the worker, and the last counter value used.
   uint64_t handed_ = 0;
   mutable uint64_t counted_ = 0;

@@ -91,6 +91,7 @@ void WorkerProtocol::on_channel_closed() {
 }
 
 void WorkerProtocol::expect_exit(Duration within, const char* reason) {
+  overdue_armed_ = true;
   overdue_.expires_after(within);
   overdue_.async_wait([this, alive = std::weak_ptr<bool>(alive_), within,
                        reason](const boost::system::error_code& ec) {

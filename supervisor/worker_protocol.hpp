@@ -62,6 +62,9 @@ class WorkerProtocol {
 
   // Where its connections are sent.
   WorkerLink& link() { return link_; }
+  // Neither draining nor on its way out (it said `exit` or closed its
+  // socket): what an upgrade can carry as it is.
+  bool settled() const { return !draining_ && !stated_reason_ && !overdue_armed_; }
 
  private:
   void on_message(const workers::Message& message);
@@ -75,6 +78,7 @@ class WorkerProtocol {
   Handlers handlers_;
   std::optional<std::string> stated_reason_;
   bool draining_ = false;
+  bool overdue_armed_ = false;
   // A deadline that fired may still have its handler queued after this is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   boost::asio::steady_timer overdue_;

@@ -15,8 +15,9 @@ namespace occasional::workers {
 //
 // The coordinator creates it (a memfd) when a worker's `hello` asks for one
 // and sends the fd in a `closed_counter` message; the worker maps it and calls
-// add_one() where it would have sent `closed`. Both sides keep only the
-// mapping: no fd stays open. The value is a 64-bit unsigned integer in host
+// add_one() where it would have sent `closed`. The worker keeps only the
+// mapping; the coordinator keeps its fd too, so that a coordinator upgrade
+// (an execve, which drops mappings) can map it again. The value is a 64-bit unsigned integer in host
 // byte order at offset 0, only ever incremented by one. The file is sealed
 // against shrinking and growing (F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_SEAL), so
 // the page stays mapped whatever the worker does with its fd; its contents

@@ -64,6 +64,48 @@ TEST(AdminServerTest, MetricsExpositionHasTheCatalogue) {
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
 }
 
+TEST(MetricsTest, CarriedCountersContinueInTheNextCoordinator) {
+  ConnectionStats before_stats;
+  before_stats.accepted = 7;
+  before_stats.reject("queue_full");
+  before_stats.handoff_duration.observe(0.00002);
+  Metrics before(before_stats, [] { return Status{}; });
+  before.worker_started("web", false);
+  before.worker_exited("web", "killed", "SIGKILL", false, 137, 2.5, 1.7e9);
+  before.admin_refused("timeout");
+  before.upgrade_failed("self_test");
+  const std::string carried = before.carried_counters();
+  EXPECT_EQ(carried.find("process_"), std::string::npos) << carried;
+
+  // The next coordinator counts from zero; what it exports adds what was carried.
+  ConnectionStats after_stats;
+  after_stats.accepted = 2;
+  Metrics after(after_stats, [] { return Status{}; });
+  after.carry_counters(carried);
+  after.worker_started("web", true);
+  after.upgrade_done();
+  const std::string text = after.exposition();
+  for (const char* line :
+       {"occasional_connections_accepted_total 9",
+        "occasional_connections_rejected_total{reason=\"queue_full\"} 1",
+        "occasional_handoff_duration_seconds_bucket{le=\"2.5e-05\"} 1",
+        "occasional_handoff_duration_seconds_count 1",
+        "occasional_worker_starts_total{service=\"web\"} 2",
+        "occasional_worker_restarts_total{service=\"web\"} 1",
+        "occasional_worker_exits_total{reason=\"killed\",service=\"web\",signal=\"SIGKILL\"} 1",
+        "occasional_worker_uptime_seconds_count{service=\"web\"} 1",
+        "occasional_admin_refused_total{reason=\"timeout\"} 1",
+        "occasional_upgrade_failures_total{reason=\"self_test\"} 1", "occasional_upgrades_total 1"})
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  // Carried again (the next upgrade), nothing is counted twice.
+  ConnectionStats third_stats;
+  Metrics third(third_stats, [] { return Status{}; });
+  third.carry_counters(after.carried_counters());
+  EXPECT_NE(third.exposition().find("occasional_connections_accepted_total 9\n"),
+            std::string::npos);
+  EXPECT_THROW(third.carry_counters("x y\n"), std::invalid_argument);
+}
+
 TEST(AdminServerTest, EverySeriesWithKnownLabelsStartsAtZero) {
   ConnectionStats stats;
   Metrics m(stats, [] { return Status{}; });

@@ -361,5 +361,30 @@ TEST(RestartPolicyTest, RollingRestartAddsAReplacementThenRetiresTheOldReplica) 
   EXPECT_FALSE(p.wanted(2));
 }
 
+TEST(RestartPolicyTest, AdoptedReplicasRunWithTheirHistory) {
+  // An upgrade carried replicas 0 and 2 (1 had been scaled away).
+  RestartPolicy p(config(), 1, [] { return 0.0; });
+  FakeClock clock;
+  clock.advance(100s);
+  p.adopt({{0, 0, {}}, {2, 3, {clock.now - 5s, clock.now - 1s}}});
+  EXPECT_EQ(p.table_size(), 3);
+  EXPECT_EQ(p.desired_replicas(), 2);
+  EXPECT_EQ(p.state(0), ReplicaState::running);
+  EXPECT_EQ(p.state(1), ReplicaState::stopped);
+  EXPECT_FALSE(p.wanted(1));
+  EXPECT_EQ(p.state(2), ReplicaState::running);
+  EXPECT_EQ(p.consecutive_restarts(2), 3);
+  EXPECT_EQ(p.restart_times(2).size(), 2u);
+  // Its backoff goes on from where it was: the 4th restart in a row waits 400 ms.
+  auto a = p.on(2, exited(false, 1s), clock.now);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].kind, ActionKind::schedule_restart);
+  EXPECT_EQ(a[0].delay, 400ms);
+  // Scaling up reuses the free slot.
+  a = p.scale(3);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0], (Action{1, ActionKind::spawn}));
+}
+
 }  // namespace
 }  // namespace occasional::supervisor
