@@ -59,13 +59,17 @@ void send_http_refusal(int fd, std::string_view reason) {
   const Refusal* r = find(reason);
   if (!r) return;
   char scratch[4096];
+  bool head_request = false;  // answered without the body (RFC 9110 §9.3.2)
   for (size_t total = 0; total < 64 * 1024;) {
     const ssize_t n = ::recv(fd, scratch, sizeof scratch, MSG_DONTWAIT);
     if (n <= 0) break;
+    if (total == 0) head_request = std::string_view(scratch, static_cast<size_t>(n)).starts_with("HEAD ");
     total += static_cast<size_t>(n);
   }
+  std::string_view response = r->response;
+  if (head_request) response = response.substr(0, response.find("\r\n\r\n") + 4);
   // Errors do not matter: the connection is closed next either way.
-  (void)::send(fd, r->response.data(), r->response.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  (void)::send(fd, response.data(), response.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 }  // namespace occasional::gateway

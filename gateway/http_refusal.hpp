@@ -19,7 +19,7 @@ int http_refusal_status(std::string_view reason);
 // `Connection: close`, without blocking: best effort, whatever the socket
 // buffer takes. What the client sent is read away first (at most 64 KiB),
 // so that the close that follows sends FIN after the answer, not a reset
-// that may discard it.
+// that may discard it. A HEAD request gets the head alone.
 void send_http_refusal(int fd, std::string_view reason);
 
 }  // namespace occasional::gateway

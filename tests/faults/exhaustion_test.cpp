@@ -4,6 +4,7 @@
 // stays up, logs and counts each deferred spawn, does not count them
 // towards the service's restart intensity (the service is not failed), and
 // recovers once the limit is raised again. Figures are printed as "figure:".
+#include <dirent.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -15,6 +16,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "tests/faults/worker_faults.hpp"
 
@@ -63,6 +66,53 @@ void starve_then_recover(TwoServices& s, const std::function<void()>& starve,
       what, counted, deferred_ms, recover_ms);
 }
 
+// The coordinator's guardian (docs/supervision.md): its child whose name is
+// "occasional-grd"; -1 while it has none.
+pid_t guardian_of(pid_t coordinator) {
+  DIR* d = ::opendir("/proc");
+  if (!d) return -1;
+  pid_t found = -1;
+  while (dirent* e = ::readdir(d)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    std::ifstream stat("/proc/" + std::string(e->d_name) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // pid (comm) state ppid ...
+    const size_t open = line.find('('), close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    const std::string comm = line.substr(open + 1, close - open - 1);
+    std::istringstream rest(line.substr(close + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid == coordinator && comm == "occasional-grd" && state != 'Z') {
+      found = pid;
+      break;
+    }
+  }
+  ::closedir(d);
+  return found;
+}
+
+// A process of uid 65533 that pauses until killed: forked by the (root)
+// test, so no limit stops it, and counted towards 65533's RLIMIT_NPROC.
+pid_t squat_as_65533() {
+  int p[2];
+  if (::pipe(p) != 0) return -1;
+  const pid_t squatter = ::fork();
+  if (squatter == 0) {
+    if (::setresgid(65533, 65533, 65533) != 0 || ::setresuid(65533, 65533, 65533) != 0) ::_exit(1);
+    ::close(p[1]);
+    for (;;) ::pause();
+  }
+  ::close(p[1]);
+  char c;
+  if (squatter > 0) (void)::read(p[0], &c, 1);  // EOF once it runs as 65533
+  ::close(p[0]);
+  return squatter;
+}
+
 const std::string kRestart =
     R"("max_restarts": 2, "window": 60, "backoff_initial": 0.05, "backoff_max": 0.4)";
 
@@ -96,27 +146,92 @@ TEST(ExhaustionTest, ProcessLimitMakesForkFailWithoutFailingTheService) {
   pid_t squatter = -1;
   starve_then_recover(
       s,
-      [&] {
-        int p[2];
-        ASSERT_EQ(::pipe(p), 0);
-        squatter = ::fork();
-        if (squatter == 0) {
-          if (::setresgid(65533, 65533, 65533) != 0 || ::setresuid(65533, 65533, 65533) != 0)
-            ::_exit(1);
-          ::close(p[1]);  // counted as uid 65533's from here on
-          for (;;) ::pause();
-        }
-        ASSERT_GT(squatter, 0);
-        ::close(p[1]);
-        char c;
-        ASSERT_EQ(::read(p[0], &c, 1), 0);
-        ::close(p[0]);
-      },
+      [&] { ASSERT_GT(squatter = squat_as_65533(), 0); },
       [&] {
         ::kill(squatter, SIGKILL);
         ::waitpid(squatter, nullptr, 0);
       },
       "clone", EAGAIN, "nproc limit (fork fails)");
+  s.c.signal(SIGTERM);
+  EXPECT_EQ(s.c.wait_exit(), 0);
+}
+
+// A guardian that keeps dying is forked again with a delay that doubles
+// (100 ms, 200 ms, 400 ms, ...), not in a loop; the coordinator and its
+// services carry on throughout.
+TEST(ExhaustionTest, AGuardianKilledAgainAndAgainIsForkedAgainWithAGrowingDelay) {
+  TwoServices s({kWorkers + "/test_worker"});
+  pid_t guardian = -1;
+  ASSERT_TRUE(poll_until([&] { return (guardian = guardian_of(s.c.pid())) > 0; }));
+  double previous_ms = 0;
+  for (int i = 0; i < 4; ++i) {
+    const auto killed = Clock::now();
+    ASSERT_EQ(::kill(guardian, SIGKILL), 0);
+    Fields e = s.c.wait_event("guardian_exited");
+    EXPECT_EQ(e["pid"], std::to_string(guardian));
+    pid_t next = -1;
+    ASSERT_TRUE(poll_until([&] {
+      next = guardian_of(s.c.pid());
+      return next > 0 && next != guardian;
+    })) << "no new guardian after kill " << i;
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - killed).count();
+    // Each delay is twice the one before: 100 ms after the first kill.
+    EXPECT_GE(ms, 100.0 * (1 << i) - 5) << "kill " << i;
+    std::printf("figure: guardian %d forked again %.0f ms after its kill (previous %.0f ms)\n",
+                i + 1, ms, previous_ms);
+    previous_ms = ms;
+    guardian = next;
+    EXPECT_TRUE(s.coordinator_up());
+    EXPECT_TRUE(s.good_served());
+  }
+  EXPECT_EQ(s.c.events("guardian_exited").size(), 4u);
+  s.c.signal(SIGTERM);
+  EXPECT_EQ(s.c.wait_exit(), 0);
+}
+
+// A guardian that cannot be forked again (the coordinator's user is at its
+// process limit) is logged and counted, retried with backoff, and forked
+// once there is room; nothing else is disturbed.
+TEST(ExhaustionTest, AGuardianThatCannotBeForkedIsRetriedUntilThereIsRoom) {
+  if (::access("/usr/bin/setpriv", X_OK) != 0 || ::access("/usr/bin/prlimit", X_OK) != 0)
+    GTEST_SKIP() << "setpriv or prlimit not installed";
+  // Room for the coordinator, its guardian and two workers, as above.
+  TwoServices s({kWorkers + "/test_worker"}, kRestart,
+                {"/usr/bin/setpriv", "--reuid=65533", "--regid=65533", "--clear-groups",
+                 "/usr/bin/prlimit", "--nproc=4:4", "--"});
+  pid_t guardian = -1;
+  ASSERT_TRUE(poll_until([&] { return (guardian = guardian_of(s.c.pid())) > 0; }));
+  const pid_t squatter = squat_as_65533();
+  ASSERT_GT(squatter, 0);
+  ASSERT_EQ(::kill(guardian, SIGKILL), 0);
+  s.c.wait_event("guardian_exited");
+  for (int i = 0; i < 2; ++i) {
+    Fields f = s.c.wait_event("guardian_start_failed");
+    EXPECT_EQ(f["failed_call"], "fork") << f["error"];
+  }
+  EXPECT_TRUE(s.coordinator_up());
+  EXPECT_TRUE(s.good_served());
+  EXPECT_GE(metric_sum(s.admin_port, "occasional_supervisor_errors_total",
+                       {"reason=\"guardian_fork_EAGAIN\""}),
+            2);
+  const double failures = metric_sum(s.admin_port, "occasional_supervisor_errors_total",
+                                    {"reason=\"guardian_fork_EAGAIN\""});
+  const auto relieved = Clock::now();
+  ::kill(squatter, SIGKILL);
+  ::waitpid(squatter, nullptr, 0);
+  pid_t next = -1;
+  EXPECT_TRUE(poll_until(
+      [&] {
+        next = guardian_of(s.c.pid());
+        return next > 0 && next != guardian;
+      },
+      40s))
+      << "no guardian once there was room again";
+  std::printf(
+      "figure: guardian fork failed %.0f times (EAGAIN) while at the nproc limit; forked again "
+      "%.0f ms after there was room; coordinator up, others served\n",
+      failures, std::chrono::duration<double, std::milli>(Clock::now() - relieved).count());
+  EXPECT_TRUE(s.good_served());
   s.c.signal(SIGTERM);
   EXPECT_EQ(s.c.wait_exit(), 0);
 }

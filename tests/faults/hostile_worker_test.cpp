@@ -213,6 +213,13 @@ TEST(HostileWorkerTest, ForkBombCappedByAnNprocLimitIsContainedAndCleanedUp) {
   EXPECT_TRUE(poll_until([&] {
     return std::none_of(bomb.begin(), bomb.end(), [](pid_t p) { return process_alive(p); });
   }));
+  // The exit is counted as the kill it was, and a new worker replaces it.
+  Fields exit = s.c.wait_event("exit", [](const Fields& f) { return f.at("service") == "h"; });
+  EXPECT_EQ(exit["pid"], std::to_string(worker));
+  EXPECT_TRUE(poll_until([&] {
+    return metric_sum(s.admin_port, "occasional_worker_exits_total",
+                      {"service=\"h\"", "reason=\"killed\"", "signal=\"SIGKILL\""}) >= 1;
+  })) << "the worker's SIGKILL is not counted";
   std::printf(
       "figure: fork bomb under nproc 50: \"%s\"; coordinator up, others served; "
       "group gone %.0f ms after the worker's SIGKILL\n",

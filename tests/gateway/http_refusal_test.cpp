@@ -49,6 +49,17 @@ TEST(HttpRefusalTest, EachHttpRejectionHasItsStatusAndAConsistentCloseResponse) 
   }
 }
 
+// RFC 9110 §9.3.2: the answer to HEAD has the head GET would get, no body.
+TEST(HttpRefusalTest, AHeadRequestGetsTheHeadWithoutTheBody) {
+  for (const char* reason : {"malformed", "no_route", "queue_timeout"}) {
+    const std::string get = answer(reason, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string head = answer(reason, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_NE(get.find("\r\n\r\n"), std::string::npos) << get;
+    EXPECT_EQ(head, get.substr(0, get.find("\r\n\r\n") + 4)) << reason;
+    EXPECT_NE(head.find("Content-Length: "), std::string::npos) << head;
+  }
+}
+
 TEST(HttpRefusalTest, OtherReasonsGetNoAnswer) {
   for (const char* reason : {"closed_before_route", "peek_error", "shutdown", "internal_error"}) {
     EXPECT_EQ(http_refusal_status(reason), 0) << reason;

@@ -153,12 +153,6 @@ struct HeldListener {
   ino_t inode = 0;
 };
 
-// A port nobody listens on now, for systemd-socket-activate to bind.
-int free_port() {
-  HeldListener l(false, false);
-  return l.port;
-}
-
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -178,13 +172,19 @@ bool holds_socket(pid_t pid, ino_t inode) {
 
 TEST(Systemd, SocketActivateServesThePassedSocketAndReportsReadyStatusWatchdogStopping) {
   NotifyReceiver notify(/*abstract=*/true);
-  const int port = free_port();
+  // The test binds the socket and hands it to systemd-socket-activate the
+  // way systemd would (LISTEN_FDS, LISTEN_PID): a port chosen and bound
+  // later by the tool could be taken meanwhile under ctest -j. The tool
+  // waits for the first client, then execs the coordinator with LISTEN_FDS=1
+  // and LISTEN_PID (its own pid, kept by exec).
+  HeldListener held;
+  const int port = held.port;
   const std::string address = "127.0.0.1:" + std::to_string(port);
   CoordinatorProcess::Launch launch;
-  // systemd-socket-activate binds, waits for the first client, then execs
-  // the coordinator with LISTEN_FDS=1 and LISTEN_PID (its own pid, kept by exec).
-  launch.wrapper = {"systemd-socket-activate", "-l", address, "-E", notify.env(), "-E",
-                    "WATCHDOG_USEC=400000"};
+  launch.env = {"LISTEN_FDS=1"};
+  launch.pass_fds = {held.fd.get()};
+  launch.set_listen_pid = true;
+  launch.wrapper = {"systemd-socket-activate", "-E", notify.env(), "-E", "WATCHDOG_USEC=400000"};
   CoordinatorProcess c(
       {"run", "--listen", address, "--", kWorkers + "/test_worker", "--ready-after", "700"},
       launch);

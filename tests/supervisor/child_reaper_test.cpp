@@ -129,6 +129,47 @@ TEST_F(ChildReaperTest, SignalsReachOnlyAChildNotYetReaped) {
   EXPECT_EQ(reaper_->signal(pid, SIGKILL), std::errc::no_such_process);
   EXPECT_EQ(reaper_->signal_group(pid, SIGKILL), std::errc::no_such_process);
   EXPECT_EQ(reaper_->signal(::getpid(), 0), std::errc::no_such_process);  // never watched
+  // A live group leader the reaper never watched, as a reused pid would be:
+  // a bare kill(-pid) would reach it, signal_group must not.
+  const pid_t other = ::fork();
+  if (other == 0) {
+    ::setpgid(0, 0);
+    for (;;) ::pause();
+  }
+  ASSERT_GT(other, 0);
+  ::setpgid(other, other);  // either side may run first
+  EXPECT_EQ(::kill(-other, 0), 0) << "a live group: kill(-pid) reaches it";
+  EXPECT_EQ(reaper_->signal_group(other, SIGKILL), std::errc::no_such_process);
+  EXPECT_EQ(reaper_->signal(other, SIGKILL), std::errc::no_such_process);
+  EXPECT_EQ(::kill(other, 0), 0) << "still alive: nothing was sent to it";
+  ::kill(other, SIGKILL);
+  ::waitpid(other, nullptr, 0);
+}
+
+// A pidfd the loop cannot register (epoll_ctl fails: ENOMEM or ENOSPC in
+// life; here an fd number that is not open, EBADF) is an error returned,
+// not an exception on the loop, and the child, which nobody would be told
+// of, is killed at once with its group.
+TEST_F(ChildReaperTest, APidfdTheLoopCannotRegisterIsAnErrorAndTheChildIsKilled) {
+  ProcessSpec spec;
+  spec.argv = {"/bin/sh", "-c", "exec sleep 60"};
+  SpawnResult r = spawn_process(spec);
+  ASSERT_TRUE(r.ok()) << r.failed_call;
+  r.pidfd.reset();
+  const int unused = ::dup(0);
+  ASSERT_GE(unused, 0);
+  ::close(unused);
+  bool told = false;
+  std::error_code ec;
+  EXPECT_NO_THROW(ec = reaper_->watch(r.pid, UniqueFd(unused),
+                                      [&](const siginfo_t&) { told = true; }));
+  EXPECT_EQ(ec, std::errc::bad_file_descriptor);
+  int status = 0;
+  ASSERT_EQ(::waitpid(r.pid, &status, 0), r.pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  EXPECT_EQ(reaper_->signal(r.pid, 0), std::errc::no_such_process) << "not watched";
+  io_.poll();
+  EXPECT_FALSE(told);
 }
 
 TEST_F(ChildReaperTest, WorkersGroupIsKilledWhenItExits) {
