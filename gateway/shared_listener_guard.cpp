@@ -18,12 +18,13 @@ SharedListenerGuard::SharedListenerGuard(boost::asio::io_context& io, Listener& 
 
 void SharedListenerGuard::start() {
   stopped_ = false;
-  nobody_running();
+  nobody_ready();
 }
 
 void SharedListenerGuard::stop() {
   stopped_ = true;
   timer_.cancel();
+  unready_since_.reset();
   stop_refusing();
 }
 
@@ -31,16 +32,29 @@ void SharedListenerGuard::on_spawned(const std::string& service, int replica, pi
   if (!services_.contains(service)) return;
   running_.emplace(service, replica);
   failed_.erase(service);
+}
+
+void SharedListenerGuard::on_ready(const std::string& service, int replica,
+                                   supervisor::WorkerLink*) {
+  if (!services_.contains(service)) return;
+  ready_.emplace(service, replica);
+  unready_since_.reset();
   timer_.cancel();
   stop_refusing();
+}
+
+void SharedListenerGuard::on_unready(const std::string& service, int replica) {
+  if (!services_.contains(service)) return;
+  ready_.erase({service, replica});
+  if (ready_.empty()) nobody_ready();
 }
 
 void SharedListenerGuard::on_exited(const supervisor::ExitRecord& record) {
   if (!services_.contains(record.service)) return;
   running_.erase({record.service, record.replica});
-  if (!running_.empty()) return;
-  if (!failed_.empty() && !stopped_) return refuse();
-  nobody_running();
+  ready_.erase({record.service, record.replica});
+  if (running_.empty() && !failed_.empty() && !stopped_) return refuse();
+  if (ready_.empty()) nobody_ready();
 }
 
 void SharedListenerGuard::on_service_failed(const std::string& service, int, supervisor::Duration) {
@@ -54,11 +68,14 @@ void SharedListenerGuard::on_idle(const std::string& service) {
   if (services_.contains(service) && running_.empty() && !stopped_) refuse();
 }
 
-void SharedListenerGuard::nobody_running() {
-  if (stopped_ || refusing_) return;
-  timer_.expires_after(grace_);
+void SharedListenerGuard::nobody_ready() {
+  // The clock runs from the moment no worker was ready; what happens while
+  // it runs (spawns, exits before ready) does not start it again.
+  if (stopped_ || refusing_ || unready_since_) return;
+  unready_since_ = std::chrono::steady_clock::now();
+  timer_.expires_at(*unready_since_ + grace_);
   timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec && running_.empty() && !stopped_) refuse();
+    if (!ec && ready_.empty() && !stopped_) refuse();
   });
 }
 
@@ -68,8 +85,8 @@ void SharedListenerGuard::refuse() {
   timer_.cancel();
   log_.event(LogLevel::warn, "listener_refusing")
       .str("listener", listener_.name())
-      .str("reason", "no worker running")
-      .str("action", "clients are accepted and closed until a worker runs");
+      .str("reason", "no worker ready")
+      .str("action", "clients are accepted and closed until a worker is ready");
   // The fd closes as the handler returns: a reset if the client had sent
   // something, else an end of file.
   listener_.start([this](UniqueFd, workers::ConnHeader header) {

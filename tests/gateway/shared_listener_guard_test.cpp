@@ -66,15 +66,18 @@ class SharedListenerGuardTest : public ::testing::Test {
   SharedListenerGuard guard_{io_, listener_, {"svc"}, 20ms, stats_, log_};
 };
 
-TEST_F(SharedListenerGuardTest, WithNoWorkerForTheGraceClientsAreRefusedUntilOneIsSpawned) {
+TEST_F(SharedListenerGuardTest, WithNoWorkerReadyForTheGraceClientsAreRefusedUntilOneIs) {
   guard_.start();
   ASSERT_TRUE(run_until([&] { return guard_.refusing(); }));
   UniqueFd refused = connect_client();
   EXPECT_TRUE(closed_by_peer(refused.get()));
   EXPECT_TRUE(run_until([&] { return stats_.rejected["no_worker"] == 1; }));
 
-  // A worker runs again: the socket is the workers'; the coordinator takes nothing.
+  // A worker is spawned: refused still, until it is ready.
   guard_.on_spawned("svc", 0, 1234);
+  EXPECT_TRUE(guard_.refusing());
+  // Ready: the socket is the workers'; the coordinator takes nothing.
+  guard_.on_ready("svc", 0, nullptr);
   EXPECT_FALSE(guard_.refusing());
   UniqueFd waiting = connect_client();
   run_for(50ms);
@@ -100,11 +103,14 @@ TEST_F(SharedListenerGuardTest, AWorkerBackWithinTheGraceRefusesNobody) {
   guard_.start();
   guard_.on_spawned("svc", 0, 1);
   guard_.on_spawned("svc", 1, 2);
+  guard_.on_ready("svc", 0, nullptr);
+  guard_.on_ready("svc", 1, nullptr);
   guard_.on_exited(exit_of(0));
-  run_for(60ms);  // past the grace: one replica still runs
+  run_for(60ms);  // past the grace: one replica is still ready
   EXPECT_FALSE(guard_.refusing());
   guard_.on_exited(exit_of(1));
-  guard_.on_spawned("svc", 1, 3);  // restarted within the grace
+  guard_.on_spawned("svc", 1, 3);  // restarted and ready within the grace
+  guard_.on_ready("svc", 1, nullptr);
   run_for(60ms);
   EXPECT_FALSE(guard_.refusing());
   EXPECT_EQ(stats_.accepted, 0u);
@@ -127,11 +133,13 @@ TEST_F(SharedListenerGuardTest, AnIdleServiceIsRefusedAtOnceAndStopEndsItForGood
 
 // A failed service is retried after its cool-off, not within the grace: it
 // is refused as soon as its last worker has gone, whichever is reported
-// first, until a worker is spawned again.
-TEST_F(SharedListenerGuardTest, AFailedServiceIsRefusedAtOnceUntilAWorkerIsSpawned) {
+// first, until a worker is ready again.
+TEST_F(SharedListenerGuardTest, AFailedServiceIsRefusedAtOnceUntilAWorkerIsReady) {
   guard_.start();
   guard_.on_spawned("svc", 0, 1);
   guard_.on_spawned("svc", 1, 2);
+  guard_.on_ready("svc", 0, nullptr);
+  guard_.on_ready("svc", 1, nullptr);
   guard_.on_exited(exit_of(0));
   guard_.on_service_failed("svc", 5, std::chrono::seconds(60));
   EXPECT_FALSE(guard_.refusing());  // replica 1 still accepts
@@ -140,9 +148,11 @@ TEST_F(SharedListenerGuardTest, AFailedServiceIsRefusedAtOnceUntilAWorkerIsSpawn
   UniqueFd refused = connect_client();
   EXPECT_TRUE(closed_by_peer(refused.get()));
 
-  // The retry spawns a worker: the socket is the workers' again, and its
-  // next exit has the grace.
+  // The retry spawns a worker; once it is ready the socket is the
+  // workers' again, and its next exit has the grace.
   guard_.on_spawned("svc", 0, 3);
+  EXPECT_TRUE(guard_.refusing());
+  guard_.on_ready("svc", 0, nullptr);
   EXPECT_FALSE(guard_.refusing());
   guard_.on_exited(exit_of(0));
   EXPECT_FALSE(guard_.refusing());
@@ -150,10 +160,41 @@ TEST_F(SharedListenerGuardTest, AFailedServiceIsRefusedAtOnceUntilAWorkerIsSpawn
 
   // Failed after its last worker has gone: at once too.
   guard_.on_spawned("svc", 0, 4);
+  guard_.on_ready("svc", 0, nullptr);
   guard_.on_exited(exit_of(0));
   EXPECT_FALSE(guard_.refusing());
   guard_.on_service_failed("svc", 5, std::chrono::seconds(60));
   EXPECT_TRUE(guard_.refusing());
+}
+
+// A service that crash-loops before its workers are ready (issue 21: the
+// clock used to start again at each spawn, so clients waited for the whole
+// crash loop): refused once no worker has been ready for the grace,
+// however often it respawns meanwhile; a worker that is running but not
+// yet ready does not hold clients either.
+TEST_F(SharedListenerGuardTest, ACrashLoopThatNeverGetsReadyIsRefusedAfterTheGrace) {
+  guard_.start();
+  const auto t0 = std::chrono::steady_clock::now();
+  int pid = 1;
+  EXPECT_TRUE(run_until(
+      [&] {
+        // A respawn every loop turn, each exiting before it is ready.
+        guard_.on_spawned("svc", 0, pid++);
+        guard_.on_exited(exit_of(0));
+        return guard_.refusing();
+      },
+      1s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
+  // Spawned and running, not ready: still refused.
+  guard_.on_spawned("svc", 0, pid++);
+  UniqueFd refused = connect_client();
+  EXPECT_TRUE(closed_by_peer(refused.get()));
+  // A ready worker that turns unready (STOPPING=1, a missed watchdog) starts the clock.
+  guard_.on_ready("svc", 0, nullptr);
+  EXPECT_FALSE(guard_.refusing());
+  guard_.on_unready("svc", 0);
+  EXPECT_FALSE(guard_.refusing());
+  EXPECT_TRUE(run_until([&] { return guard_.refusing(); }));
 }
 
 }  // namespace

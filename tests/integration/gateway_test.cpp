@@ -336,6 +336,31 @@ TEST(GatewayTest, AFailedListenFdsServiceRefusesClientsPromptly) {
   EXPECT_TRUE(process_alive(g.c.pid()));
 }
 
+// A listen_fds service that crash-loops without ever accepting (each
+// worker lives about a second, a restart policy that never gives up):
+// clients are refused within the queue timeout of the last moment a worker
+// was ready, not held for the whole crash loop (the clock used to start
+// again at every spawn).
+TEST(GatewayTest, ACrashLoopingListenFdsServiceRefusesClientsWithinTheQueueTimeout) {
+  Gateway g({"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--queue-timeout", "0.5",
+             "--backoff-initial", "0.05", "--backoff-max", "0.05", "--max-restarts", "1000", "--",
+             "/bin/sh", "-c", "sleep 1; exit 1"});
+  g.c.wait_event("spawn");
+  UniqueFd client = connect_loopback(g.port, true);
+  ASSERT_TRUE(client);
+  const auto t0 = Clock::now();
+  pollfd p{client.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "the client was left hanging";
+  char b;
+  EXPECT_LE(::recv(client.get(), &b, 1, 0), 0);
+  // Within the queue timeout (0.5 s) of start, and some slack for a loaded machine.
+  EXPECT_LT(Clock::now() - t0, 1500ms);
+  EXPECT_TRUE(g.c.events("service_failed").empty());
+  EXPECT_GE(metric(g.admin_port(), "occasional_connections_rejected_total{reason=\"no_worker\"}"),
+            1);
+  EXPECT_TRUE(process_alive(g.c.pid()));
+}
+
 TEST(GatewayTest, TheFdLimitIsRaisedToTheHardLimitAtStart) {
   Gateway g({"prlimit", "--nofile=256:4096", "--"},
             {"run", "--listen", "127.0.0.1:0", "--", kWorkers + "/echo_worker"});
