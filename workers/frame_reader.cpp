@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "workers/control_channel.hpp"
+
 namespace occasional {
 
 FrameReader::Status FrameReader::read_some(int fd, const std::function<void(Value&&)>& deliver) {
@@ -57,16 +59,14 @@ FrameReader::Status FrameReader::read_into_buffer(int fd, std::deque<UniqueFd>* 
     do {
       n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     } while (n < 0 && errno == EINTR);
-    if (n >= 0 && msg.msg_controllen > 0) {
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; ++i) {
-          int passed;
-          std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
-          fds->emplace_back(passed);
-        }
-      }
+    if (n >= 0 && msg.msg_controllen > 0)
+      workers::for_each_control_message(
+          msg, [&](UniqueFd passed) { fds->push_back(std::move(passed)); }, [](const cmsghdr&) {});
+    // More fds than the buffer holds: the kernel closed the rest, so the
+    // frames they belong to cannot be delivered whole.
+    if (n >= 0 && (msg.msg_flags & MSG_CTRUNC)) {
+      errno_ = EMSGSIZE;
+      return Status::error;
     }
   }
   if (n <= 0) {

@@ -205,10 +205,10 @@ struct Process::Impl {
       add_channel(*(*m)[0].as_address(), std::move(fds[0]));
     } else if (name == pc::kDown && m->size() == 3) {
       // Messages the process sent before it exited come before its DOWN.
-      drain((*m)[1]);
+      read_remaining((*m)[1]);
       inbox.push(std::move(m->term));
     } else if (name == pc::kExitSignal && m->size() == 2) {
-      drain((*m)[0]);
+      read_remaining((*m)[0]);
       inbox.push(std::move(m->term));
     } else if (name == pc::kHello && m->size() == 2 && (*m)[0].as_address() && (*m)[1].as_int()) {
       self = *(*m)[0].as_address();
@@ -293,8 +293,9 @@ struct Process::Impl {
     send_control(Value(std::move(report)));
   }
 
-  // The peer has exited: what it wrote is all in the socket already, up to EOF.
-  void drain(const Value& who) {
+  // The peer has exited: what it wrote is all in the socket already, up to
+  // EOF; read it before the DOWN or EXIT (as WorkerLink::read_remaining).
+  void read_remaining(const Value& who) {
     const Address* a = who.as_address();
     if (!a) return;
     auto it = by_peer.find(*a);
