@@ -109,7 +109,7 @@ void serves_then_stops(PythonServer& s, const std::string& greeting) {
 TEST(PythonServersTest, GunicornServesAsTheReadmeRunsIt) {
   const auto command = documented_command("gunicorn");
   EXPECT_EQ(command, (std::vector<std::string>{"gunicorn", "--chdir",
-                                                "tests/integration/python_apps/wsgi", "app:app"}));
+                                               "tests/integration/python_apps/wsgi", "app:app"}));
   PythonServer s("wsgi", run_listen_fds(command), kFromRepoRoot);
   serves_then_stops(s, "wsgi ");
 }
@@ -117,7 +117,7 @@ TEST(PythonServersTest, GunicornServesAsTheReadmeRunsIt) {
 TEST(PythonServersTest, UvicornServesAsTheReadmeRunsIt) {
   const auto command = documented_command("uvicorn");
   EXPECT_EQ(command, (std::vector<std::string>{"uvicorn", "--fd", "3", "--app-dir",
-                                                "tests/integration/python_apps/asgi", "app:app"}));
+                                               "tests/integration/python_apps/asgi", "app:app"}));
   PythonServer s("asgi", run_listen_fds(command), kFromRepoRoot);
   serves_then_stops(s, "asgi ");
 }
