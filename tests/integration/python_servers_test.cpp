@@ -25,10 +25,12 @@ using Clock = std::chrono::steady_clock;
 const std::string kApps = std::string(OCCASIONAL_SOURCE_DIR) + "/tests/integration/python_apps";
 
 // `occasional run ARGS` with the app's folder on Python's path, as if run
-// from that folder (the docs' `app:app`).
+// from that folder (`app:app`). `wrapper` runs it as the docs do instead.
 struct PythonServer {
-  PythonServer(const std::string& app_dir, std::vector<std::string> args)
-      : c((::setenv("PYTHONPATH", (kApps + "/" + app_dir).c_str(), 1), std::move(args))) {
+  PythonServer(const std::string& app_dir, std::vector<std::string> args,
+               std::vector<std::string> wrapper = {})
+      : c((::setenv("PYTHONPATH", (kApps + "/" + app_dir).c_str(), 1), std::move(wrapper)),
+          std::move(args)) {
     port = std::stoi(c.wait_event("listening")["port"]);
     admin = std::stoi(c.wait_event("admin_listening")["port"]);
   }
@@ -61,6 +63,11 @@ std::vector<std::string> documented_command(const std::string& program) {
       << "docs/gateway.md does not show: " << joined;
   return argv;
 }
+
+// The docs' commands are pasted in the repository's root (GNU env's -C),
+// with no PYTHONPATH: the line itself has to say where the app is.
+const std::vector<std::string> kFromRepoRoot{"env", "-u", "PYTHONPATH", "-C",
+                                             OCCASIONAL_SOURCE_DIR};
 
 std::vector<std::string> run_listen_fds(std::vector<std::string> command) {
   std::vector<std::string> args{"run", "--listen", "127.0.0.1:0", "--mode", "listen_fds", "--"};
@@ -101,15 +108,17 @@ void serves_then_stops(PythonServer& s, const std::string& greeting) {
 // listener in LISTEN_FDS by itself.
 TEST(PythonServersTest, GunicornServesAsTheReadmeRunsIt) {
   const auto command = documented_command("gunicorn");
-  EXPECT_EQ(command, (std::vector<std::string>{"gunicorn", "app:app"}));
-  PythonServer s("wsgi", run_listen_fds(command));
+  EXPECT_EQ(command, (std::vector<std::string>{"gunicorn", "--chdir",
+                                               "tests/integration/python_apps/wsgi", "app:app"}));
+  PythonServer s("wsgi", run_listen_fds(command), kFromRepoRoot);
   serves_then_stops(s, "wsgi ");
 }
 
 TEST(PythonServersTest, UvicornServesAsTheReadmeRunsIt) {
   const auto command = documented_command("uvicorn");
-  EXPECT_EQ(command, (std::vector<std::string>{"uvicorn", "--fd", "3", "app:app"}));
-  PythonServer s("asgi", run_listen_fds(command));
+  EXPECT_EQ(command, (std::vector<std::string>{"uvicorn", "--fd", "3", "--app-dir",
+                                               "tests/integration/python_apps/asgi", "app:app"}));
+  PythonServer s("asgi", run_listen_fds(command), kFromRepoRoot);
   serves_then_stops(s, "asgi ");
 }
 

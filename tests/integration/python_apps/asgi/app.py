@@ -1,4 +1,4 @@
-# The smallest ASGI application, for `uvicorn --fd 3 app:app` as README.md runs it.
+# The smallest ASGI application, for the uvicorn line of README.md.
 import os
 
 

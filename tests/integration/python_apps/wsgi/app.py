@@ -1,4 +1,4 @@
-# The smallest WSGI application, for `gunicorn app:app` as README.md runs it.
+# The smallest WSGI application, for the gunicorn line of README.md.
 import os
 
 
