@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <system_error>
 #include <vector>
@@ -20,6 +22,8 @@
 #include "supervisor/process_hub.hpp"
 #include "workers/process_control.hpp"
 #include "workers/process_start.hpp"
+#include "workers/protocol.hpp"
+#include "workers/unique_fd.hpp"
 
 namespace occasional {
 
@@ -57,6 +61,27 @@ void kill_remaining_children() {
   }
 }
 
+// A program a coordinator started in handoff mode: the worker control
+// channel it was given (OCCASIONAL_CONTROL_FD) goes to process zero alone
+// (tcp::gateway_start), moved above the fds run_child places; the variable
+// is removed so that no process of this system mistakes another fd for it.
+UniqueFd take_gateway_channel() {
+  const char* named = std::getenv(workers::kControlFdEnv);
+  if (!named) return {};
+  ::unsetenv(workers::kControlFdEnv);
+  char* end = nullptr;
+  const long fd = std::strtol(named, &end, 10);
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (*named == '\0' || *end != '\0' || fd < 0 || fd > 1'000'000 ||
+      ::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+      type != SOCK_SEQPACKET)
+    return {};
+  UniqueFd moved(::fcntl(static_cast<int>(fd), F_DUPFD_CLOEXEC, 10));
+  if (moved) ::close(static_cast<int>(fd));
+  return moved;
+}
+
 }  // namespace
 
 Map run_for_reason(std::function<Value(Process&)> zero,
@@ -65,6 +90,7 @@ Map run_for_reason(std::function<Value(Process&)> zero,
   int was_subreaper = 0;
   ::prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper);
   ChildReaper::become_subreaper();
+  UniqueFd gateway = take_gateway_channel();
   std::optional<Map> result;
   {
     boost::asio::io_context io;
@@ -83,9 +109,11 @@ Map run_for_reason(std::function<Value(Process&)> zero,
     std::fflush(nullptr);
     const pid_t pid = ::fork();
     if (pid == 0)
-      process_start::run_child(opened.child_control.release(), address, coordinator, zero);
+      process_start::run_child(opened.child_control.release(), address, coordinator, zero,
+                               gateway ? gateway.get() : -1);
     if (pid < 0) throw std::system_error(errno, std::system_category(), "occasional::run: fork");
     opened.child_control.reset();
+    gateway.reset();
     if (std::error_code ec = hub.started(address, pid))
       throw std::system_error(ec, "occasional::run: watching process zero");
     io.run();

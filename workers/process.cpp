@@ -1,8 +1,19 @@
+// GCC 12 at -O2 reports -Warray-bounds inside std::vector's reallocation
+// path for tuple() (value.hpp), which reserve() has made unreachable: a false
+// positive (GCC bug 107852 and kin) that -Werror would make fatal. Which
+// call sites it flags depends on inlining, so it is silenced for this file
+// (before the includes: the warning is placed in their lines).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#endif
+
 #include "workers/process.hpp"
 
 #include <cxxabi.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -125,6 +136,13 @@ struct Process::Impl {
   std::unordered_map<int, Socket*> socket_by_fd;
   uint64_t next_socket = 1;
   std::unique_ptr<char[]> socket_buffer;  // one read of an active socket
+  // Process zero of a handoff worker (occasional::run under a coordinator):
+  // the coordinator's worker control channel, read once tcp::gateway_start
+  // has said hello (docs/messages.md, "Connections from the gateway").
+  UniqueFd gateway;
+  bool gateway_started = false;
+  tcp::Options gateway_options;
+  workers::Message gateway_message;  // kept: decoding a `conns` reuses its capacity
 
   Impl(UniqueFd control_fd, std::optional<Address> self_address, pid_t coordinator_pid)
       : control(std::move(control_fd)), coordinator(coordinator_pid) {
@@ -143,6 +161,7 @@ struct Process::Impl {
       if (!epoll) die(std::string("epoll_create1() failed: ") + std::strerror(errno));
       add_to_epoll(control.get());
       for (const auto& [fd, c] : by_fd) add_to_epoll(fd);
+      if (gateway_started) add_to_epoll(gateway.get());
       // Sockets are armed through epoll_fd(), so none is armed yet.
     }
     return epoll.get();
@@ -329,6 +348,8 @@ struct Process::Impl {
       const int fd = events[i].data.fd;
       if (fd == control.get()) {
         read_control();
+      } else if (gateway_started && fd == gateway.get()) {
+        read_gateway();
       } else if (auto it = by_fd.find(fd); it != by_fd.end()) {
         std::shared_ptr<Channel> c = it->second;
         read_channel(c);
@@ -690,6 +711,111 @@ struct Process::Impl {
     return {};
   }
 
+  // --- connections from the gateway (tcp::gateway_start) ---
+
+  void start_gateway(const tcp::Options& options) {
+    if (!gateway)
+      throw tcp::Error("not_a_worker",
+                       "tcp::gateway_start: this process has no gateway channel: only process zero "
+                       "of occasional::run, in a program a coordinator started in handoff mode "
+                       "(OCCASIONAL_CONTROL_FD set), takes the gateway's connections");
+    gateway_options = options;
+    if (gateway_started) return;
+    // Our hello, then ready: the coordinator hands connections over from then on.
+    if (!send_gateway(workers::encode_hello_worker(::getpid(), /*closed_counter=*/false,
+                                                   /*conn_batches=*/true)) ||
+        !send_gateway(workers::encode_ready()))
+      throw tcp::Error("closed", "tcp::gateway_start: the coordinator closed the gateway channel");
+    gateway_started = true;
+    watch(gateway.get());
+  }
+
+  // False when the coordinator has closed the channel (it is gone).
+  bool send_gateway(const std::string& payload) {
+    if (!gateway) return false;
+    for (;;) {
+      std::error_code ec = workers::send_datagram(gateway.get(), payload);
+      if (!ec) return true;
+      if (ec != std::errc::resource_unavailable_try_again && ec != std::errc::operation_would_block)
+        return false;
+      pollfd p{gateway.get(), POLLOUT, 0};
+      ::poll(&p, 1, -1);
+    }
+  }
+
+  void read_gateway() {
+    for (;;) {
+      workers::Received r = workers::receive_datagram(gateway.get(), workers::kMaxConnsPerMessage);
+      switch (r.status) {
+        case workers::ReceiveStatus::message:
+          handle_gateway(r.payload, r.fds);
+          break;
+        case workers::ReceiveStatus::would_block:
+          return;
+        case workers::ReceiveStatus::bad_message:
+          // Its fds are closed; the connections they were are the
+          // coordinator's to count (it sees them never closed()).
+          std::fprintf(stderr, "occasional process %d: gateway channel: %s\n",
+                       static_cast<int>(::getpid()), r.error.c_str());
+          break;
+        case workers::ReceiveStatus::closed:
+        case workers::ReceiveStatus::error:
+          lose_gateway();
+          return;
+      }
+    }
+  }
+
+  void handle_gateway(std::string_view payload, workers::FdList& fds) {
+    std::string reason, error;
+    workers::Message& m = gateway_message;
+    if (!workers::decode_message(payload, m, reason, error)) {
+      std::fprintf(stderr, "occasional process %d: gateway channel: %s\n",
+                   static_cast<int>(::getpid()), error.c_str());
+      return;
+    }
+    switch (m.type) {
+      case workers::MessageType::conn:
+        if (!fds.empty()) gateway_connection(m.conn, std::move(fds[0]));
+        break;
+      case workers::MessageType::conns:
+        for (size_t i = 0; i < m.conns.size() && i < fds.size(); ++i)
+          gateway_connection(m.conns[i], std::move(fds[i]));
+        break;
+      case workers::MessageType::drain:
+        inbox.push(tuple("gateway_drain", m.deadline_ms));
+        break;
+      case workers::MessageType::ping:
+        send_gateway(workers::encode_pong(m.seq));
+        break;
+      default:  // hello (its version is checked by decoding), closed_counter (never asked for)
+        break;
+    }
+  }
+
+  void gateway_connection(const workers::ConnHeader& h, UniqueFd fd) {
+    if (gateway_options.nodelay) {
+      const int one = 1;
+      ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    Socket& s = add_socket(std::move(fd), new_socket_id(), false, tcp::Active::off);
+    Map info{{"id", static_cast<int64_t>(h.id)},
+             {"peer", h.peer},
+             {"local", h.local},
+             {"listener", h.listener},
+             {"route", h.route}};
+    inbox.push(tuple("gateway_conn", s.id, std::move(info)));
+    // After the message: with {active, true} data may follow at once.
+    set_active(s, gateway_options.active);
+  }
+
+  void lose_gateway() {
+    if (epoll) ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, gateway.get(), nullptr);
+    gateway.reset();
+    gateway_started = false;
+    inbox.push(tuple("gateway_lost"));
+  }
+
   void report_exit(Map reason) {
     Value term = tuple(pc::kExit, reason);
     std::string payload = pc::encode(term);
@@ -901,7 +1027,7 @@ void require_single_thread(const char* what) {
 }
 
 [[noreturn]] void run_child(int control_fd, const Address& self, pid_t coordinator,
-                            Process::Body& body) {
+                            Process::Body& body, int gateway_fd) {
   if (::setpgid(0, 0) != 0) _exit(127);
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(127);
   // The coordinator may have died before PDEATHSIG was armed.
@@ -909,7 +1035,10 @@ void require_single_thread(const char* what) {
   if (control_fd != 3) {
     if (::dup2(control_fd, 3) < 0) _exit(127);
   }
-  if (::close_range(4, ~0U, 0) != 0) _exit(127);
+  // gateway_fd is above 4 (run() moved it there): dup2 cannot clobber it.
+  const bool with_gateway = gateway_fd >= 0;
+  if (with_gateway && ::dup3(gateway_fd, 4, O_CLOEXEC) < 0) _exit(127);
+  if (::close_range(with_gateway ? 5 : 4, ~0U, 0) != 0) _exit(127);
   ::fcntl(3, F_SETFD, FD_CLOEXEC);
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
@@ -919,6 +1048,7 @@ void require_single_thread(const char* what) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 
   Process p(std::make_unique<Process::Impl>(UniqueFd(3), self, coordinator));
+  if (with_gateway) p.impl().gateway.reset(4);
   Map reason;
   int code = 0;
   try {
@@ -1043,6 +1173,15 @@ Result shutdown_write(Process& p, const Socket& socket) {
 
 void close(Process& p, const Socket& socket) {
   if (Process::Impl::Socket* s = p.impl().owned(socket)) p.impl().forget_socket(*s);
+}
+
+void gateway_start(Process& p, const Options& options) {
+  p.impl().start_gateway(options);
+}
+
+bool gateway_finished(Process& p, uint64_t id) {
+  Process::Impl& impl = p.impl();
+  return impl.gateway_started && impl.send_gateway(workers::encode_closed(id));
 }
 
 }  // namespace occasional::tcp

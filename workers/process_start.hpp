@@ -14,12 +14,14 @@ int thread_count();
 // Throws std::logic_error naming `what` when the caller has other threads.
 void require_single_thread(const char* what);
 
-// In the new child, right after the fork: keeps fds 0-2 and `control_fd`
-// (moved to 3) and closes every other, starts its own process group, dies
+// In the new child, right after the fork: keeps fds 0-2, `control_fd`
+// (moved to 3) and, for process zero of a handoff worker, the coordinator's
+// `gateway_fd` (moved to 4; it must be above 4), and closes every other,
+// starts its own process group, dies
 // with the coordinator, resets signal handling, runs `body` as `self`,
 // reports the result on the control channel and exits (0 after a returned
 // value, 1 after an uncaught exception). Never returns.
 [[noreturn]] void run_child(int control_fd, const Address& self, pid_t coordinator,
-                            Process::Body& body);
+                            Process::Body& body, int gateway_fd = -1);
 
 }  // namespace occasional::process_start

@@ -51,6 +51,26 @@ std::optional<Event> event(const Value& message) {
   return e;
 }
 
+std::optional<GatewayConn> gateway_conn(const Value& message) {
+  const Tuple* t = message.as_tuple();
+  if (!t || t->size() != 3 || tuple_name(*t) != "gateway_conn") return std::nullopt;
+  std::optional<Socket> s = Socket::from((*t)[1]);
+  const Map* info = (*t)[2].as_map();
+  if (!s || !info) return std::nullopt;
+  GatewayConn c;
+  c.socket = std::move(*s);
+  auto text = [info](const char* key) {
+    const Value* v = info->find(key);
+    const std::string* str = v ? v->as_string() : nullptr;
+    return str ? *str : std::string();
+  };
+  const Value* id = info->find("id");
+  if (id && id->as_int()) c.id = static_cast<uint64_t>(*id->as_int());
+  c.peer = text("peer");
+  c.local = text("local");
+  return c;
+}
+
 std::function<bool(const Value&)> messages_of(const Socket& socket) {
   return [id = socket.value()](const Value& v) {
     const Tuple* t = v.as_tuple();

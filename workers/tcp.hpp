@@ -118,6 +118,35 @@ Result shutdown_write(Process& p, const Socket& socket);
 // Closes it; its messages already in the inbox stay. Not the owner: no-op.
 void close(Process& p, const Socket& socket);
 
+// Connections from the gateway (docs/messages.md, "Connections from the
+// gateway"). In a program a coordinator starts in handoff mode, process zero
+// of occasional::run holds the worker's control channel: gateway_start says
+// hello and ready on it, and from then on each connection the gateway hands
+// to this worker becomes a socket owned by process zero, in `options`' mode,
+// announced by a message before any of its data:
+//
+//   ("gateway_conn", socket, {"id", "peer", "local", "listener", "route"})
+//   ("gateway_drain", deadline_ms)   finish the connections, then return
+//   ("gateway_lost")                 the coordinator closed the channel
+//
+// The sockets are like any other: controlling_process hands one to a process
+// of its own. Throws tcp::Error "not_a_worker" in any other process.
+void gateway_start(Process& p, const Options& options = {});
+// Tells the gateway that connection `id` (from "gateway_conn") is finished:
+// its least-connections count and a drain wait on it. Say it when the
+// connection's process is DOWN, whatever its reason. False when the channel
+// is gone or gateway_start was not called.
+bool gateway_finished(Process& p, uint64_t id);
+
+struct GatewayConn {
+  Socket socket;
+  uint64_t id = 0;
+  std::string peer;   // "127.0.0.1:50312"
+  std::string local;  // the listener address the client connected to
+};
+// nullopt for any message that is not a "gateway_conn".
+std::optional<GatewayConn> gateway_conn(const Value& message);
+
 // A socket's message, read from a received value.
 struct Event {
   enum class Kind { data, closed, error };

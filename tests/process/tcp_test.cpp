@@ -5,18 +5,25 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "tests/process/process_testing.hpp"
+#include "workers/control_channel.hpp"
 #include "workers/process.hpp"
+#include "workers/protocol.hpp"
 #include "workers/unique_fd.hpp"
 
 namespace occasional {
@@ -460,6 +467,151 @@ TEST(Tcp, ListenAcceptAndHandEachConnectionToItsOwnProcess) {
     // their processes: nothing is left.
     EXPECT_EQ(count_fds(), fds_before);
   });
+}
+
+// tcp::gateway_start in a process with no gateway channel: a clear error.
+TEST(TcpGateway, OutsideAHandoffWorkerItIsNotAWorker) {
+  run_system([](Process& p) {
+    try {
+      tcp::gateway_start(p);
+      ADD_FAILURE() << "gateway_start without a gateway channel";
+    } catch (const tcp::Error& e) {
+      EXPECT_EQ(e.reason(), "not_a_worker") << e.what();
+    }
+    EXPECT_FALSE(tcp::gateway_finished(p, 1));
+    EXPECT_FALSE(tcp::gateway_conn(tuple("gateway_conn", int64_t{1})));
+  });
+}
+
+// The coordinator's side of a handoff worker's channel, scripted in a child
+// of the test: hello, a connection with "abc" waiting in it, a ping, then
+// drain and close. Exits 0 when the worker said hello (with conn_batches),
+// ready, pong 5 and closed 7; another code names the step that failed.
+[[noreturn]] void scripted_coordinator(int ours) {
+  using namespace workers;
+  auto next = [ours](MessageType want) {
+    for (;;) {
+      pollfd p{ours, POLLIN, 0};
+      if (::poll(&p, 1, 20'000) != 1) _exit(10);
+      Received r = receive_datagram(ours, 1);
+      if (r.status != ReceiveStatus::message) _exit(11);
+      std::string reason, error;
+      std::optional<Message> m = decode_message(r.payload, reason, error);
+      if (!m) _exit(12);
+      if (m->type == want) return *m;
+      if (want != MessageType::closed || m->type != MessageType::pong) _exit(13);
+    }
+  };
+  if (send_datagram(ours, encode_hello_coordinator())) _exit(20);
+  if (!next(MessageType::hello).conn_batches) _exit(21);
+  next(MessageType::ready);
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(listener.get(), 1) != 0 ||
+      ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    _exit(30);
+  UniqueFd client = raw_connect(ntohs(a.sin_port));
+  UniqueFd server(::accept(listener.get(), nullptr, nullptr));
+  if (!client || !server || !write_all(client.get(), "abc")) _exit(31);
+  ConnHeader h;
+  h.id = 7;
+  h.peer = "127.0.0.1:1";
+  h.local = "127.0.0.1:2";
+  const int fd = server.get();
+  if (send_datagram(ours, encode_conn(h), fd)) _exit(32);
+  server.reset();
+  if (send_datagram(ours, encode_ping(5))) _exit(33);
+  if (next(MessageType::pong).seq != 5) _exit(34);
+  if (next(MessageType::closed).id != 7) _exit(35);
+  if (send_datagram(ours, encode_drain(1000))) _exit(36);
+  // Once the worker has the drain: the channel closes.
+  char byte;
+  if (::read(client.get(), &byte, 1) != 0) _exit(37);  // the worker closed the connection
+  _exit(0);
+}
+
+// run() gives the worker control channel of OCCASIONAL_CONTROL_FD to
+// process zero alone; gateway_start speaks the worker protocol on it, and
+// the connection it hands over is process zero's socket, data and all.
+TEST(TcpGateway, RunGivesTheChannelToProcessZeroWhichTakesConnectionsInItsInbox) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd ours(pair[0]), theirs(pair[1]);
+  int result_pipe[2];
+  ASSERT_EQ(::pipe2(result_pipe, O_CLOEXEC), 0);
+  UniqueFd result(result_pipe[0]), result_w(result_pipe[1]);
+  // Not a child of this process: run() makes it a coordinator, which ends
+  // children it did not start. The grandchild writes its exit code to the pipe.
+  std::fflush(nullptr);
+  const pid_t middle = ::fork();
+  ASSERT_GE(middle, 0);
+  if (middle == 0) {
+    if (::fork() != 0) _exit(0);
+    theirs.reset();
+    result.reset();
+    const pid_t script = ::fork();
+    if (script == 0) scripted_coordinator(ours.get());
+    int status = 0;
+    ::waitpid(script, &status, 0);
+    const char code = static_cast<char>(WIFEXITED(status) ? WEXITSTATUS(status) : 100);
+    (void)!::write(result_w.get(), &code, 1);
+    _exit(0);
+  }
+  ASSERT_EQ(::waitpid(middle, nullptr, 0), middle);
+  ours.reset();
+  result_w.reset();
+  ::setenv(workers::kControlFdEnv, std::to_string(theirs.get()).c_str(), 1);
+  const int given = theirs.release();  // run() takes it
+  run_system([](Process& p) {
+    EXPECT_EQ(std::getenv(workers::kControlFdEnv), nullptr);
+    // A spawned process has no gateway: it is process zero's alone.
+    auto [child, monitor] =
+        p.spawn_monitor([](Process& c) { EXPECT_THROW(tcp::gateway_start(c), tcp::Error); });
+    EXPECT_EQ(kind(wait_down(p, monitor)), "normal");
+    tcp::gateway_start(p, {tcp::Active::once, true});
+    const std::optional<Value> m =
+        p.receive([](const Value& v) { return tcp::gateway_conn(v).has_value(); }, kWait);
+    ASSERT_TRUE(m) << "no connection from the gateway";
+    const std::optional<tcp::GatewayConn> c = tcp::gateway_conn(*m);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->id, 7u);
+    EXPECT_EQ(c->peer, "127.0.0.1:1");
+    EXPECT_EQ(c->local, "127.0.0.1:2");
+    std::string got;
+    while (got.size() < 3) {
+      std::optional<Value> data = p.receive(tcp::messages_of(c->socket), kWait);
+      ASSERT_TRUE(data);
+      std::optional<tcp::Event> e = tcp::event(*data);
+      ASSERT_TRUE(e && e->kind == tcp::Event::Kind::data);
+      got += e->bytes;
+      tcp::set_active(p, c->socket, tcp::Active::once);
+    }
+    EXPECT_EQ(got, "abc");
+    EXPECT_TRUE(tcp::gateway_finished(p, c->id));
+    std::optional<Value> drain = p.receive(
+        [](const Value& v) {
+          const Tuple* t = v.as_tuple();
+          return t && !t->empty() && (*t)[0] == Value("gateway_drain");
+        },
+        kWait);
+    ASSERT_TRUE(drain);
+    EXPECT_EQ(*drain, tuple("gateway_drain", int64_t{1000}));
+    tcp::close(p, c->socket);
+    std::optional<Value> lost =
+        p.receive([](const Value& v) { return v == tuple("gateway_lost"); }, kWait);
+    EXPECT_TRUE(lost);
+    EXPECT_FALSE(tcp::gateway_finished(p, c->id));
+  });
+  EXPECT_EQ(::fcntl(given, F_GETFD), -1) << "run() left the channel open in the coordinator";
+  pollfd done{result.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&done, 1, static_cast<int>(kWait.count())), 1);
+  char code = 99;
+  ASSERT_EQ(::read(result.get(), &code, 1), 1);
+  EXPECT_EQ(code, 0) << "the scripted coordinator failed at step " << int(code);
 }
 
 }  // namespace

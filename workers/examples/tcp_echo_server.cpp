@@ -7,31 +7,14 @@
 //
 //   tcp_echo_server [port]   (0 or none: any free port; the first line of
 //                             stdout says which: "listening on PORT")
-#include <unistd.h>
 #include <occasional/process.hpp>
 
 #include <cstdio>
 #include <cstdlib>
-#include <string>
+
+#include "echo_connection.hpp"
 
 using namespace occasional;
-
-// One connection's process: the socket arrives as a message once it is
-// this process's own.
-Value serve(Process& p) {
-  const Value taken = p.receive([](const Value& v) { return tcp::Socket::from(v).has_value(); });
-  const tcp::Socket s = *tcp::Socket::from(taken);
-  if (!tcp::send(p, s, "hello from pid " + std::to_string(::getpid()) + "\n")) return Value();
-  for (;;) {
-    // One message at a time ({active, once}): a fast client cannot flood
-    // this process's inbox.
-    tcp::set_active(p, s, tcp::Active::once);
-    const Value m = p.receive(tcp::messages_of(s));
-    const std::optional<tcp::Event> e = tcp::event(m);
-    if (e->kind != tcp::Event::Kind::data) return Value();  // closed or failed
-    if (!tcp::send(p, s, e->bytes)) return Value();
-  }
-}
 
 int main(int argc, char** argv) {
   const uint16_t port = argc > 1 ? static_cast<uint16_t>(std::atoi(argv[1])) : 0;
@@ -43,7 +26,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     for (;;) {
       const tcp::Socket s = tcp::accept(p, listener);
-      const Address worker = p.spawn(serve);
+      const Address worker = p.spawn(echo_example::serve);
       if (tcp::controlling_process(p, s, worker))
         p.send(worker, s);
       else
