@@ -9,6 +9,7 @@
 #include <boost/system/error_code.hpp>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -158,6 +159,10 @@ void ProcessHub::release_hold(Proc& p) {
 void ProcessHub::kill_all() {
   for (auto& [id, p] : procs_) {
     if (p->pid <= 0) continue;
+    if (p->adopted_pidfd) {
+      kill(*p);
+      continue;
+    }
     reaper_.signal_group(p->pid, SIGKILL);
     reaper_.signal(p->pid, SIGKILL);
   }
@@ -232,7 +237,11 @@ void ProcessHub::protocol_error(Proc& p, const std::string& why) {
 // A process spawned by another is known by its pid only once its parent
 // has reported it: until then the kill waits for the pid.
 void ProcessHub::kill(Proc& p) {
-  if (p.pid > 0)
+  if (p.adopted_pidfd) {
+    // Not our child: through its pidfd; its owner reaps and reports it.
+    if (::syscall(SYS_pidfd_send_signal, p.adopted_pidfd.get(), SIGKILL, nullptr, 0) == 0)
+      ::kill(-p.pid, SIGKILL);
+  } else if (p.pid > 0)
     reaper_.signal(p.pid, SIGKILL);
   else
     p.kill_pending = true;
@@ -287,6 +296,8 @@ void ProcessHub::handle(Proc& p, const pc::Message& m) {
     p.evidence.stated = *m[0].as_map();
   } else if (name == pc::kSpawned && n == 2) {
     do_spawned(p, m[0], m[1]);
+  } else if (name == pc::kAdoptedExit && n == 4) {
+    do_adopted_exit(p, m);
   } else if (name == pc::kSpawnFailed && n == 2) {
     Proc* c = live_proc(m[0]);
     if (!c || c->spawner != p.id)
@@ -310,6 +321,8 @@ void ProcessHub::handle(Proc& p, const pc::Message& m) {
     do_spawn_port(p, m[0], m[1], Map{{"monitor", *m[2].as_bool()}});
   } else if (name == pc::kSpawnPort && n == 3 && m[1].as_list() && m[2].as_map()) {
     do_spawn_port(p, m[0], m[1], *m[2].as_map());
+  } else if (name == pc::kAdopt && n == 2) {
+    do_adopt(p, m[0], m[1]);
   } else if (name == pc::kConnect && n == 2) {
     do_connect(p, m[0], m[1]);
   } else if (name == pc::kMonitor && n == 2) {
@@ -381,6 +394,79 @@ void ProcessHub::do_spawned(Proc& p, const Value& address, const Value& pid) {
     return protocol_error(p, "spawned: pid " + std::to_string(child) + " is not its child");
   }
   watch(*c, child, std::move(pidfd));
+}
+
+namespace {
+// The parent pid in /proc/PID/stat, or -1.
+pid_t parent_of(pid_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "re");
+  if (!f) return -1;
+  char buf[512];
+  const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  buf[n] = '\0';
+  const char* close = std::strrchr(buf, ')');  // the command name may hold ')'
+  int ppid = -1;
+  if (!close || std::sscanf(close + 1, " %*c %d", &ppid) != 1) return -1;
+  return static_cast<pid_t>(ppid);
+}
+}  // namespace
+
+void ProcessHub::do_adopt(Proc& p, const Value& tag, const Value& pid) {
+  const std::optional<int64_t> n = pid.as_int();
+  if (!n || *n <= 0 || *n > INT32_MAX) return protocol_error(p, "adopt: not a pid");
+  const pid_t child = static_cast<pid_t>(*n);
+  // Its child, not reaped yet (it reports before it reaps): the pid is the
+  // program's while we check, and the pidfd keeps naming it after.
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
+  if (!pidfd || p.pid <= 0 || parent_of(child) != p.pid) {
+    reply(p, tag, Value(pc::kNoproc));
+    return;
+  }
+  auto a = std::make_unique<Proc>();
+  a->id = next_id_++;
+  a->pid = child;
+  a->control_open = false;  // it speaks no protocol: notices to it are dropped
+  a->owner = p.id;
+  a->adopted_pidfd = std::move(pidfd);
+  p.adopted.push_back(a->id);
+  const uint32_t id = a->id;
+  procs_.emplace(id, std::move(a));
+  ++stats_.spawned;
+  reply(p, tag, Value(address_of(id)));
+}
+
+void ProcessHub::do_adopted_exit(Proc& p, const pc::Message& m) {
+  Proc* a = live_proc(m[0]);
+  if (!a || a->owner != p.id || !m[1].as_bool() || !m[2].as_int() || !m[3].as_bool())
+    return protocol_error(p, "adopted_exit: not a program it adopted: " + m[0].to_string());
+  siginfo_t info{};
+  info.si_code = *m[1].as_bool() ? CLD_EXITED : *m[3].as_bool() ? CLD_DUMPED : CLD_KILLED;
+  info.si_status = static_cast<int>(*m[2].as_int());
+  erase_value(p.adopted, a->id);
+  finish(a->id, reconcile_exit(info, a->evidence));
+}
+
+// Its owner has exited: the programs it adopted end with it (their
+// process groups are SIGKILLed; the subreaper reaps them as orphans).
+void ProcessHub::kill_adopted(Proc& owner) {
+  std::vector<uint32_t> adopted = std::move(owner.adopted);
+  for (uint32_t id : adopted) {
+    Proc* a = find(id);
+    if (!a || a->exited) continue;
+    // The leader not reaped yet (the signal reached it): its group id is
+    // still its own, so the group can be signalled by number.
+    if (::syscall(SYS_pidfd_send_signal, a->adopted_pidfd.get(), SIGKILL, nullptr, 0) == 0)
+      ::kill(-a->pid, SIGKILL);
+    siginfo_t info{};
+    info.si_code = CLD_KILLED;
+    info.si_status = SIGKILL;
+    Map reason = reconcile_exit(info, a->evidence);
+    reason.insert_or_assign("detail", "its owner exited");
+    finish(id, reason);
+  }
 }
 
 Reference ProcessHub::add_monitor(Proc& watcher, Proc& target) {
@@ -581,6 +667,7 @@ void ProcessHub::finish(uint32_t id, const Map& reason) {
   }
   for (uint32_t peer : p->peers)
     if (Proc* q = find(peer)) q->peers.erase(id);
+  kill_adopted(*p);
   // Children it spawned and never reported: see read_control's closed case.
   for (uint32_t cid : p->unreported) {
     if (Proc* c = find(cid)) {

@@ -104,6 +104,12 @@ class ProcessHub {
     std::vector<uint64_t> monitoring;    // monitors it holds
     std::vector<uint64_t> monitored_by;  // monitors on it
     std::vector<uint32_t> unreported;    // children it spawned whose pid it has not reported
+    // Adopted (kAdopt): the program is its owner's child, not ours; the
+    // owner reaps it and reports. pidfd: for signals that cannot reach a
+    // recycled pid.
+    uint32_t owner = 0;
+    UniqueFd adopted_pidfd;
+    std::vector<uint32_t> adopted;  // programs it owns that have not exited
   };
   struct Monitor {
     uint32_t watcher = 0;
@@ -129,6 +135,9 @@ class ProcessHub {
   void do_spawn_port(Proc& p, const Value& tag, const Value& argv, const Map& options);
   Reference add_monitor(Proc& watcher, Proc& target);
   void do_spawned(Proc& p, const Value& address, const Value& pid);
+  void do_adopt(Proc& p, const Value& tag, const Value& pid);
+  void do_adopted_exit(Proc& p, const process_control::Message& m);
+  void kill_adopted(Proc& p);
   void do_connect(Proc& p, const Value& tag, const Value& address);
   void do_monitor(Proc& p, const Value& tag, const Value& address);
   void do_demonitor(Proc& p, const Value& tag, const Value& ref);

@@ -18,6 +18,8 @@
 #include <regex>
 #include <system_error>
 
+#include "workers/process.hpp"
+
 extern char** environ;
 
 namespace occasional::exe {
@@ -165,6 +167,13 @@ ExitStatus reap(pid_t pid) {
   return status_of(info);
 }
 
+// An adopted program, reaped: its owner tells the coordinator how it ended.
+void report_exit(Process* owner, const ExitStatus& s) {
+  if (!owner || !s.address || s.kind == ExitStatus::Kind::start_failed) return;
+  const bool exited = s.kind == ExitStatus::Kind::exited;
+  owner->adopted_exit(*s.address, exited, exited ? s.code : s.signal, s.core);
+}
+
 constexpr Clock::time_point kNever = Clock::time_point::max();
 
 int poll_ms(Clock::time_point deadline) {
@@ -191,6 +200,7 @@ struct Group {
   Output* out_sink = nullptr;
   Output* err_sink = nullptr;
   size_t max_output = 0;
+  Process* owner = nullptr;
 
   static void take(UniqueFd& fd, Output& sink, size_t max) {
     char buf[65536];
@@ -251,8 +261,11 @@ struct Group {
           for (auto& c : children)
             if (!c.done && c.pidfd.get() == p.fd) {
               const bool timed_out = c.status.timed_out;
+              std::optional<Address> address = std::move(c.status.address);
               c.status = reap(c.pid);
               c.status.timed_out = timed_out;
+              c.status.address = std::move(address);
+              report_exit(owner, c.status);
               c.done = true;
               c.pidfd.reset();
             }
@@ -321,6 +334,7 @@ PipelineResult pipeline(const std::vector<Argv>& stages, const Options& options)
   g.out_sink = &result.out;
   g.err_sink = &result.err;
   g.max_output = options.max_output;
+  g.owner = options.owner;
   auto [out_r, out_w] = make_pipe();
   auto [err_r, err_w] = make_pipe();
   g.out = std::move(out_r);
@@ -353,6 +367,7 @@ PipelineResult pipeline(const std::vector<Argv>& stages, const Options& options)
     } else {
       if (g.pgid == 0) g.pgid = c.pid;
       c.pidfd = pidfd_of(c.pid);
+      if (options.owner) c.status.address = options.owner->adopt(c.pid);
     }
     g.children.push_back(std::move(c));
     stage_in = std::move(next_in);  // the parent's copies of this stage's ends close here
@@ -376,6 +391,8 @@ struct Interaction::Impl {
   bool at_eof = false;
   std::string buffer;
   std::optional<ExitStatus> status;
+  Process* owner = nullptr;
+  std::optional<Address> address;
 
   int input_fd() const { return pty ? out.get() : in.get(); }
 
@@ -414,7 +431,13 @@ struct Interaction::Impl {
     if (status || pid <= 0) return;
     ::kill(-pid, SIGKILL);
     ::kill(pid, SIGKILL);
+    reaped();
+  }
+
+  void reaped() {
     status = reap(pid);
+    status->address = address;
+    report_exit(owner, *status);
   }
 };
 
@@ -482,7 +505,7 @@ ExitStatus Interaction::wait(std::chrono::milliseconds timeout) {
     }
     if (fds.size() > 1 && fds[1].revents) i.read_some(0);
     if (fds[0].revents) {
-      i.status = reap(i.pid);
+      i.reaped();
       ::kill(-i.pid, SIGKILL);  // what it left in its group
       return *i.status;
     }
@@ -499,6 +522,10 @@ const std::string& Interaction::pending() const {
 
 pid_t Interaction::pid() const {
   return impl_->pid;
+}
+
+const std::optional<Address>& Interaction::address() const {
+  return impl_->address;
 }
 
 Interaction interact(const Argv& argv, const InteractOptions& options) {
@@ -541,6 +568,8 @@ Interaction interact(const Argv& argv, const InteractOptions& options) {
   impl->pid = start(argv, env, options.cwd, 0, io, error);
   if (impl->pid < 0) throw std::system_error(ENOENT, std::system_category(), error);
   impl->pidfd = pidfd_of(impl->pid);
+  impl->owner = options.owner;
+  if (options.owner) impl->address = options.owner->adopt(impl->pid);
   return Interaction(std::move(impl));
 }
 

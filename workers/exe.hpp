@@ -11,12 +11,17 @@
 #include <vector>
 
 #include "workers/unique_fd.hpp"
+#include "workers/value.hpp"
 
 // Running executables, as Python's subprocess and pexpect do it
 // (docs/exe.md): run one and capture its output, run a pipeline, or
 // interact with one on a pseudo-terminal or pipes. Each program runs in its
 // own process group, which is SIGKILLed on a timeout; every child is reaped
 // before a call returns (or when its Interaction is destroyed).
+namespace occasional {
+class Process;
+}
+
 namespace occasional::exe {
 
 using Argv = std::vector<std::string>;
@@ -30,6 +35,9 @@ struct ExitStatus {
   bool core = false;       // signaled: a core was dumped
   std::string error;       // start_failed: why ("posix_spawn: No such file or directory")
   bool timed_out = false;  // it was SIGKILLed because the timeout expired
+  // With an owner: its address as a process of the system (docs/exe.md,
+  // "Programs as processes"); nullopt without one, or if it never started.
+  std::optional<Address> address;
 
   bool ok() const { return kind == Kind::exited && code == 0; }
   // "exited 0", "killed by SIGKILL (timed out)", "failed to start: ..."
@@ -46,6 +54,11 @@ struct Options {
   // Bytes kept of stdout and of stderr each. Past it the output is still
   // read (the program never blocks on a full pipe) but dropped and counted.
   size_t max_output = 16 * 1024 * 1024;
+  // The process (of occasional::run) that runs the call: each program is
+  // then a process of the system too, with an address, a DOWN for its
+  // monitors, and its group SIGKILLed if the owner exits first. The owner
+  // must be the calling process.
+  Process* owner = nullptr;
 };
 
 struct Output {
@@ -87,6 +100,7 @@ struct InteractOptions {
   std::vector<std::string> env;
   std::string cwd;
   unsigned short rows = 24, columns = 80;
+  Process* owner = nullptr;  // as Options::owner
 };
 
 // A program being talked to. stdout and stderr arrive together (on a pty
@@ -119,6 +133,8 @@ class Interaction {
   bool eof() const;
   const std::string& pending() const;  // arrived, not consumed by a match
   pid_t pid() const;
+  // With InteractOptions::owner: the program's address; else nullopt.
+  const std::optional<Address>& address() const;
 
   struct Impl;
   explicit Interaction(std::unique_ptr<Impl> impl);

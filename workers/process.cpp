@@ -982,6 +982,17 @@ std::optional<Address> Process::whereis(const std::string& name) {
   return std::nullopt;
 }
 
+std::optional<Address> Process::adopt(pid_t pid) {
+  pc::Message m = impl_->request(pc::kAdopt, Value(static_cast<int64_t>(pid)));
+  if (const Address* a = m[1].as_address()) return *a;
+  return std::nullopt;
+}
+
+void Process::adopted_exit(const Address& a, bool exited, int code_or_signal, bool core) {
+  impl_->send_control(Value(Tuple{Value(pc::kAdoptedExit), Value(a), Value(exited),
+                                  Value(static_cast<int64_t>(code_or_signal)), Value(core)}));
+}
+
 uint64_t Process::dropped_sends() const {
   return impl_->dropped;
 }

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -114,6 +116,17 @@ class Process {
   bool register_name(const std::string& name);  // false if taken
   std::optional<Address> whereis(const std::string& name);
   uint64_t dropped_sends() const;
+
+  // For code that starts programs itself (exe, with Options::owner): `pid`,
+  // a child of this process leading a process group of its own and not yet
+  // reaped, becomes a process of the system with an address, owned by this
+  // process (docs/exe.md, "Programs as processes"). Monitors and links work
+  // on it; a link's kill SIGKILLs its group. Once the owner has reaped it,
+  // adopted_exit says how it ended and its monitors get DOWN; if the owner
+  // exits first, the coordinator SIGKILLs its group (DOWN: signal SIGKILL,
+  // detail "its owner exited"). nullopt when `pid` is not such a child.
+  std::optional<Address> adopt(pid_t pid);
+  void adopted_exit(const Address& a, bool exited, int code_or_signal, bool core);
 
   // In an executable started by spawn_port: this process, on its
   // control fd. Reads the coordinator's hello (its address) first.

@@ -28,10 +28,17 @@ inline constexpr std::string_view kUnlink = "unlink";         // (address) -> tr
 inline constexpr std::string_view kTrapExits = "trap_exits";  // (bool) -> true
 inline constexpr std::string_view kRegister = "register";     // (name) -> bool
 inline constexpr std::string_view kWhereis = "whereis";       // (name) -> address | null
+// (pid of a child of the requester, in a process group of its own) ->
+// address | "noproc": a program the process started itself (exe) becomes a
+// process of the system; the requester reports its end with kAdoptedExit.
+inline constexpr std::string_view kAdopt = "adopt";
 // One-way, process to coordinator.
 inline constexpr std::string_view kSpawned = "spawned";           // (address, pid)
 inline constexpr std::string_view kSpawnFailed = "spawn_failed";  // (address, error text)
 inline constexpr std::string_view kExit = "exit";                 // (reason map)
+// (address, exited: bool, code or signal number, core dumped: bool): an
+// adopted program reaped by its owner.
+inline constexpr std::string_view kAdoptedExit = "adopted_exit";
 // (peer address, error text): a frame from that peer did not decode; the
 // coordinator kills the peer with the reason protocol_error.
 inline constexpr std::string_view kBadFrame = "bad_frame";
