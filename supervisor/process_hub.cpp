@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <utility>
 
 #include "supervisor/spawner.hpp"
 #include "workers/control_channel.hpp"
@@ -142,6 +143,9 @@ std::error_code ProcessHub::watch(Proc& p, pid_t pid, UniqueFd pidfd) {
     return ec;
   }
   if (p.kill_pending) reaper_.signal(pid, SIGKILL);
+  // It asked to adopt programs before its spawner reported its pid.
+  for (auto& [tag, child] : std::exchange(p.pending_adopts, {}))
+    if (Proc* q = find(id)) do_adopt(*q, tag, Value(static_cast<int64_t>(child)));
   return {};
 }
 
@@ -238,9 +242,7 @@ void ProcessHub::protocol_error(Proc& p, const std::string& why) {
 // has reported it: until then the kill waits for the pid.
 void ProcessHub::kill(Proc& p) {
   if (p.adopted_pidfd) {
-    // Not our child: through its pidfd; its owner reaps and reports it.
-    if (::syscall(SYS_pidfd_send_signal, p.adopted_pidfd.get(), SIGKILL, nullptr, 0) == 0)
-      ::kill(-p.pid, SIGKILL);
+    signal_adopted(p);  // its owner reaps and reports it
   } else if (p.pid > 0)
     reaper_.signal(p.pid, SIGKILL);
   else
@@ -418,6 +420,17 @@ void ProcessHub::do_adopt(Proc& p, const Value& tag, const Value& pid) {
   const std::optional<int64_t> n = pid.as_int();
   if (!n || *n <= 0 || *n > INT32_MAX) return protocol_error(p, "adopt: not a pid");
   const pid_t child = static_cast<pid_t>(*n);
+  if (p.pid <= 0) {
+    // A process just spawned: its spawner's `spawned` (on another channel)
+    // may come after this. Answered once its pid is known (watch()).
+    p.pending_adopts.emplace_back(tag, child);
+    return;
+  }
+  for (uint32_t id : p.adopted)
+    if (const Proc* known = find(id); known && known->pid == child) {
+      reply(p, tag, Value(address_of(id)));  // asked twice: one process
+      return;
+    }
   // Its child, not reaped yet (it reports before it reaps): the pid is the
   // program's while we check, and the pidfd keeps naming it after.
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
@@ -449,6 +462,15 @@ void ProcessHub::do_adopted_exit(Proc& p, const pc::Message& m) {
   finish(a->id, reconcile_exit(info, a->evidence));
 }
 
+// SIGKILL through its pidfd, then its process group if it leads one (a
+// pipeline's later stages are in the first stage's group). Checked while
+// the signal has just reached it: the pid is still its own then, unless its
+// owner reaps it in between (a window of two system calls).
+void ProcessHub::signal_adopted(Proc& a) {
+  if (::syscall(SYS_pidfd_send_signal, a.adopted_pidfd.get(), SIGKILL, nullptr, 0) != 0) return;
+  if (::getpgid(a.pid) == a.pid) ::kill(-a.pid, SIGKILL);
+}
+
 // Its owner has exited: the programs it adopted end with it (their
 // process groups are SIGKILLed; the subreaper reaps them as orphans).
 void ProcessHub::kill_adopted(Proc& owner) {
@@ -456,10 +478,7 @@ void ProcessHub::kill_adopted(Proc& owner) {
   for (uint32_t id : adopted) {
     Proc* a = find(id);
     if (!a || a->exited) continue;
-    // The leader not reaped yet (the signal reached it): its group id is
-    // still its own, so the group can be signalled by number.
-    if (::syscall(SYS_pidfd_send_signal, a->adopted_pidfd.get(), SIGKILL, nullptr, 0) == 0)
-      ::kill(-a->pid, SIGKILL);
+    signal_adopted(*a);
     siginfo_t info{};
     info.si_code = CLD_KILLED;
     info.si_status = SIGKILL;

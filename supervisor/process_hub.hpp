@@ -110,6 +110,8 @@ class ProcessHub {
     uint32_t owner = 0;
     UniqueFd adopted_pidfd;
     std::vector<uint32_t> adopted;  // programs it owns that have not exited
+    // adopt requests (tag, pid) that came before its own pid was known.
+    std::vector<std::pair<Value, pid_t>> pending_adopts;
   };
   struct Monitor {
     uint32_t watcher = 0;
@@ -138,6 +140,7 @@ class ProcessHub {
   void do_adopt(Proc& p, const Value& tag, const Value& pid);
   void do_adopted_exit(Proc& p, const process_control::Message& m);
   void kill_adopted(Proc& p);
+  static void signal_adopted(Proc& a);
   void do_connect(Proc& p, const Value& tag, const Value& address);
   void do_monitor(Proc& p, const Value& tag, const Value& address);
   void do_demonitor(Proc& p, const Value& tag, const Value& ref);

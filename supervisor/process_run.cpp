@@ -62,12 +62,14 @@ void kill_remaining_children() {
 }
 
 // A program a coordinator started in handoff mode: the worker control
-// channel it was given (OCCASIONAL_CONTROL_FD) goes to process zero alone
+// channel it was given (OCCASIONAL_CONTROL_FD, with OCCASIONAL_SERVICE) goes to process zero alone
 // (tcp::gateway_start), moved above the fds run_child places; the variable
 // is removed so that no process of this system mistakes another fd for it.
 UniqueFd take_gateway_channel() {
   const char* named = std::getenv(workers::kControlFdEnv);
-  if (!named) return {};
+  // A service's worker has OCCASIONAL_SERVICE too; a port (spawn_port)
+  // has only the control fd, which is its own process channel.
+  if (!named || !std::getenv("OCCASIONAL_SERVICE")) return {};
   ::unsetenv(workers::kControlFdEnv);
   char* end = nullptr;
   const long fd = std::strtol(named, &end, 10);

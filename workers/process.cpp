@@ -753,14 +753,11 @@ struct Process::Impl {
         case workers::ReceiveStatus::would_block:
           return;
         case workers::ReceiveStatus::bad_message:
-          // Its fds are closed; the connections they were are the
-          // coordinator's to count (it sees them never closed()).
-          std::fprintf(stderr, "occasional process %d: gateway channel: %s\n",
-                       static_cast<int>(::getpid()), r.error.c_str());
-          break;
+          gateway_protocol_error(r.error);  // its fds are closed with it
+          return;
         case workers::ReceiveStatus::closed:
         case workers::ReceiveStatus::error:
-          lose_gateway();
+          lose_gateway("closed");
           return;
       }
     }
@@ -769,17 +766,23 @@ struct Process::Impl {
   void handle_gateway(std::string_view payload, workers::FdList& fds) {
     std::string reason, error;
     workers::Message& m = gateway_message;
-    if (!workers::decode_message(payload, m, reason, error)) {
-      std::fprintf(stderr, "occasional process %d: gateway channel: %s\n",
-                   static_cast<int>(::getpid()), error.c_str());
-      return;
-    }
+    if (!workers::decode_message(payload, m, reason, error)) return gateway_protocol_error(error);
+    // Each connection with its fd, and fds with nothing else
+    // (docs/protocol.md): anything else is the coordinator's error.
+    const size_t want = m.type == workers::MessageType::conn             ? 1
+                        : m.type == workers::MessageType::conns          ? m.conns.size()
+                        : m.type == workers::MessageType::closed_counter ? fds.size()
+                                                                         : 0;
+    if (fds.size() != want)
+      return gateway_protocol_error(std::string(workers::message_type_name(m.type)) + " with " +
+                                    std::to_string(fds.size()) + " fds, not " +
+                                    std::to_string(want));
     switch (m.type) {
       case workers::MessageType::conn:
-        if (!fds.empty()) gateway_connection(m.conn, std::move(fds[0]));
+        gateway_connection(m.conn, std::move(fds[0]));
         break;
       case workers::MessageType::conns:
-        for (size_t i = 0; i < m.conns.size() && i < fds.size(); ++i)
+        for (size_t i = 0; i < m.conns.size(); ++i)
           gateway_connection(m.conns[i], std::move(fds[i]));
         break;
       case workers::MessageType::drain:
@@ -809,11 +812,20 @@ struct Process::Impl {
     set_active(s, gateway_options.active);
   }
 
-  void lose_gateway() {
+  // As the C++ worker library does: say so in an `exit` error, and stop
+  // taking connections; process zero learns it from gateway_lost.
+  void gateway_protocol_error(const std::string& why) {
+    std::fprintf(stderr, "occasional process %d: gateway channel: %s\n",
+                 static_cast<int>(::getpid()), why.c_str());
+    send_gateway(workers::encode_exit_error("protocol_error", why));
+    lose_gateway("protocol_error: " + why);
+  }
+
+  void lose_gateway(const std::string& why) {
     if (epoll) ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, gateway.get(), nullptr);
     gateway.reset();
     gateway_started = false;
-    inbox.push(tuple("gateway_lost"));
+    inbox.push(tuple("gateway_lost", why));
   }
 
   void report_exit(Map reason) {

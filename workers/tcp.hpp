@@ -127,7 +127,9 @@ void close(Process& p, const Socket& socket);
 //
 //   ("gateway_conn", socket, {"id", "peer", "local", "listener", "route"})
 //   ("gateway_drain", deadline_ms)   finish the connections, then return
-//   ("gateway_lost")                 the coordinator closed the channel
+//   ("gateway_lost", why)            no more connections: "closed" (the
+//                                    coordinator closed the channel), or
+//                                    "protocol_error: ..." (it broke the protocol)
 //
 // The sockets are like any other: controlling_process hands one to a process
 // of its own. Throws tcp::Error "not_a_worker" in any other process.

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -539,9 +540,15 @@ TEST(TcpGateway, OutsideAHandoffWorkerItIsNotAWorker) {
       _exit(34);
   }
   if (send_datagram(ours, encode_drain(1000))) _exit(36);
+  // A conn without its fd breaks the protocol: the worker says so and stops.
+  if (send_datagram(ours, encode_conn(h))) _exit(38);
+  const Message bye = expect(MessageType::exit);
+  if (!bye.is_error || bye.text != "protocol_error") _exit(39);
   // Once the worker has the drain: the channel closes.
+  pollfd eof{client.get(), POLLIN, 0};
   char byte;
-  if (::read(client.get(), &byte, 1) != 0) _exit(37);  // the worker closed the connection
+  if (::poll(&eof, 1, 20'000) != 1 || ::read(client.get(), &byte, 1) != 0)
+    _exit(37);  // the worker closed the connection
   _exit(0);
 }
 
@@ -576,6 +583,9 @@ TEST(TcpGateway, RunGivesTheChannelToProcessZeroWhichTakesConnectionsInItsInbox)
   ours.reset();
   result_w.reset();
   ::setenv(workers::kControlFdEnv, std::to_string(theirs.get()).c_str(), 1);
+  ::setenv("OCCASIONAL_SERVICE", "scripted", 1);  // as a coordinator starts a worker
+  struct stat channel {};
+  ASSERT_EQ(::fstat(theirs.get(), &channel), 0);
   const int given = theirs.release();  // run() takes it
   run_system([](Process& p) {
     EXPECT_EQ(std::getenv(workers::kControlFdEnv), nullptr);
@@ -612,12 +622,19 @@ TEST(TcpGateway, RunGivesTheChannelToProcessZeroWhichTakesConnectionsInItsInbox)
     ASSERT_TRUE(drain);
     EXPECT_EQ(*drain, tuple("gateway_drain", int64_t{1000}));
     tcp::close(p, c->socket);
-    std::optional<Value> lost =
-        p.receive([](const Value& v) { return v == tuple("gateway_lost"); }, kWait);
-    EXPECT_TRUE(lost);
+    std::optional<Value> lost = p.receive(
+        [](const Value& v) { return v.as_tuple() && (*v.as_tuple())[0] == Value("gateway_lost"); },
+        kWait);
+    ASSERT_TRUE(lost);
+    EXPECT_EQ(*lost, tuple("gateway_lost", "protocol_error: conn with 0 fds, not 1"));
     EXPECT_FALSE(tcp::gateway_finished(p, c->id));
   });
-  EXPECT_EQ(::fcntl(given, F_GETFD), -1) << "run() left the channel open in the coordinator";
+  ::unsetenv("OCCASIONAL_SERVICE");
+  ::unsetenv(workers::kControlFdEnv);  // run() removed it; in case it failed first
+  // The number may name another file since; not the channel.
+  struct stat now {};
+  EXPECT_TRUE(::fstat(given, &now) != 0 || now.st_ino != channel.st_ino)
+      << "run() left the channel open in the coordinator";
   pollfd done{result.get(), POLLIN, 0};
   ASSERT_EQ(::poll(&done, 1, static_cast<int>(kWait.count())), 1);
   char code = 99;

@@ -45,7 +45,7 @@ int main() {
       } else if (*name == "gateway_drain") {
         draining = true;  // the connections being served finish first
       } else if (*name == "gateway_lost") {
-        return Value("coordinator_gone");
+        return m;  // the worker's exit reason says why
       }
     }
   });
