@@ -749,6 +749,7 @@ struct Process::Impl {
       switch (r.status) {
         case workers::ReceiveStatus::message:
           handle_gateway(r.payload, r.fds);
+          if (!gateway) return;  // a protocol error ended it
           break;
         case workers::ReceiveStatus::would_block:
           return;

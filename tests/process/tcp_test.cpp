@@ -627,6 +627,11 @@ TEST(TcpGateway, RunGivesTheChannelToProcessZeroWhichTakesConnectionsInItsInbox)
         kWait);
     ASSERT_TRUE(lost);
     EXPECT_EQ(*lost, tuple("gateway_lost", "protocol_error: conn with 0 fds, not 1"));
+    // Said once: the channel is not read again (a second one would have
+    // come in the same read, so it would be in the inbox already).
+    EXPECT_FALSE(p.receive(
+        [](const Value& v) { return v.as_tuple() && (*v.as_tuple())[0] == Value("gateway_lost"); },
+        0ms));
     EXPECT_FALSE(tcp::gateway_finished(p, c->id));
   });
   ::unsetenv("OCCASIONAL_SERVICE");
