@@ -18,7 +18,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tcp_echo_server_test import WAIT, connect, echo, fail, gone  # noqa: E402
+from tcp_echo_server_test import (WAIT, connect, echo, fail, gone, kill_second,  # noqa: E402
+                                  open_three, others_still_echo)
 
 
 class Coordinator:
@@ -89,32 +90,15 @@ def main():
         def open_connections(n):
             return lambda: status()["open_connections"] == n
 
-        conns = [connect(port) for _ in range(3)]
+        conns = open_three(port, worker)
         pids = [pid for _, pid in conns]
-        if len(set(pids)) != 3 or worker in pids:
-            fail("connections not served by three processes of their own: %s" % pids)
-        for i, (s, _) in enumerate(conns):
-            echo(s, b"before %d\n" % i)
         wait_until("3 open connections", open_connections(3))
 
-        victim_sock, victim = conns[1]
-        os.kill(victim, signal.SIGKILL)
-        victim_sock.settimeout(WAIT)
-        try:
-            rest = victim_sock.recv(100)
-        except ConnectionResetError:
-            rest = b""
-        if rest:
-            fail("the killed process's connection still sent %r" % rest)
-        print("killed pid %d: its connection closed" % victim)
+        victim = kill_second(conns)
         # Its DOWN reached process zero, which told the gateway.
         wait_until("2 open connections after the kill", open_connections(2))
 
-        for i in (0, 2):
-            s, _ = conns[i]
-            echo(s, b"after %d\n" % i)
-            echo(s, os.urandom(100000).hex().encode())
-        print("the other two connections still echo")
+        others_still_echo(conns)
 
         s4, pid4 = connect(port)
         echo(s4, b"new connection\n")

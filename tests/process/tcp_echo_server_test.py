@@ -47,6 +47,40 @@ def echo(s, text):
         fail("echoed %r for %r" % (got, text))
 
 
+def open_three(port, server_pid):
+    """Three connections, each served by a process of its own (not the server's)."""
+    conns = [connect(port) for _ in range(3)]
+    pids = [pid for _, pid in conns]
+    if len(set(pids)) != 3 or server_pid in pids:
+        fail("connections not served by three processes of their own: %s" % pids)
+    for i, (s, _) in enumerate(conns):
+        echo(s, b"before %d\n" % i)
+    return conns
+
+
+def kill_second(conns):
+    """SIGKILLs the second connection's process; its connection must close."""
+    victim_sock, victim = conns[1]
+    os.kill(victim, signal.SIGKILL)
+    victim_sock.settimeout(WAIT)
+    try:
+        rest = victim_sock.recv(100)
+    except ConnectionResetError:
+        rest = b""
+    if rest:
+        fail("the killed process's connection still sent %r" % rest)
+    print("killed pid %d: its connection closed" % victim)
+    return victim
+
+
+def others_still_echo(conns):
+    for i in (0, 2):
+        s, _ = conns[i]
+        echo(s, b"after %d\n" % i)
+        echo(s, os.urandom(100000).hex().encode())
+    print("the other two connections still echo")
+
+
 def gone(pid):
     """True once pid has exited and been reaped (a zombie is not gone)."""
     return not os.path.exists("/proc/%d" % pid)
@@ -60,29 +94,9 @@ def main():
             fail("unexpected first line %r" % line)
         port = int(line.split()[-1])
 
-        conns = [connect(port) for _ in range(3)]
-        pids = [pid for _, pid in conns]
-        if len(set(pids)) != 3 or server.pid in pids:
-            fail("connections not served by three processes of their own: %s" % pids)
-        for i, (s, _) in enumerate(conns):
-            echo(s, b"before %d\n" % i)
-
-        victim_sock, victim = conns[1]
-        os.kill(victim, signal.SIGKILL)
-        victim_sock.settimeout(WAIT)
-        try:
-            rest = victim_sock.recv(100)
-        except ConnectionResetError:
-            rest = b""
-        if rest:
-            fail("the killed process's connection still sent %r" % rest)
-        print("killed pid %d: its connection closed" % victim)
-
-        for i in (0, 2):
-            s, _ = conns[i]
-            echo(s, b"after %d\n" % i)
-            echo(s, os.urandom(100000).hex().encode())
-        print("the other two connections still echo")
+        conns = open_three(port, server.pid)
+        victim = kill_second(conns)
+        others_still_echo(conns)
 
         s4, pid4 = connect(port)
         echo(s4, b"new connection\n")
