@@ -206,7 +206,8 @@ std::optional<std::vector<pid_t>> children_from_tasks() {
   return out;
 }
 
-// `pid`'s state and parent from /proc/<pid>/stat; false if it is gone.
+}  // namespace
+
 bool read_stat(long pid, char& state, long& ppid) {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%ld/stat", pid);
@@ -220,8 +221,6 @@ bool read_stat(long pid, char& state, long& ppid) {
   const char* close = std::strrchr(buf, ')');
   return close && std::sscanf(close + 1, " %c %ld", &state, &ppid) == 2;
 }
-
-}  // namespace
 
 void ChildReaper::schedule_orphan_scan() {
   if (orphan_scan_posted_) return;

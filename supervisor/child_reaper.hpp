@@ -27,6 +27,9 @@ namespace occasional::supervisor {
 // The coordinator is a child subreaper: orphans of workers are reparented to
 // it. SIGCHLD reaps those, and on each worker exit any orphan still alive is
 // killed: it outlived the process that knew what it was for.
+// `pid`'s state and parent from /proc/<pid>/stat; false if it is gone.
+bool read_stat(long pid, char& state, long& ppid);
+
 class ChildReaper {
  public:
   using ExitCallback = std::function<void(const siginfo_t&)>;

@@ -9,7 +9,6 @@
 #include <boost/system/error_code.hpp>
 #include <cerrno>
 #include <climits>
-#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <utility>
@@ -398,24 +397,6 @@ void ProcessHub::do_spawned(Proc& p, const Value& address, const Value& pid) {
   watch(*c, child, std::move(pidfd));
 }
 
-namespace {
-// The parent pid in /proc/PID/stat, or -1.
-pid_t parent_of(pid_t pid) {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  FILE* f = std::fopen(path, "re");
-  if (!f) return -1;
-  char buf[512];
-  const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  buf[n] = '\0';
-  const char* close = std::strrchr(buf, ')');  // the command name may hold ')'
-  int ppid = -1;
-  if (!close || std::sscanf(close + 1, " %*c %d", &ppid) != 1) return -1;
-  return static_cast<pid_t>(ppid);
-}
-}  // namespace
-
 void ProcessHub::do_adopt(Proc& p, const Value& tag, const Value& pid) {
   const std::optional<int64_t> n = pid.as_int();
   if (!n || *n <= 0 || *n > INT32_MAX) return protocol_error(p, "adopt: not a pid");
@@ -434,7 +415,9 @@ void ProcessHub::do_adopt(Proc& p, const Value& tag, const Value& pid) {
   // Its child, not reaped yet (it reports before it reaps): the pid is the
   // program's while we check, and the pidfd keeps naming it after.
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
-  if (!pidfd || p.pid <= 0 || parent_of(child) != p.pid) {
+  char state = 0;
+  long parent = -1;
+  if (!pidfd || !read_stat(child, state, parent) || parent != p.pid) {
     reply(p, tag, Value(pc::kNoproc));
     return;
   }
