@@ -1,5 +1,7 @@
 #include "app/coordinator_admin.hpp"
 
+#include "app/process_metrics.hpp"
+
 #include <algorithm>
 
 namespace occasional::gateway {
@@ -92,6 +94,7 @@ metrics::Status CoordinatorAdmin::status() {
   st.orphans_reaped = supervisor_.reaper().orphans_reaped();
   st.supervisor_errors = supervisor_.loop_errors();
   st.log_lines_dropped = supervisor_.log().dropped();
+  st.processes = processes_status(supervisor_.hub());
   return st;
 }
 

@@ -125,6 +125,11 @@ std::string Upgrader::not_carriable() const {
     if (std::string why = s->not_carriable(); !why.empty()) return why;
   if (!parts_.supervisor.inetd_services().empty())
     return "inetd services are not carried over an upgrade yet";
+  if (const size_t n = parts_.supervisor.hub().in_use())
+    return std::to_string(n) +
+           " process(es) of the message system are alive (spawned ones, or workers that joined "
+           "it): their channels and addresses end with this coordinator, so an upgrade cannot "
+           "carry them (docs/supervision.md, \"Upgrade\")";
   return {};
 }
 

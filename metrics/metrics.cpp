@@ -263,7 +263,8 @@ void add_processes(std::vector<MetricFamily>& out, const ProcessesStatus& p) {
     out.push_back(std::move(f));
   };
   one("occasional_processes", "Processes alive now (processes and messages).", p.alive, T::Gauge);
-  one("occasional_processes_spawned_total", "Processes started, process zero included.", p.spawned,
+  one("occasional_processes_spawned_total",
+      "Processes started: spawned ones, process zero, ports and service workers.", p.spawned,
       T::Counter);
   auto exits = family("occasional_process_exits_total",
                       "Process exits, by the kind of their exit reason.", T::Counter);

@@ -115,6 +115,49 @@ ProcessHub::Opened ProcessHub::open_process() {
   return out;
 }
 
+ProcessHub::Opened ProcessHub::open_worker(const std::string& name) {
+  Opened out = open_process();
+  Proc& p = *find(out.address.id);
+  p.worker = true;
+  if (!name.empty() && !names_.contains(name)) {
+    names_.emplace(name, p.id);
+    p.names.push_back(name);
+  } else {
+    log_.event(LogLevel::warn, "process_name_taken")
+        .str("name", name)
+        .str("action", "the worker runs without it; the process holding it keeps it");
+  }
+  notify(p, tuple(pc::kHello, out.address, static_cast<int64_t>(self_pid_)));
+  return out;
+}
+
+void ProcessHub::worker_started(const Address& a, pid_t pid) {
+  Proc* p = live_proc(Value(a));
+  if (!p || !p->worker) return;
+  p->pid = pid;
+  if (p->kill_pending) reaper_.signal(pid, SIGKILL);
+}
+
+void ProcessHub::worker_failed(const Address& a, const std::string& why) {
+  Proc* p = live_proc(Value(a));
+  if (!p || !p->worker) return;
+  p->evidence.start_error = why;
+  finish(p->id, reconcile_exit(siginfo_t{}, p->evidence));
+}
+
+void ProcessHub::worker_exited(const Address& a, const siginfo_t& info) {
+  Proc* p = live_proc(Value(a));
+  if (!p || !p->worker) return;
+  on_reaped(p->id, info);
+}
+
+size_t ProcessHub::in_use() const {
+  size_t n = 0;
+  for (const auto& [id, p] : procs_)
+    if (!p->exited && (!p->worker || p->spoke)) ++n;
+  return n;
+}
+
 std::error_code ProcessHub::started(const Address& a, pid_t pid) {
   Proc* p = live_proc(Value(a));
   if (!p || p->pid > 0) return std::make_error_code(std::errc::invalid_argument);
@@ -193,6 +236,7 @@ void ProcessHub::read_control(Proc& p) {
     workers::Received r = workers::receive_datagram(q->control->native_handle(), 0);
     switch (r.status) {
       case workers::ReceiveStatus::message: {
+        q->spoke = true;
         std::string error;
         std::optional<pc::Message> m = pc::decode(r.payload, error);
         if (!m) {

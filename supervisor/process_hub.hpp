@@ -66,6 +66,21 @@ class ProcessHub {
   // process is ended as start_failed) when pidfd_open does.
   std::error_code started(const Address& a, pid_t pid);
 
+  // A supervised service's worker (docs/messages.md, "Workers are
+  // processes"): like open_process, named `name` (service/replica; a name
+  // already taken is logged and left to its holder) and greeted with its
+  // address, for Process::from_environment(). The Service watches and
+  // reaps it, and tells the hub: worker_started once it runs (or
+  // worker_failed), worker_exited with the status it reaped.
+  Opened open_worker(const std::string& name);
+  void worker_started(const Address& a, pid_t pid);
+  void worker_failed(const Address& a, const std::string& why);
+  void worker_exited(const Address& a, const siginfo_t& info);
+  // Processes an upgrade cannot carry (their channels and addresses die
+  // with this coordinator): every spawned one, and every worker that has
+  // spoken on its channel.
+  size_t in_use() const;
+
   // Runs after each exit, once monitors and links are served.
   void on_exit(ExitObserver observer) { observer_ = std::move(observer); }
   // SIGKILLs every process with a known pid, and its group.
@@ -97,6 +112,8 @@ class ProcessHub {
     bool kill_pending = false;
     bool exited = false;
     bool trap_exits = false;
+    bool worker = false;  // a Service's: reaped by the Service, not watched here
+    bool spoke = false;   // has sent something on its control channel
     ExitEvidence evidence;
     std::vector<std::string> names;
     std::unordered_set<uint32_t> links;

@@ -89,6 +89,13 @@ UniqueFd take_gateway_channel() {
 Map run_for_reason(std::function<Value(Process&)> zero,
                    const std::function<void(const ProcessHub&)>& at_zero_exit) {
   process_start::require_single_thread("occasional::run");
+  // A service's worker joins its coordinator's system and runs `zero`
+  // itself (docs/messages.md, "Workers are processes").
+  if (std::optional<Process> joined = Process::from_environment()) {
+    if (UniqueFd gateway = take_gateway_channel())
+      process_start::give_gateway(*joined, std::move(gateway));
+    return process_start::run_body(*joined, zero);
+  }
   int was_subreaper = 0;
   ::prctl(PR_GET_CHILD_SUBREAPER, &was_subreaper);
   ChildReaper::become_subreaper();

@@ -22,7 +22,8 @@ std::function<double()> jitter_source() {
 }  // namespace
 
 Service::Service(boost::asio::io_context& io, ServiceConfig config, ChildReaper& reaper,
-                 Guardian& guardian, ServiceObserver& observer, std::string notify_socket)
+                 Guardian& guardian, ServiceObserver& observer, std::string notify_socket,
+                 ProcessHub* hub)
     : io_(io),
       config_(std::move(config)),
       reaper_(reaper),
@@ -30,7 +31,8 @@ Service::Service(boost::asio::io_context& io, ServiceConfig config, ChildReaper&
       observer_(observer),
       notify_socket_(std::move(notify_socket)),
       policy_(config_.restart, config_.replicas, jitter_source()),
-      retry_timer_(io) {
+      retry_timer_(io),
+      hub_(hub) {
   struct stat st {};
   if (config_.mode == workers::WorkerMode::listen_fds && ::fstat(config_.listen_fd, &st) == 0)
     listen_inode_ = st.st_ino;
@@ -219,25 +221,41 @@ void Service::spawn(int replica) {
   r.status_text.clear();
   r.ready = false;
 
+  ProcessHub::Opened process;
+  if (hub_) {
+    try {
+      process = hub_->open_worker(config_.name + "/" + std::to_string(replica));
+    } catch (const std::system_error& e) {
+      start_failed(replica, e.code().value(), "socketpair");
+      return;
+    }
+  }
+  auto failed = [&](int error, const char* call) {
+    r.protocol.reset();
+    if (hub_)
+      hub_->worker_failed(
+          process.address,
+          std::string(call) + ": " + std::error_code(error, std::system_category()).message());
+    start_failed(replica, error, call);
+  };
   SpawnResult launch = launch_worker(
       config_, replica, notify_socket_,
-      [this, replica](UniqueFd control) { return open_protocol(replica, std::move(control)); });
-  if (!launch.ok()) {
-    r.protocol.reset();
-    start_failed(replica, launch.error, launch.failed_call);
-    return;
-  }
+      [this, replica](UniqueFd control) { return open_protocol(replica, std::move(control)); },
+      hub_ ? process.child_control.get() : -1);
+  process.child_control.reset();
+  if (!launch.ok()) return failed(launch.error, launch.failed_call);
   const pid_t pid = launch.pid;
   if (std::error_code ec =
           reaper_.watch(pid, std::move(launch.pidfd),
-                        [this, replica](const siginfo_t& info) { on_exit(replica, info); })) {
+                        [this, replica](const siginfo_t& info) { on_exit(replica, info); }))
     // The reaper killed and reaped it: it never ran as a worker.
-    r.protocol.reset();
-    start_failed(replica, ec.value(), "register_pidfd");
-    return;
-  }
+    return failed(ec.value(), "register_pidfd");
   r.deferrals = 0;
   r.pid = pid;
+  if (hub_) {
+    r.process = process.address;
+    hub_->worker_started(process.address, pid);
+  }
   guardian_.watch(r.pid);
   observer_.on_spawned(config_.name, replica, pid);
   begin_readiness(replica);
@@ -380,6 +398,9 @@ void Service::on_exit(int replica, const siginfo_t& info) {
     record.stated_reason = r.protocol->finish();
     r.protocol.reset();
   }
+  // Before the replacement is spawned: it takes over the name.
+  if (std::optional<Address> process = std::exchange(r.process, std::nullopt))
+    hub_->worker_exited(*process, info);
   r.ready = false;
   r.pid = -1;
   r.timer.cancel();

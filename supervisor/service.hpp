@@ -14,6 +14,7 @@
 #include "supervisor/child_reaper.hpp"
 #include "supervisor/exit_record.hpp"
 #include "supervisor/guardian.hpp"
+#include "supervisor/process_hub.hpp"
 #include "supervisor/restart_policy.hpp"
 #include "supervisor/rolling_restart.hpp"
 #include "supervisor/service_config.hpp"
@@ -32,8 +33,11 @@ namespace occasional::supervisor {
 // RollingRestart's.
 class Service {
  public:
+  // With `hub`, every worker is also a process of the hub's system, named
+  // service/replica (docs/messages.md, "Workers are processes").
   Service(boost::asio::io_context& io, ServiceConfig config, ChildReaper& reaper,
-          Guardian& guardian, ServiceObserver& observer, std::string notify_socket = {});
+          Guardian& guardian, ServiceObserver& observer, std::string notify_socket = {},
+          ProcessHub* hub = nullptr);
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
 
@@ -115,6 +119,7 @@ class Service {
     explicit Replica(boost::asio::io_context& io)
         : timer(io), watchdog(io), accepting(io), deferred(io) {}
     pid_t pid = -1;
+    std::optional<Address> process;  // its address in the hub's system
     WallTime started_wall{};
     MonoTime started_mono{};
     bool ready = false;
@@ -160,7 +165,8 @@ class Service {
   bool idle_reported_ = false;
   RollingRestart rolling_;
   boost::asio::steady_timer retry_timer_;  // a failed service's cool-off
-  ino_t listen_inode_ = 0;                 // listen_fds: what look_for_accepting looks for
+  ProcessHub* hub_ = nullptr;
+  ino_t listen_inode_ = 0;  // listen_fds: what look_for_accepting looks for
 };
 
 }  // namespace occasional::supervisor

@@ -8,7 +8,7 @@ namespace occasional::supervisor {
 
 Supervisor::Supervisor(boost::asio::io_context& io, const EventLog& log,
                        std::optional<Guardian::Carried> guardian)
-    : io_(io), log_(log), reaper_(io, log), guardian_timer_(io) {
+    : io_(io), log_(log), reaper_(io, log), hub_(io, reaper_, log), guardian_timer_(io) {
   ChildReaper::become_subreaper();
   if (guardian)
     guardian_.adopt(std::move(*guardian));
@@ -78,9 +78,9 @@ Service& Supervisor::add_service(ServiceConfig config) {
           log_.event(LogLevel::warn, "notify_rejected").str("reason", reason);
         });
   }
-  services_.push_back(std::make_unique<Service>(io_, std::move(config), reaper_, guardian_,
-                                                static_cast<ServiceObserver&>(*this),
-                                                notify_ ? notify_->address() : std::string()));
+  services_.push_back(std::make_unique<Service>(
+      io_, std::move(config), reaper_, guardian_, static_cast<ServiceObserver&>(*this),
+      notify_ ? notify_->address() : std::string(), &hub_));
   return *services_.back();
 }
 

@@ -15,6 +15,7 @@
 #include "supervisor/guardian.hpp"
 #include "supervisor/inetd_service.hpp"
 #include "supervisor/notify_socket.hpp"
+#include "supervisor/process_hub.hpp"
 #include "supervisor/service.hpp"
 #include "supervisor/service_observer.hpp"
 
@@ -50,6 +51,8 @@ class Supervisor : private ServiceObserver {
   const std::vector<std::unique_ptr<Service>>& services() const { return services_; }
   const std::vector<std::unique_ptr<InetdService>>& inetd_services() const { return inetd_; }
   const ChildReaper& reaper() const { return reaper_; }
+  // The processes-and-messages system every service worker belongs to.
+  const ProcessHub& hub() const { return hub_; }
   const Guardian& guardian() const { return guardian_; }
   const EventLog& log() const { return log_; }
   // NOTIFY_SOCKET datagrams rejected so far (no credentials, unknown sender, too large).
@@ -93,6 +96,7 @@ class Supervisor : private ServiceObserver {
   const EventLog& log_;
   Guardian guardian_;
   ChildReaper reaper_;
+  ProcessHub hub_;  // after the reaper, which it uses until destroyed
   std::unique_ptr<NotifySocket> notify_;
   std::vector<std::unique_ptr<Service>> services_;
   std::vector<std::unique_ptr<InetdService>> inetd_;

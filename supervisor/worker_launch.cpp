@@ -24,7 +24,8 @@ SpawnResult failed(int error, const char* call) {
 }  // namespace
 
 SpawnResult launch_worker(const ServiceConfig& config, int replica,
-                          const std::string& notify_socket, const AdoptControl& adopt_control) {
+                          const std::string& notify_socket, const AdoptControl& adopt_control,
+                          int process_channel) {
   ProcessSpec spec = config.process;
   spec.env.push_back("OCCASIONAL_SERVICE=" + config.name);
   spec.env.push_back("OCCASIONAL_REPLICA=" + std::to_string(replica));
@@ -67,6 +68,11 @@ SpawnResult launch_worker(const ServiceConfig& config, int replica,
       std::abort();
   }
 
+  if (process_channel >= 0) {
+    spec.pass_fds.push_back(process_channel);
+    spec.env.push_back(std::string(workers::kProcessFdEnv) + "=" +
+                       std::to_string(3 + spec.pass_fds.size() - 1));
+  }
   return spawn_process(spec);
 }
 

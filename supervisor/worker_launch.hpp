@@ -27,8 +27,12 @@ using AdoptControl = std::function<std::error_code(UniqueFd control)>;
 //   and LISTEN_FDNAMES (systemd socket activation), NOTIFY_SOCKET unless
 //   `notify_socket` is empty, and WATCHDOG_USEC when there is a watchdog.
 // inetd and standalone workers are not a Service's: asking for one aborts.
+// A `process_channel` (>= 0: the child's end of its ProcessHub control
+// channel) follows the mode's fds, as fd 3 (plain) or 4, named by
+// OCCASIONAL_PROCESS_FD.
 SpawnResult launch_worker(const ServiceConfig& config, int replica,
-                          const std::string& notify_socket, const AdoptControl& adopt_control);
+                          const std::string& notify_socket, const AdoptControl& adopt_control,
+                          int process_channel = -1);
 
 // Whether a launch failed for want of the coordinator's own fds, memory or
 // processes — in a call it makes for itself before the child runs — rather

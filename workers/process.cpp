@@ -897,6 +897,13 @@ std::optional<Value> Process::receive(const Match& match, std::chrono::milliseco
 std::pair<Address, std::optional<Reference>> Process::spawn_body(Body body, bool link,
                                                                  bool monitor) {
   process_start::require_single_thread("occasional::Process::spawn");
+  // clone(CLONE_PARENT) gives the child our parent: it must be the coordinator.
+  if (::getppid() != impl_->coordinator)
+    throw std::logic_error(
+        "occasional::Process::spawn: this process's parent (pid " + std::to_string(::getppid()) +
+        ") is not the coordinator (pid " + std::to_string(impl_->coordinator) +
+        "): a worker that spawns must be the program the coordinator started, not a child of "
+        "it (start it with exec; docs/messages.md, \"Workers are processes\")");
   pc::Message m = impl_->request(pc::kSpawn, Value(link), Value(monitor), 2);
   UniqueFd child_control = std::move(impl_->reply_fd);
   const Tuple* result = m[1].as_tuple();
@@ -1020,6 +1027,30 @@ Process Process::attach(int control_fd) {
   return Process(std::move(impl));
 }
 
+std::optional<Process> Process::from_environment() {
+  const char* named = std::getenv(workers::kProcessFdEnv);
+  if (!named) return std::nullopt;
+  const std::string text = named;
+  ::unsetenv(workers::kProcessFdEnv);
+  char* end = nullptr;
+  const long fd = std::strtol(text.c_str(), &end, 10);
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (text.empty() || *end != '\0' || fd < 0 || fd > 1'000'000 ||
+      ::getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+      type != SOCK_SEQPACKET)
+    throw std::runtime_error(std::string("occasional::Process::from_environment: ") +
+                             workers::kProcessFdEnv + "=" + text +
+                             " is not an open SOCK_SEQPACKET socket (was the fd closed, or the "
+                             "variable set by hand?)");
+  ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+  return attach(static_cast<int>(fd));
+}
+
+int Process::wait_fd() {
+  return impl_->epoll_fd();
+}
+
 namespace process_start {
 
 int thread_count() {
@@ -1073,29 +1104,35 @@ void require_single_thread(const char* what) {
 
   Process p(std::make_unique<Process::Impl>(UniqueFd(3), self, coordinator));
   if (with_gateway) p.impl().gateway.reset(4);
+  const Map reason = run_body(p, body);
+  std::fflush(nullptr);
+  _exit(pc::reason_kind(reason) == "normal" ? 0 : 1);
+}
+
+Map run_body(Process& p, Process::Body& body) {
   Map reason;
-  int code = 0;
   try {
     reason = pc::reason_normal(body(p));
   } catch (const std::exception& e) {
     reason = pc::reason_error(current_exception_type(), e.what());
-    code = 1;
   } catch (...) {
     reason = pc::reason_error(current_exception_type(), "");
-    code = 1;
   }
   // Before the report: the coordinator's DOWN for this process must find
   // every message it sent already in its receivers' sockets.
   p.impl().flush_all();
   try {
-    p.impl().report_exit(std::move(reason));
+    p.impl().report_exit(reason);
   } catch (const std::exception& e) {
     // A returned string that is not UTF-8: say that instead.
-    p.impl().report_exit(pc::reason_error(current_exception_type(), e.what()));
-    code = 1;
+    reason = pc::reason_error(current_exception_type(), e.what());
+    p.impl().report_exit(reason);
   }
-  std::fflush(nullptr);
-  _exit(code);
+  return reason;
+}
+
+void give_gateway(Process& p, UniqueFd gateway) {
+  p.impl().gateway = std::move(gateway);
 }
 
 }  // namespace process_start

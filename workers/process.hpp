@@ -131,6 +131,17 @@ class Process {
   // In an executable started by spawn_port: this process, on its
   // control fd. Reads the coordinator's hello (its address) first.
   static Process attach(int control_fd = 3);
+  // In a supervised service's worker (occasional run, a config file): this
+  // worker as a process of the coordinator's system, named service/replica
+  // (docs/messages.md, "Workers are processes"), on the channel
+  // OCCASIONAL_PROCESS_FD names; the variable is removed, so that programs
+  // it starts do not take the fd for theirs. nullopt outside such a worker.
+  // Throws std::runtime_error when the variable names no usable channel.
+  static std::optional<Process> from_environment();
+  // An fd for a worker's own event loop: readable when messages or notices
+  // may be waiting. Then call receive(0ms) until it returns nullopt: what
+  // the runtime has already read into the inbox does not make it readable.
+  int wait_fd();
 
   // The runtime's side (workers/process.cpp); not for user code.
   struct Impl;

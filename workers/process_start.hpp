@@ -24,4 +24,13 @@ void require_single_thread(const char* what);
 [[noreturn]] void run_child(int control_fd, const Address& self, pid_t coordinator,
                             Process::Body& body, int gateway_fd = -1);
 
+// Runs `body` as `p`, reports its exit reason (a returned value, or an
+// uncaught exception's type and what()) once every batched message is
+// written, and returns that reason.
+Map run_body(Process& p, Process::Body& body);
+
+// For occasional::run in a service's worker: `p` (from_environment) takes
+// the handoff worker's control channel, for tcp::gateway_start.
+void give_gateway(Process& p, UniqueFd gateway);
+
 }  // namespace occasional::process_start

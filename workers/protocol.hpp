@@ -18,6 +18,9 @@ inline constexpr size_t kMaxConnsPerMessage = 16;
 // The fd number of the worker's end of the control socket.
 inline constexpr int kControlFd = 3;
 inline constexpr const char* kControlFdEnv = "OCCASIONAL_CONTROL_FD";
+// Every service worker's channel to the coordinator's process hub (after
+// the mode's fds), for Process::from_environment() (docs/messages.md).
+inline constexpr const char* kProcessFdEnv = "OCCASIONAL_PROCESS_FD";
 
 enum class MessageType {
   // coordinator -> worker

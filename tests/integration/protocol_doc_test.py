@@ -158,9 +158,11 @@ class UnderTheCoordinator(unittest.TestCase):
                 return all(w["open_connections"] == 0 for w in workers) and workers
 
             wait_until("open_connections 0 on every worker", all_closed)
-            # No fd leaked: the standard three and the control socket.
+            # No fd leaked: the standard three, the control socket and the
+            # process channel (fd 4, OCCASIONAL_PROCESS_FD; docs/messages.md).
             for pid in pids:
-                wait_until(f"worker {pid} back to fds 0-3", lambda: open_fds(pid) == {0, 1, 2, 3})
+                wait_until(f"worker {pid} back to fds 0-4",
+                           lambda: open_fds(pid) == {0, 1, 2, 3, 4})
             with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5) as r:
                 metrics = r.read().decode()
             self.assertNotRegex(metrics, r"occasional_worker_protocol_errors_total\{[^}]*\} [1-9]")

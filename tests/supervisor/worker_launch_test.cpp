@@ -30,14 +30,15 @@ struct Launched {
 Launched launch_sh(
     ServiceConfig config, const std::string& script, int replica = 0,
     const std::string& notify_socket = {},
-    const AdoptControl& adopt = [](UniqueFd) { return std::error_code(); }) {
+    const AdoptControl& adopt = [](UniqueFd) { return std::error_code(); },
+    int process_channel = -1) {
   int p[2];
   EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
   UniqueFd rd(p[0]), wr(p[1]);
   config.process.argv = {"/bin/sh", "-c", script};
   config.process.stdout_fd = wr.get();
   Launched l;
-  l.launch = launch_worker(config, replica, notify_socket, adopt);
+  l.launch = launch_worker(config, replica, notify_socket, adopt, process_channel);
   wr.reset();
   // EOF once the child and what it started have exited (or if it never ran).
   char buf[4096];
@@ -133,6 +134,50 @@ TEST(WorkerLaunchTest, AListenFdsWorkerGetsTheListenerAsSystemdWould) {
   EXPECT_EQ(out[1], std::to_string(l.launch.pid));
   EXPECT_EQ(out[2], std::to_string(l.launch.pid));
   EXPECT_EQ(out[3], "socket:[" + std::to_string(listener.inode) + "]");
+}
+
+// A service worker's process channel (ProcessHub::open_worker's child end)
+// comes after what its mode gives: fd 3 in plain mode, 4 after the handoff
+// control socket or the listener, named by OCCASIONAL_PROCESS_FD; the
+// worker holds no other fd.
+TEST(WorkerLaunchTest, TheProcessChannelFollowsTheModesFds) {
+  real_peers::Listener listener;
+  for (workers::WorkerMode mode : {workers::WorkerMode::plain, workers::WorkerMode::handoff,
+                                   workers::WorkerMode::listen_fds}) {
+    SCOPED_TRACE(workers::worker_mode_name(mode));
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+    UniqueFd hub_end(pair[0]), worker_end(pair[1]);
+    struct stat st {};
+    ASSERT_EQ(::fstat(worker_end.get(), &st), 0);
+    ServiceConfig c = config(mode);
+    c.listen_fd = listener.fd;
+    c.listener_name = "public";
+    UniqueFd control;
+    Launched l = launch_sh(
+        c,
+        "n=$OCCASIONAL_PROCESS_FD; echo $n; readlink /proc/self/fd/$n; "
+        "ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; printf hi >&$n",
+        0, {},
+        [&](UniqueFd theirs) {
+          control = std::move(theirs);
+          return std::error_code();
+        },
+        worker_end.get());
+    worker_end.reset();
+    ASSERT_TRUE(l.launch.ok()) << l.launch.failed_call;
+    const std::vector<std::string> out = lines(l.out);
+    ASSERT_EQ(out.size(), 3u) << l.out;
+    const std::string fd = mode == workers::WorkerMode::plain ? "3" : "4";
+    EXPECT_EQ(out[0], fd);
+    EXPECT_EQ(out[1], "socket:[" + std::to_string(st.st_ino) + "]");
+    // ls itself opens one more fd for the directory it lists.
+    const std::string expected = mode == workers::WorkerMode::plain ? "0 1 2 3 4 " : "0 1 2 3 4 5 ";
+    EXPECT_EQ(out[2], expected);
+    char buf[8] = {};
+    EXPECT_EQ(::recv(hub_end.get(), buf, sizeof buf, MSG_DONTWAIT), 2);
+    EXPECT_STREQ(buf, "hi");
+  }
 }
 
 TEST(WorkerLaunchTest, NoNotifySocketAndNoWatchdogSetNeither) {

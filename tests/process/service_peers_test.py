@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""workers/examples/service_peers under the real coordinator, from a config
+file: service workers are processes of the coordinator's system, named
+service/replica (docs/messages.md, "Workers are processes").
+
+The `asker` worker finds `peers/1` by name, pings it, has it square 7 in a
+process it spawns, and monitors it. SIGKILL of peers/1 from outside must
+reach the asker as DOWN with the signal; the replacement the service starts
+must take the name and answer. Every exit is counted in /metrics, the
+spawned process is reaped, the coordinator's fds return to what they were
+after each restart, and every process is gone after SIGTERM.
+
+  service_peers_test.py OCCASIONAL SERVICE_PEERS"""
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gateway_acceptor_test import Coordinator, wait_until  # noqa: E402
+from tcp_echo_server_test import WAIT, fail, gone  # noqa: E402
+
+
+def wait_lines(path, wanted):
+    """Waits (with a deadline) until the file holds `wanted` lines."""
+    end = time.monotonic() + WAIT
+    while True:
+        with open(path) as f:
+            lines = f.read().splitlines()
+        if len(lines) >= wanted:
+            return lines
+        if time.monotonic() > end:
+            fail("%s has %d lines, not %d: %s" % (path, len(lines), wanted, lines))
+        time.sleep(0.01)  # the asker appends; polled with a deadline
+
+
+def fds(pid):
+    """What kinds of fd `pid` holds, and how many of each (fd numbers and
+    inodes change with every restart). TCP sockets are left out: the admin
+    endpoint's connection to this test may be open or closing."""
+    with open("/proc/%d/net/unix" % pid) as f:
+        unix = {line.split()[6] for line in f.read().splitlines()[1:]}
+    kinds = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except FileNotFoundError:
+            continue
+        kind = link.split(":[")[0]
+        if kind == "socket":
+            if link[len("socket:["):-1] not in unix:
+                continue
+            kind = "unix socket"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def children(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        return sorted(int(p) for p in f.read().split())
+
+
+def state(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def main():
+    occasional, peers_binary = sys.argv[1], sys.argv[2]
+    tmp = tempfile.mkdtemp(prefix="service_peers_")
+    out = os.path.join(tmp, "asker.out")
+    open(out, "w").close()
+    config = os.path.join(tmp, "occasional.json")
+    with open(config, "w") as f:
+        json.dump({
+            "listeners": [],
+            "services": {
+                "peers": {"command": [peers_binary, "serve"], "mode": "plain", "replicas": 2},
+                "asker": {"command": [peers_binary, "ask", "peers/1", out], "mode": "plain"},
+            },
+            "admin": {"address": "127.0.0.1:0"},
+        }, f)
+    c = Coordinator([occasional, "run", "--config", config, "--log-format", "json"])
+    try:
+        admin = c.wait_event("admin_listening")["port"]
+        coordinator = c.wait_event("coordinator_start")["pid"]
+
+        def get(path):
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (admin, path), timeout=5) as r:
+                return r.read().decode()
+
+        def worker_pid(service, replica):
+            for s in json.loads(get("/v1/status"))["services"]:
+                if s["name"] == service:
+                    return s["workers"][replica]["pid"]
+            fail("no service " + service)
+
+        def metric(line_start):
+            for line in get("/metrics").splitlines():
+                if line.startswith(line_start + " "):
+                    return float(line.split()[-1])
+            fail("no metric " + line_start)
+
+        lines = wait_lines(out, 3)
+        if lines[:3] != ['pong from {<<"pong">>,<<"peers/1">>}', "square 49", "monitoring peers/1"]:
+            fail("the asker said: %s" % lines)
+        print("asker: " + "; ".join(lines[:3]))
+
+        victim = worker_pid("peers", 1)
+        os.kill(victim, signal.SIGKILL)
+        lines = wait_lines(out, 5)
+        down = lines[3]
+        if not (down.startswith("down ") and '<<"kind">> => <<"signal">>' in down
+                and '<<"signal">> => <<"SIGKILL">>' in down):
+            fail("the DOWN of peers/1 does not say SIGKILL: " + down)
+        if lines[4] != 'replacement pong from {<<"pong">>,<<"peers/1">>}':
+            fail("the replacement did not answer as peers/1: " + lines[4])
+        wait_until("peers/1 replaced", lambda: worker_pid("peers", 1) not in (None, victim))
+        print("asker: " + "; ".join(lines[3:5]))
+
+        # Workers, the asker and nothing else are processes now; the square
+        # process exited normal, peers/1 by a signal.
+        wait_until("3 processes", lambda: metric("occasional_processes") == 3)
+        if metric('occasional_process_exits_total{reason="normal"}') < 1:
+            fail("the square process's normal exit is not counted")
+        if metric('occasional_process_exits_total{reason="signal"}') < 1:
+            fail("the SIGKILL of peers/1 is not counted")
+
+        # Restarts leak nothing in the coordinator: its fds come back, and
+        # its only children are the guardian and the three workers.
+        workers = lambda: sorted(worker_pid(s, r) for s, r in (("peers", 0), ("peers", 1),
+                                                                ("asker", 0)))
+        baseline = fds(coordinator)
+        for round in range(3):
+            before = worker_pid("peers", 0)
+            os.kill(before, signal.SIGKILL)
+            wait_until("peers/0 replaced",
+                       lambda: worker_pid("peers", 0) not in (None, before))
+            wait_until("3 processes again", lambda: metric("occasional_processes") == 3)
+            wait_until("the coordinator's fds back to %s, not %s" % (baseline, fds(coordinator)),
+                       lambda: fds(coordinator) == baseline)
+        kids = children(coordinator)
+        if not set(workers()) <= set(kids) or len(kids) != 4:
+            fail("the coordinator's children are %s; workers %s" % (kids, workers()))
+        if any(state(k) == "Z" for k in kids):
+            fail("a zombie among %s" % kids)
+        print("3 restarts: coordinator fds %s before and after, children %s" % (baseline, kids))
+
+        pids = workers()
+        c.proc.send_signal(signal.SIGTERM)
+        c.proc.wait(WAIT)
+        for pid in pids:
+            wait_until("pid %d gone" % pid, lambda pid=pid: gone(pid))
+        print("OK")
+    finally:
+        if c.proc.poll() is None:
+            c.proc.kill()
+        c.proc.wait()
+
+
+if __name__ == "__main__":
+    main()
