@@ -219,6 +219,7 @@ int run(const gw::Config& config, FromSystemd systemd, const std::vector<std::st
     upgrader.set_admin(admin.get());
     shutdown.hold_when_failed(true);
   }
+  if (carried && carried->processes) supervisor.hub().adopt(*carried->processes);
   std::set<std::string> adopted;
   for (const gw::ServiceEntry& entry : config.services) {
     sv::ServiceConfig service = entry.service;
@@ -308,11 +309,13 @@ int self_test(const std::vector<std::string>& args) {
   int version = 0;
   const std::string& v = args[2];
   auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), version);
-  if (ec != std::errc{} || end != v.data() + v.size() || version != gw::kUpgradeStateVersion) {
+  if (ec != std::errc{} || end != v.data() + v.size() || version < gw::kOldestUpgradeStateVersion ||
+      version > gw::kUpgradeStateVersion) {
     std::fprintf(stderr,
                  "occasional: self-test: the running coordinator writes upgrade state version "
-                 "%s, this binary (%s) reads version %d\n",
-                 v.c_str(), gw::kProgramVersion, gw::kUpgradeStateVersion);
+                 "%s, this binary (%s) reads versions %d to %d\n",
+                 v.c_str(), gw::kProgramVersion, gw::kOldestUpgradeStateVersion,
+                 gw::kUpgradeStateVersion);
     return 1;
   }
   std::vector<std::string> rest{args[0]};

@@ -102,7 +102,7 @@ std::vector<int> UpgradeState::fds() const {
     if (fd >= 0) out.push_back(fd);
   for (const CarriedService& s : services)
     for (const supervisor::Service::CarriedWorker& w : s.workers)
-      for (int fd : {w.pidfd, w.control, w.counter})
+      for (int fd : {w.pidfd, w.control, w.counter, w.process_fd})
         if (fd >= 0) out.push_back(fd);
   return out;
 }
@@ -130,12 +130,16 @@ std::string encode_upgrade_state(const UpgradeState& st) {
              std::to_string(ns(w.started_wall)) + " " + std::to_string(ns(w.started_mono)) + " " +
              std::to_string(w.consecutive) + " " + list(restarts) + " " +
              std::to_string(b.outstanding) + " " + std::to_string(b.counted_base) + " " +
-             token(w.status_text) + "\n";
+             token(w.status_text) + " " + std::to_string(w.process_id) + " " +
+             std::to_string(w.process_fd) + "\n";
     }
   }
   for (const auto& [name, c] : st.listener_counts)
     out += "counts " + token(name) + " " + std::to_string(c.accepted) + " " +
            std::to_string(c.handed_off) + " " + std::to_string(c.rejected) + "\n";
+  if (const auto& p = st.processes)
+    out += "processes " + std::to_string(p->creation) + " " + std::to_string(p->next_id) + " " +
+           std::to_string(p->next_ref) + "\n";
   // Last: everything after this line is the metrics' own text.
   out += "counters\n" + st.counters;
   return out;
@@ -145,6 +149,7 @@ UpgradeState decode_upgrade_state(std::string_view text) {
   UpgradeState st;
   size_t line_no = 0;
   bool first = true;
+  int version = 0;
   while (!text.empty()) {
     const size_t end = text.find('\n');
     const std::string_view line = text.substr(0, end);
@@ -160,10 +165,11 @@ UpgradeState decode_upgrade_state(std::string_view text) {
       first = false;
       if (f.size() != 2 || f[0] != kMagic)
         throw UpgradeStateError("upgrade state: not an occasional upgrade state");
-      const int version = number<int>(f[1], "version");
-      if (version != kUpgradeStateVersion)
+      version = number<int>(f[1], "version");
+      if (version < kOldestUpgradeStateVersion || version > kUpgradeStateVersion)
         throw UpgradeStateError("upgrade state version " + std::to_string(version) +
-                                ", this binary reads version " +
+                                ", this binary reads versions " +
+                                std::to_string(kOldestUpgradeStateVersion) + " to " +
                                 std::to_string(kUpgradeStateVersion));
       continue;
     }
@@ -188,7 +194,7 @@ UpgradeState decode_upgrade_state(std::string_view text) {
       want(2);
       st.services.push_back({untoken(f[1]), {}, {}});
     } else if (kind == "worker") {
-      want(16);
+      want(version >= 2 ? 18 : 16);
       if (st.services.empty()) throw UpgradeStateError("upgrade state: a worker before a service");
       supervisor::Service::CarriedWorker w;
       w.replica = number<int>(f[1], "replica");
@@ -211,6 +217,10 @@ UpgradeState decode_upgrade_state(std::string_view text) {
       b.outstanding = number<uint64_t>(f[13], "outstanding");
       b.counted_base = number<uint64_t>(f[14], "counted base");
       w.status_text = untoken(f[15]);
+      if (version >= 2) {
+        w.process_id = number<uint32_t>(f[16], "process id");
+        w.process_fd = number<int>(f[17], "process fd");
+      }
       st.services.back().balance[w.replica] = b;
       st.services.back().workers.push_back(std::move(w));
     } else if (kind == "counts") {
@@ -218,6 +228,11 @@ UpgradeState decode_upgrade_state(std::string_view text) {
       st.listener_counts[untoken(f[1])] = {number<uint64_t>(f[2], "accepted"),
                                            number<uint64_t>(f[3], "handed off"),
                                            number<uint64_t>(f[4], "rejected")};
+    } else if (kind == "processes" && version >= 2) {
+      want(4);
+      st.processes = supervisor::ProcessHub::Carried{number<uint32_t>(f[1], "creation"),
+                                                     number<uint32_t>(f[2], "next id"),
+                                                     number<uint64_t>(f[3], "next reference")};
     } else if (kind == "counters") {
       st.counters = std::string(text);
       return st;

@@ -25,7 +25,10 @@ inline constexpr const char* kProgramVersion = "0.1.0";
 // The version changes whenever the text changes meaning: a binary that
 // does not read the running coordinator's version fails its self-test, and
 // the upgrade does not happen.
-inline constexpr int kUpgradeStateVersion = 1;
+// Version 2 added the process hub (`processes`, and each worker's process
+// channel); a version 1 state is still read.
+inline constexpr int kUpgradeStateVersion = 2;
+inline constexpr int kOldestUpgradeStateVersion = 1;
 inline constexpr const char* kUpgradeStateEnv = "OCCASIONAL_UPGRADE_STATE";
 
 struct UpgradeStateError : std::runtime_error {
@@ -57,6 +60,8 @@ struct UpgradeState {
   std::vector<CarriedService> services;
   std::map<std::string, Counts> listener_counts;  // for /v1/status
   std::string counters;                           // metrics::Metrics::carried_counters()
+  // What keeps the process hub's addresses the same (version 2).
+  std::optional<supervisor::ProcessHub::Carried> processes;
 
   // Every fd named above.
   std::vector<int> fds() const;

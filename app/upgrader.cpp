@@ -125,11 +125,11 @@ std::string Upgrader::not_carriable() const {
     if (std::string why = s->not_carriable(); !why.empty()) return why;
   if (!parts_.supervisor.inetd_services().empty())
     return "inetd services are not carried over an upgrade yet";
-  if (const size_t n = parts_.supervisor.hub().in_use())
-    return std::to_string(n) +
-           " process(es) of the message system are alive (spawned ones, or workers that joined "
-           "it): their channels and addresses end with this coordinator, so an upgrade cannot "
-           "carry them (docs/supervision.md, \"Upgrade\")";
+  if (std::string why = parts_.supervisor.hub().not_carriable(); !why.empty())
+    return why +
+           " (processes and messages): an upgrade carries workers only, without monitors, "
+           "links or names of their own (docs/supervision.md, \"Upgrading the "
+           "coordinator in place\")";
   return {};
 }
 
@@ -225,6 +225,7 @@ UpgradeState Upgrader::collect() const {
   for (const auto& [name, c] : parts_.gateway.stats().listeners)
     st.listener_counts[name] = {c.accepted, c.handed_off, c.rejected};
   st.counters = parts_.metrics.carried_counters();
+  st.processes = parts_.supervisor.hub().carry();
   return st;
 }
 

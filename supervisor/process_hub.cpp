@@ -151,11 +151,59 @@ void ProcessHub::worker_exited(const Address& a, const siginfo_t& info) {
   on_reaped(p->id, info);
 }
 
-size_t ProcessHub::in_use() const {
-  size_t n = 0;
-  for (const auto& [id, p] : procs_)
-    if (!p->exited && (!p->worker || p->spoke)) ++n;
-  return n;
+std::string ProcessHub::not_carriable() const {
+  size_t others = 0;
+  for (const auto& [id, p] : procs_) others += !p->exited && !p->worker;
+  if (others > 0)
+    return std::to_string(others) +
+           " process(es) spawned by workers (or ports, or adopted programs) are alive";
+  for (const auto& [id, p] : procs_) {
+    if (p->exited) continue;
+    const std::string who =
+        "worker " + (p->names.empty() ? Value(address_of(id)).to_string() : p->names.front());
+    if (!p->monitoring.empty() || !p->monitored_by.empty())
+      return who + " holds or is the target of a monitor";
+    if (!p->links.empty()) return who + " is linked";
+    if (p->names.size() > 1) return who + " has registered names";
+    if (p->trap_exits) return who + " traps exits";
+    if (!p->outbox.empty()) return who + " has notices it has not read";
+  }
+  return {};
+}
+
+ProcessHub::Carried ProcessHub::carry() const {
+  return Carried{creation_, next_id_, next_ref_};
+}
+
+void ProcessHub::adopt(const Carried& carried) {
+  creation_ = carried.creation;
+  next_id_ = std::max(next_id_, carried.next_id);
+  next_ref_ = std::max(next_ref_, carried.next_ref);
+}
+
+int ProcessHub::control_fd(const Address& a) const {
+  if (a.node != node_ || a.creation != creation_) return -1;
+  auto it = procs_.find(a.id);
+  return it == procs_.end() || !it->second->control_open ? -1
+                                                         : it->second->control->native_handle();
+}
+
+Address ProcessHub::adopt_worker(uint32_t id, const std::string& name, pid_t pid,
+                                 UniqueFd control) {
+  auto p = std::make_unique<Proc>();
+  p->id = id;
+  p->pid = pid;
+  p->worker = true;
+  p->control = std::make_unique<asio::posix::stream_descriptor>(io_);
+  p->control->assign(control.release());
+  if (!names_.contains(name)) {
+    names_.emplace(name, id);
+    p->names.push_back(name);
+  }
+  next_id_ = std::max(next_id_, id + 1);
+  procs_.emplace(id, std::move(p));
+  wait_control(id);
+  return address_of(id);
 }
 
 std::error_code ProcessHub::started(const Address& a, pid_t pid) {

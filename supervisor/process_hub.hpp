@@ -76,10 +76,28 @@ class ProcessHub {
   void worker_started(const Address& a, pid_t pid);
   void worker_failed(const Address& a, const std::string& why);
   void worker_exited(const Address& a, const siginfo_t& info);
-  // Processes an upgrade cannot carry (their channels and addresses die
-  // with this coordinator): every spawned one, and every worker that has
-  // spoken on its channel.
-  size_t in_use() const;
+  // Why an upgrade cannot carry this system now (a sentence), or empty.
+  // It carries the workers, their channels and addresses, and the
+  // figures; not spawned processes, ports or adopted programs, nor the
+  // monitors, links, extra names or trap_exits a worker holds.
+  std::string not_carriable() const;
+  // What an upgrade carries besides each worker's channel (its control fd
+  // and id: control_fd(), adopt_worker()): what keeps addresses and
+  // references the same and never reused. (The counters of stats() go over
+  // as /metrics' counters, metrics::Metrics::carried_counters.)
+  struct Carried {
+    uint32_t creation = 0;
+    uint32_t next_id = 1;
+    uint64_t next_ref = 1;
+  };
+  Carried carry() const;
+  // In the new coordinator, before any process is opened.
+  void adopt(const Carried& carried);
+  // The hub's end of a live process's control channel, or -1.
+  int control_fd(const Address& a) const;
+  // A carried worker: `id` as it was, named `name`, its pid known (its
+  // Service watches it), `control` the hub's end. Its hello was sent.
+  Address adopt_worker(uint32_t id, const std::string& name, pid_t pid, UniqueFd control);
 
   // Runs after each exit, once monitors and links are served.
   void on_exit(ExitObserver observer) { observer_ = std::move(observer); }

@@ -121,6 +121,10 @@ std::vector<Service::CarriedWorker> Service::carry() const {
     w.takes_batches = link.takes_batches();
     w.handed = link.handed();
     w.counted = link.counted();
+    if (hub_ && r.process) {
+      w.process_fd = hub_->control_fd(*r.process);
+      w.process_id = r.process->id;
+    }
     w.started_wall = r.started_wall;
     w.started_mono = r.started_mono;
     w.status_text = r.status_text;
@@ -140,7 +144,7 @@ void Service::adopt(const std::vector<CarriedWorker>& workers) {
   grow_to(policy_.table_size());
   for (const CarriedWorker& w : workers) {
     Replica& r = *replicas_[static_cast<size_t>(w.replica)];
-    UniqueFd pidfd(w.pidfd), control(w.control), counter(w.counter);
+    UniqueFd pidfd(w.pidfd), control(w.control), counter(w.counter), process(w.process_fd);
     r.started_wall = w.started_wall;
     r.started_mono = w.started_mono;
     r.status_text = w.status_text;
@@ -156,6 +160,9 @@ void Service::adopt(const std::vector<CarriedWorker>& workers) {
                             [this, replica](const siginfo_t& info) { on_exit(replica, info); })))
       throw std::system_error(ec, what + ": pidfd");
     r.pid = w.pid;
+    if (hub_ && process)
+      r.process = hub_->adopt_worker(w.process_id, config_.name + "/" + std::to_string(w.replica),
+                                     w.pid, std::move(process));
   }
   // Carried only when ready: back to the balancer at once.
   for (const CarriedWorker& w : workers) set_ready(w.replica, true);

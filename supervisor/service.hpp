@@ -63,6 +63,9 @@ class Service {
     int pidfd = -1;
     int control = -1;  // handoff: the coordinator's end of the control socket
     int counter = -1;  // handoff: the shared closed counter's memfd, or -1
+    // Its channel to the process hub (the hub's end) and its id there, or -1.
+    int process_fd = -1;
+    uint32_t process_id = 0;
     bool takes_batches = false;
     uint64_t handed = 0;   // connections sent to it
     uint64_t counted = 0;  // the closed counter's last value used

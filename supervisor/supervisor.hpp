@@ -53,6 +53,7 @@ class Supervisor : private ServiceObserver {
   const ChildReaper& reaper() const { return reaper_; }
   // The processes-and-messages system every service worker belongs to.
   const ProcessHub& hub() const { return hub_; }
+  ProcessHub& hub() { return hub_; }
   const Guardian& guardian() const { return guardian_; }
   const EventLog& log() const { return log_; }
   // NOTIFY_SOCKET datagrams rejected so far (no credentials, unknown sender, too large).

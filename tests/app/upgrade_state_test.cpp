@@ -33,6 +33,8 @@ UpgradeState sample() {
   w.status_text = "serving 3 clients, 100% ok\nsecond line";
   w.consecutive = 2;
   w.restarts = {supervisor::MonoTime(1s), supervisor::MonoTime(2s)};
+  w.process_id = 42;
+  w.process_fd = 17;
   UpgradeState::CarriedService s{"web", {w}, {{1, Balancer::Carried{10, 480}}}};
   supervisor::Service::CarriedWorker bare;
   bare.replica = 0;
@@ -43,6 +45,11 @@ UpgradeState sample() {
   st.services.push_back(s);
   st.listener_counts["main"] = {100, 95, 5};
   st.counters = "c occasional_upgrades_total - 3\nh x - 1 0.5 1:1;inf:1\n";
+  supervisor::ProcessHub::Carried hub;
+  hub.creation = 1'765'000'000;
+  hub.next_id = 57;
+  hub.next_ref = 1ull << 40;
+  st.processes = hub;
   return st;
 }
 
@@ -79,18 +86,61 @@ TEST(UpgradeStateTest, WhatIsWrittenIsReadBack) {
   EXPECT_EQ(s.balance.at(1).counted_base, 480u);
   EXPECT_EQ(st.listener_counts.at("main").handed_off, 95u);
   EXPECT_EQ(st.counters, "c occasional_upgrades_total - 3\nh x - 1 0.5 1:1;inf:1\n");
-  EXPECT_EQ(st.fds(), (std::vector<int>{7, 8, 9, 10, 11, 15, 16, 12, 13, 14}));
+  EXPECT_EQ(s.workers[0].process_fd, -1);
+  EXPECT_EQ(w.process_id, 42u);
+  EXPECT_EQ(w.process_fd, 17);
+  ASSERT_TRUE(st.processes);
+  EXPECT_EQ(st.processes->creation, 1'765'000'000u);
+  EXPECT_EQ(st.processes->next_id, 57u);
+  EXPECT_EQ(st.processes->next_ref, 1ull << 40);
+  EXPECT_EQ(st.fds(), (std::vector<int>{7, 8, 9, 10, 11, 15, 16, 12, 13, 14, 17}));
+}
+
+// A version 1 state (a coordinator from before the process hub) is still
+// read: its workers come without a process channel, the hub afresh.
+TEST(UpgradeStateTest, AVersionOneStateIsReadWithoutProcesses) {
+  std::string text = encode_upgrade_state(sample());
+  std::string v1;
+  size_t at = 0;
+  bool first = true;
+  while (at < text.size()) {
+    const size_t end = text.find('\n', at);
+    std::string line = text.substr(at, end - at);
+    at = end + 1;
+    if (line.starts_with("counters")) {
+      v1 += text.substr(at - line.size() - 1);
+      break;
+    }
+    if (line.starts_with("processes ")) continue;
+    if (line.starts_with("worker "))  // without its last two fields
+      for (int i = 0; i < 2; ++i) line.erase(line.rfind(' '));
+    if (first) line.back() = '1';  // the header: "<magic> 2"
+    first = false;
+    v1 += line + "\n";
+  }
+  ASSERT_NE(v1.find(" 1\nfrom"), std::string::npos) << v1;
+  const UpgradeState st = decode_upgrade_state(v1);
+  EXPECT_FALSE(st.processes);
+  ASSERT_EQ(st.services.size(), 1u);
+  ASSERT_EQ(st.services[0].workers.size(), 2u);
+  EXPECT_EQ(st.services[0].workers[1].status_text, "serving 3 clients, 100% ok\nsecond line");
+  EXPECT_EQ(st.services[0].workers[1].process_fd, -1);
+  EXPECT_EQ(st.counters, "c occasional_upgrades_total - 3\nh x - 1 0.5 1:1;inf:1\n");
+  // A version 2 worker line read as version 1 has too many fields.
+  std::string mixed = text;
+  mixed.replace(mixed.find(" 2\n"), 3, " 1\n");
+  EXPECT_THROW(decode_upgrade_state(mixed), UpgradeStateError);
 }
 
 TEST(UpgradeStateTest, AnotherVersionOrBadTextIsRefusedWithAReason) {
   std::string text = encode_upgrade_state(sample());
   std::string other = text;
-  other.replace(other.find(" 1\n"), 3, " 2\n");
+  other.replace(other.find(" 2\n"), 3, " 3\n");
   try {
     decode_upgrade_state(other);
-    FAIL() << "version 2 was read";
+    FAIL() << "version 3 was read";
   } catch (const UpgradeStateError& e) {
-    EXPECT_NE(std::string(e.what()).find("version 2, this binary reads version 1"),
+    EXPECT_NE(std::string(e.what()).find("version 3, this binary reads versions 1 to 2"),
               std::string::npos)
         << e.what();
   }

@@ -252,6 +252,81 @@ TEST(UpgradeTest, TwentyUpgradesUnderLoadRefuseNothingAndKeepTheWorkers) {
       << "before: " << describe(fds_before) << "\nafter: " << describe(fds_after);
 }
 
+// One line from `fd` (within 10 s), without its newline; empty on EOF.
+std::string read_line(int fd) {
+  std::string got;
+  const auto deadline = Clock::now() + 10s;
+  char c;
+  while (Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    if (::recv(fd, &c, 1, 0) != 1 || c == '\n') break;
+    got += c;
+  }
+  return got;
+}
+
+// A connection to the acceptor: greeted by its connection's process
+// ("hello from pid N"), then `line` written and echoed.
+bool greeted_and_echoed(int fd, const std::string& line) {
+  if (!read_line(fd).starts_with("hello from pid ")) return false;
+  const std::string sent = line + "\n";
+  return ::send(fd, sent.data(), sent.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(sent.size()) &&
+         read_line(fd) == line;
+}
+
+// Workers are processes of the coordinator's system (docs/messages.md,
+// "Workers are processes"): an upgrade carries their channels and
+// addresses, so a worker spawns through the new coordinator as it did
+// through the old. While a process it spawned is alive the upgrade is
+// refused with the reason, and nothing changes.
+TEST(UpgradeTest, WorkersStayProcessesAndSpawnAfterAnUpgrade) {
+  RunningCoordinator g({"run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--mode",
+                        "handoff", "--name", "acceptor", "--", OCCASIONAL_ACCEPTOR},
+                       1);
+  ASSERT_GT(g.port, 0);
+  const std::set<pid_t> workers = workers_of(g.c);
+  UniqueFd held = connect_loopback(g.port, true);
+  ASSERT_TRUE(held);
+  ASSERT_TRUE(greeted_and_echoed(held.get(), "before"));
+  // The connection's own process is alive: not carried.
+  exe::Result r = ctl(g.admin, {"upgrade"});
+  EXPECT_EQ(r.status.code, 1) << r.out.bytes;
+  EXPECT_NE(r.err.bytes.find("spawned by workers"), std::string::npos) << r.err.bytes;
+  EXPECT_EQ(metric(g.admin, "occasional_upgrade_failures_total{reason=\"unsupported\"}"), 1);
+  held.reset();
+  const auto deadline = Clock::now() + 20s;
+  while (metric(g.admin, "occasional_processes") != 1 && Clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);  // the connection's process exits after the close
+  ASSERT_EQ(metric(g.admin, "occasional_processes"), 1) << "the worker alone";
+  const double spawned = metric(g.admin, "occasional_processes_spawned_total");
+  const std::map<std::string, int> fds_before = fd_kinds(g.c.pid());
+
+  r = ctl(g.admin, {"upgrade"});
+  ASSERT_TRUE(r.ok()) << r.err.bytes << r.out.bytes << g.c.stderr_text();
+  g.c.wait_event("upgraded", nullptr, 30s);
+  // The worker is still a process, the counts went on, and a new
+  // connection's process is spawned through the carried channel.
+  EXPECT_EQ(metric(g.admin, "occasional_processes"), 1);
+  EXPECT_EQ(metric(g.admin, "occasional_processes_spawned_total"), spawned);
+  UniqueFd after = connect_loopback(g.port, true);
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(greeted_and_echoed(after.get(), "after the upgrade"));
+  EXPECT_EQ(metric(g.admin, "occasional_processes_spawned_total"), spawned + 1);
+  EXPECT_EQ(workers_of(g.c), workers);
+  EXPECT_TRUE(g.c.events("exit").empty()) << g.c.stderr_text();
+  after.reset();
+  std::map<std::string, int> fds_after;
+  const auto fd_deadline = Clock::now() + 10s;
+  do {
+    fds_after = fd_kinds(g.c.pid());
+    if (fds_after == fds_before) break;
+    std::this_thread::sleep_for(10ms);
+  } while (Clock::now() < fd_deadline);
+  EXPECT_EQ(fds_after, fds_before)
+      << "before: " << describe(fds_before) << "\nafter: " << describe(fds_after);
+}
+
 // A script standing for a new binary: `body` after the shebang.
 struct Script {
   explicit Script(const std::string& body) {
