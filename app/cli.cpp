@@ -34,6 +34,8 @@ Options:
   --defer-accept           accept a connection once the client has sent its first
                            bytes (TCP_DEFER_ACCEPT); for HTTP, TLS and other
                            protocols where the client speaks first
+  --no-process             give workers no channel to the process system (no
+                           OCCASIONAL_PROCESS_FD, no service/replica name)
   --config FILE            listeners, routes and services from a JSON file
   --name NAME              service name (default: the command's file name)
   --replicas N             copies of COMMAND to run (default 1)
@@ -166,6 +168,8 @@ Command parse_command_line(const std::vector<std::string>& args, bool stderr_is_
           to_duration(parse_seconds(a, need_value(args, i))));
     } else if (a == "--defer-accept") {
       defer_accept = true;
+    } else if (a == "--no-process") {
+      service.process_channel = false;
     } else if (a == "--name") {
       service.name = need_value(args, i);
       if (service.name.empty()) throw UsageError("--name: must not be empty");

@@ -412,7 +412,7 @@ class Loader {
               {"command", "env", "cwd", "mode", "replicas", "restart", "backoff_initial",
                "backoff_max", "jitter", "stable_after", "max_restarts", "window", "cooloff",
                "grace", "max_connections", "burst", "max_processes", "queue", "listener",
-               "watchdog", "readiness"});
+               "watchdog", "readiness", "process"});
       // clang-format on
       auto at = [&](const char* key) {
         auto p = path;
@@ -500,6 +500,13 @@ class Loader {
                "applies to listen_fds services only (a handoff worker says "
                "`ready`; a plain one is ready once it runs)");
         s.readiness = *supervisor::parse_readiness(r);
+      }
+      if (o["process"].get(v) == simdjson::SUCCESS) {
+        if (s.mode == workers::WorkerMode::inetd)
+          fail(at("process"),
+               "inetd processes (one per connection) are never processes of the "
+               "system: drop \"process\"");
+        s.process_channel = boolean(v, at("process"));
       }
       if (s.mode == workers::WorkerMode::listen_fds && entry.listener.empty())
         fail(path, "mode listen_fds needs \"listener\": the name of the listener to share");

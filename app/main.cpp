@@ -120,7 +120,7 @@ void end_unclaimed(const gw::UpgradeState::CarriedService& s, const sv::EventLog
   for (const sv::Service::CarriedWorker& w : s.workers) {
     ::syscall(SYS_pidfd_send_signal, w.pidfd, SIGKILL, nullptr, 0);
     ::kill(-w.pid, SIGKILL);
-    for (int fd : {w.pidfd, w.control, w.counter})
+    for (int fd : {w.pidfd, w.control, w.counter, w.process_fd})
       if (fd >= 0) ::close(fd);
     log.event(sv::LogLevel::warn, "upgrade_worker_unclaimed")
         .str("service", s.name)

@@ -100,7 +100,8 @@ ProcessHub::Proc& ProcessHub::create(UniqueFd& child_end) {
   auto p = std::make_unique<Proc>();
   p->id = next_id_++;
   p->control = std::make_unique<asio::posix::stream_descriptor>(io_);
-  p->control->assign(ours.release());
+  p->control->assign(ours.get());  // throws (epoll) with the fd still ours to close
+  ours.release();
   Proc& ref = *p;
   procs_.emplace(ref.id, std::move(p));
   ++stats_.spawned;
@@ -195,7 +196,8 @@ Address ProcessHub::adopt_worker(uint32_t id, const std::string& name, pid_t pid
   p->pid = pid;
   p->worker = true;
   p->control = std::make_unique<asio::posix::stream_descriptor>(io_);
-  p->control->assign(control.release());
+  p->control->assign(control.get());
+  control.release();
   if (!names_.contains(name)) {
     names_.emplace(name, id);
     p->names.push_back(name);
@@ -334,9 +336,11 @@ void ProcessHub::protocol_error(Proc& p, const std::string& why) {
 void ProcessHub::kill(Proc& p) {
   if (p.adopted_pidfd) {
     signal_adopted(p);  // its owner reaps and reports it
-  } else if (p.pid > 0)
+  } else if (p.pid > 0) {
+    // A worker's group goes with it, as when its Service kills it.
+    if (p.worker) reaper_.signal_group(p.pid, SIGKILL);
     reaper_.signal(p.pid, SIGKILL);
-  else
+  } else
     p.kill_pending = true;
 }
 
@@ -431,7 +435,9 @@ void ProcessHub::handle(Proc& p, const pc::Message& m) {
     reply(p, m[0], true);
   } else if (name == pc::kRegister && n == 2 && m[1].as_string()) {
     const std::string& wanted = *m[1].as_string();
-    const bool ok = !wanted.empty() && !names_.contains(wanted);
+    // Names with a '/' are the workers' (service/replica).
+    const bool ok =
+        !wanted.empty() && wanted.find('/') == std::string::npos && !names_.contains(wanted);
     if (ok) {
       names_.emplace(wanted, p.id);
       p.names.push_back(wanted);
@@ -631,7 +637,10 @@ void ProcessHub::do_spawn_port(Proc& p, const Value& tag, const Value& argv, con
 
 void ProcessHub::do_connect(Proc& p, const Value& tag, const Value& address) {
   Proc* t = live_proc(address);
-  if (!t || t == &p || !t->control_open) {
+  // A worker that has never spoken may never read its channel: once a
+  // notice to it waits (its buffer is full), new channels to it are
+  // refused rather than held here, each with an fd.
+  if (!t || t == &p || !t->control_open || (t->worker && !t->spoke && !t->outbox.empty())) {
     ++stats_.sends_dropped;
     return reply(p, tag, pc::kNoproc);
   }

@@ -160,7 +160,7 @@ void Service::adopt(const std::vector<CarriedWorker>& workers) {
                             [this, replica](const siginfo_t& info) { on_exit(replica, info); })))
       throw std::system_error(ec, what + ": pidfd");
     r.pid = w.pid;
-    if (hub_ && process)
+    if (hub_ && config_.process_channel && process)
       r.process = hub_->adopt_worker(w.process_id, config_.name + "/" + std::to_string(w.replica),
                                      w.pid, std::move(process));
   }
@@ -229,18 +229,22 @@ void Service::spawn(int replica) {
   r.ready = false;
 
   ProcessHub::Opened process;
-  if (hub_) {
+  ProcessHub* const hub = config_.process_channel ? hub_ : nullptr;
+  if (hub) {
     try {
-      process = hub_->open_worker(config_.name + "/" + std::to_string(replica));
+      process = hub->open_worker(config_.name + "/" + std::to_string(replica));
     } catch (const std::system_error& e) {
       start_failed(replica, e.code().value(), "socketpair");
+      return;
+    } catch (const boost::system::system_error& e) {  // epoll: ENOMEM, ENOSPC
+      start_failed(replica, e.code().value(), "register_link");
       return;
     }
   }
   auto failed = [&](int error, const char* call) {
     r.protocol.reset();
-    if (hub_)
-      hub_->worker_failed(
+    if (hub)
+      hub->worker_failed(
           process.address,
           std::string(call) + ": " + std::error_code(error, std::system_category()).message());
     start_failed(replica, error, call);
@@ -248,7 +252,7 @@ void Service::spawn(int replica) {
   SpawnResult launch = launch_worker(
       config_, replica, notify_socket_,
       [this, replica](UniqueFd control) { return open_protocol(replica, std::move(control)); },
-      hub_ ? process.child_control.get() : -1);
+      hub ? process.child_control.get() : -1);
   process.child_control.reset();
   if (!launch.ok()) return failed(launch.error, launch.failed_call);
   const pid_t pid = launch.pid;
@@ -259,9 +263,9 @@ void Service::spawn(int replica) {
     return failed(ec.value(), "register_pidfd");
   r.deferrals = 0;
   r.pid = pid;
-  if (hub_) {
+  if (hub) {
     r.process = process.address;
-    hub_->worker_started(process.address, pid);
+    hub->worker_started(process.address, pid);
   }
   guardian_.watch(r.pid);
   observer_.on_spawned(config_.name, replica, pid);

@@ -41,6 +41,10 @@ struct ServiceConfig {
   // readiness `accepting`: a worker not seen waiting to accept by then is
   // taken as ready and no longer looked at (docs/gateway.md).
   Duration accept_probe_for = std::chrono::seconds(60);
+  // Each worker is a process of the coordinator's system, with its channel
+  // after the mode's fds (docs/messages.md, "Workers are processes").
+  // false: no channel, no name (for a program that uses that fd itself).
+  bool process_channel = true;
 };
 
 }  // namespace occasional::supervisor

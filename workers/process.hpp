@@ -113,7 +113,8 @@ class Process {
   void link(const Address& a);
   void unlink(const Address& a);
   void trap_exits(bool on);
-  bool register_name(const std::string& name);  // false if taken
+  // false if taken, empty, or with a '/' (service/replica names are the workers').
+  bool register_name(const std::string& name);
   std::optional<Address> whereis(const std::string& name);
   uint64_t dropped_sends() const;
 

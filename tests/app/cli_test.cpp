@@ -103,6 +103,8 @@ TEST(CliTest, ListenMakesAHandoffServiceBehindADefaultRoute) {
   EXPECT_FALSE(c.config.listeners[0].defer_accept);
   EXPECT_TRUE(
       parse({"run", "--listen", ":0", "--defer-accept", "./w"}).config.listeners[0].defer_accept);
+  EXPECT_TRUE(c.config.services.at(0).service.process_channel);
+  EXPECT_FALSE(parse({"run", "--no-process", "./w"}).config.services.at(0).service.process_channel);
   EXPECT_EQ(c.config.services.at(0).balancer.burst, BurstMode::automatic);
   EXPECT_EQ(parse({"run", "--listen", ":0", "--burst", "spread", "./w"})
                 .config.services.at(0)

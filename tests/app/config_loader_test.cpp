@@ -43,7 +43,7 @@ TEST(ConfigLoaderTest, ErrorsNameFileLineColumnAndPath) {
       "c.json:2:40: $.services.w.replica: unknown key 'replica' (expected one of: command, "
       "env, cwd, mode, replicas, restart, backoff_initial, backoff_max, jitter, stable_after, "
       "max_restarts, window, cooloff, grace, max_connections, burst, max_processes, queue, "
-      "listener, watchdog, readiness)");
+      "listener, watchdog, readiness, process)");
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "replicas": "2"}}})"),
             "c.json:1:51: $.services.w.replicas: expected an integer, found a string");
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": []}}})"),
@@ -143,6 +143,20 @@ TEST(ConfigLoaderTest, ReadinessAndCooloffAreRead) {
   EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "readiness": "started"}}})"),
             "c.json:1:52: $.services.w.readiness: applies to listen_fds services only (a handoff "
             "worker says `ready`; a plain one is ready once it runs)");
+}
+
+// Workers are processes unless a service says "process": false.
+TEST(ConfigLoaderTest, ProcessIsOnUnlessTurnedOff) {
+  EXPECT_TRUE(parse_config(R"({"services": {"w": {"command": ["w"]}}})", "c.json")
+                  .services[0]
+                  .service.process_channel);
+  EXPECT_FALSE(
+      parse_config(R"({"services": {"w": {"command": ["w"], "mode": "plain", "process": false}}})",
+                   "c.json")
+          .services[0]
+          .service.process_channel);
+  EXPECT_EQ(error_of(R"({"services": {"w": {"command": ["w"], "process": 1}}})"),
+            "c.json:1:50: $.services.w.process: expected true or false, found an integer");
 }
 
 }  // namespace

@@ -73,6 +73,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="service_peers_")
     out = os.path.join(tmp, "asker.out")
     open(out, "w").close()
+    bare_out = os.path.join(tmp, "bare.out")
+    open(bare_out, "w").close()
     config = os.path.join(tmp, "occasional.json")
     with open(config, "w") as f:
         json.dump({
@@ -80,6 +82,12 @@ def main():
             "services": {
                 "peers": {"command": [peers_binary, "serve"], "mode": "plain", "replicas": 2},
                 "asker": {"command": [peers_binary, "ask", "peers/1", out], "mode": "plain"},
+                # "process": false: no channel, no name, nothing counted.
+                "bare": {"command": ["/bin/sh", "-c",
+                                     'exec > %s; echo "${OCCASIONAL_PROCESS_FD-none}"; '
+                                     'ls /proc/self/fd | tr "\\n" " "; echo; exec sleep 1000'
+                                     % bare_out],
+                         "mode": "plain", "process": False},
             },
             "admin": {"address": "127.0.0.1:0"},
         }, f)
@@ -104,6 +112,10 @@ def main():
                     return float(line.split()[-1])
             fail("no metric " + line_start)
 
+        # ls sees its own fds: 0-2 and 3, the directory it reads.
+        bare = wait_lines(bare_out, 2)
+        if bare[0] != "none" or bare[1].split() != ["0", "1", "2", "3"]:
+            fail('the "process": false worker says %s, not none and fds 0-3' % bare)
         lines = wait_lines(out, 3)
         if lines[:3] != ['pong from {<<"pong">>,<<"peers/1">>}', "square 49", "monitoring peers/1"]:
             fail("the asker said: %s" % lines)
@@ -121,8 +133,8 @@ def main():
         wait_until("peers/1 replaced", lambda: worker_pid("peers", 1) not in (None, victim))
         print("asker: " + "; ".join(lines[3:5]))
 
-        # Workers, the asker and nothing else are processes now; the square
-        # process exited normal, peers/1 by a signal.
+        # The peers and the asker, and nothing else, are processes now (not
+        # `bare`); the square process exited normal, peers/1 by a signal.
         wait_until("3 processes", lambda: metric("occasional_processes") == 3)
         if metric('occasional_process_exits_total{reason="normal"}') < 1:
             fail("the square process's normal exit is not counted")
@@ -132,7 +144,7 @@ def main():
         # Restarts leak nothing in the coordinator: its fds come back, and
         # its only children are the guardian and the three workers.
         workers = lambda: sorted(worker_pid(s, r) for s, r in (("peers", 0), ("peers", 1),
-                                                                ("asker", 0)))
+                                                                ("asker", 0), ("bare", 0)))
         baseline = fds(coordinator)
         for round in range(3):
             before = worker_pid("peers", 0)
@@ -143,7 +155,7 @@ def main():
             wait_until("the coordinator's fds back to %s, not %s" % (baseline, fds(coordinator)),
                        lambda: fds(coordinator) == baseline)
         kids = children(coordinator)
-        if not set(workers()) <= set(kids) or len(kids) != 4:
+        if not set(workers()) <= set(kids) or len(kids) != 5:
             fail("the coordinator's children are %s; workers %s" % (kids, workers()))
         if any(state(k) == "Z" for k in kids):
             fail("a zombie among %s" % kids)
