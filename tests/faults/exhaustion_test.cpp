@@ -95,20 +95,23 @@ pid_t guardian_of(pid_t coordinator) {
   return found;
 }
 
-// A process of uid 65533 that pauses until killed: forked by the (root)
-// test, so no limit stops it, and counted towards 65533's RLIMIT_NPROC.
-pid_t squat_as_65533() {
+// A process of `uid` that pauses until killed: forked by the (root) test,
+// so no limit stops it, and counted towards uid's RLIMIT_NPROC. Each test
+// with a process limit has a uid of its own (65533, 65531 here; 65532 the
+// fork bomb's in hostile_worker_test.cpp): ctest -j2 may run them at once,
+// and a user's process count is shared by all its processes.
+pid_t squat_as(uid_t uid) {
   int p[2];
   if (::pipe(p) != 0) return -1;
   const pid_t squatter = ::fork();
   if (squatter == 0) {
-    if (::setresgid(65533, 65533, 65533) != 0 || ::setresuid(65533, 65533, 65533) != 0) ::_exit(1);
+    if (::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0) ::_exit(1);
     ::close(p[1]);
     for (;;) ::pause();
   }
   ::close(p[1]);
   char c;
-  if (squatter > 0) (void)::read(p[0], &c, 1);  // EOF once it runs as 65533
+  if (squatter > 0) (void)::read(p[0], &c, 1);  // EOF once it runs as uid
   ::close(p[0]);
   return squatter;
 }
@@ -146,7 +149,7 @@ TEST(ExhaustionTest, ProcessLimitMakesForkFailWithoutFailingTheService) {
   pid_t squatter = -1;
   starve_then_recover(
       s,
-      [&] { ASSERT_GT(squatter = squat_as_65533(), 0); },
+      [&] { ASSERT_GT(squatter = squat_as(65533), 0); },
       [&] {
         ::kill(squatter, SIGKILL);
         ::waitpid(squatter, nullptr, 0);
@@ -197,11 +200,11 @@ TEST(ExhaustionTest, AGuardianThatCannotBeForkedIsRetriedUntilThereIsRoom) {
     GTEST_SKIP() << "setpriv or prlimit not installed";
   // Room for the coordinator, its guardian and two workers, as above.
   TwoServices s({kWorkers + "/test_worker"}, kRestart,
-                {"/usr/bin/setpriv", "--reuid=65533", "--regid=65533", "--clear-groups",
+                {"/usr/bin/setpriv", "--reuid=65531", "--regid=65531", "--clear-groups",
                  "/usr/bin/prlimit", "--nproc=4:4", "--"});
   pid_t guardian = -1;
   ASSERT_TRUE(poll_until([&] { return (guardian = guardian_of(s.c.pid())) > 0; }));
-  const pid_t squatter = squat_as_65533();
+  const pid_t squatter = squat_as(65531);
   ASSERT_GT(squatter, 0);
   ASSERT_EQ(::kill(guardian, SIGKILL), 0);
   s.c.wait_event("guardian_exited");
