@@ -39,6 +39,7 @@
 #include "supervisor/service_log.hpp"
 #include "supervisor/spawner.hpp"
 #include "supervisor/supervisor.hpp"
+#include "workers/protocol.hpp"
 
 namespace sv = occasional::supervisor;
 namespace gw = occasional::gateway;
@@ -134,6 +135,9 @@ int run(const gw::Config& config, FromSystemd systemd, const std::vector<std::st
         std::optional<gw::UpgradeState> carried, std::vector<gw::Upgrader::InheritedFd> inherited) {
   // Writes to a closed peer (guardian pipe, sockets) must fail with EPIPE, not kill us.
   std::signal(SIGPIPE, SIG_IGN);
+  // A coordinator that is itself another coordinator's worker runs a system
+  // of its own: the outer channel's variable must not reach its ports.
+  ::unsetenv(occasional::workers::kProcessFdEnv);
   // One thread runs everything here, so Asio's scheduler and reactor need
   // no locks (a few lock/unlock pairs saved per handoff). Nothing may touch
   // `io` from another thread.

@@ -8,7 +8,9 @@ process it spawns, and monitors it. SIGKILL of peers/1 from outside must
 reach the asker as DOWN with the signal; the replacement the service starts
 must take the name and answer. Every exit is counted in /metrics, the
 spawned process is reaped, the coordinator's fds return to what they were
-after each restart, and every process is gone after SIGTERM.
+after each restart, and every process is gone after SIGTERM. A Python
+worker joins the same system through occasional_port, and a service with
+"process": false gets no channel.
 
   service_peers_test.py OCCASIONAL SERVICE_PEERS"""
 import json
@@ -68,6 +70,34 @@ def state(pid):
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
+# A service worker in Python: finds peers/0 by name, pings it, writes the
+# reply and its own address, and stays up.
+PY_WORKER = r"""
+import os
+import sys
+import time
+
+import occasional_port
+
+
+def main(port):
+    deadline = time.monotonic() + 30
+    peer = port.whereis("peers/0")
+    while peer is None and time.monotonic() < deadline:
+        port.receive(lambda m: False, timeout=0.02)
+        peer = port.whereis("peers/0")
+    port.send(peer, ("ping", port.self))
+    reply = port.receive(lambda m: isinstance(m, tuple) and m[0] == "pong", timeout=10)
+    with open(sys.argv[1], "w") as f:
+        f.write("%r\n%r\n" % (reply, os.environ.get("OCCASIONAL_PROCESS_FD")))
+    while True:
+        port.receive()
+
+
+occasional_port.run(main)
+"""
+
+
 def main():
     occasional, peers_binary = sys.argv[1], sys.argv[2]
     tmp = tempfile.mkdtemp(prefix="service_peers_")
@@ -75,6 +105,13 @@ def main():
     open(out, "w").close()
     bare_out = os.path.join(tmp, "bare.out")
     open(bare_out, "w").close()
+    py_out = os.path.join(tmp, "py.out")
+    open(py_out, "w").close()
+    py_worker = os.path.join(tmp, "py_worker.py")
+    with open(py_worker, "w") as f:
+        f.write(PY_WORKER)
+    ports_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "workers",
+                             "ports")
     config = os.path.join(tmp, "occasional.json")
     with open(config, "w") as f:
         json.dump({
@@ -88,6 +125,9 @@ def main():
                                      'ls /proc/self/fd | tr "\\n" " "; echo; exec sleep 1000'
                                      % bare_out],
                          "mode": "plain", "process": False},
+                # A Python worker joins through occasional_port.run.
+                "py": {"command": ["python3", py_worker, py_out], "mode": "plain",
+                       "env": {"PYTHONPATH": os.path.abspath(ports_dir)}},
             },
             "admin": {"address": "127.0.0.1:0"},
         }, f)
@@ -116,6 +156,12 @@ def main():
         bare = wait_lines(bare_out, 2)
         if bare[0] != "none" or bare[1].split() != ["0", "1", "2", "3"]:
             fail('the "process": false worker says %s, not none and fds 0-3' % bare)
+        py = wait_lines(py_out, 2)
+        if py[0] != "('pong', 'peers/0')":
+            fail("the Python worker got %s from peers/0" % py[0])
+        if py[1] != "None":  # attach took the channel the variable named, and removed it
+            fail("OCCASIONAL_PROCESS_FD is still %s after attach" % py[1])
+        print("python worker: " + py[0])
         lines = wait_lines(out, 3)
         if lines[:3] != ['pong from {<<"pong">>,<<"peers/1">>}', "square 49", "monitoring peers/1"]:
             fail("the asker said: %s" % lines)
@@ -133,9 +179,10 @@ def main():
         wait_until("peers/1 replaced", lambda: worker_pid("peers", 1) not in (None, victim))
         print("asker: " + "; ".join(lines[3:5]))
 
-        # The peers and the asker, and nothing else, are processes now (not
-        # `bare`); the square process exited normal, peers/1 by a signal.
-        wait_until("3 processes", lambda: metric("occasional_processes") == 3)
+        # The peers, the asker and the Python worker, and nothing else, are
+        # processes now (not `bare`); the square process exited normal,
+        # peers/1 by a signal.
+        wait_until("4 processes", lambda: metric("occasional_processes") == 4)
         if metric('occasional_process_exits_total{reason="normal"}') < 1:
             fail("the square process's normal exit is not counted")
         if metric('occasional_process_exits_total{reason="signal"}') < 1:
@@ -144,18 +191,19 @@ def main():
         # Restarts leak nothing in the coordinator: its fds come back, and
         # its only children are the guardian and the three workers.
         workers = lambda: sorted(worker_pid(s, r) for s, r in (("peers", 0), ("peers", 1),
-                                                                ("asker", 0), ("bare", 0)))
+                                                                ("asker", 0), ("bare", 0),
+                                                                ("py", 0)))
         baseline = fds(coordinator)
         for round in range(3):
             before = worker_pid("peers", 0)
             os.kill(before, signal.SIGKILL)
             wait_until("peers/0 replaced",
                        lambda: worker_pid("peers", 0) not in (None, before))
-            wait_until("3 processes again", lambda: metric("occasional_processes") == 3)
+            wait_until("4 processes again", lambda: metric("occasional_processes") == 4)
             wait_until("the coordinator's fds back to %s, not %s" % (baseline, fds(coordinator)),
                        lambda: fds(coordinator) == baseline)
         kids = children(coordinator)
-        if not set(workers()) <= set(kids) or len(kids) != 5:
+        if not set(workers()) <= set(kids) or len(kids) != 6:
             fail("the coordinator's children are %s; workers %s" % (kids, workers()))
         if any(state(k) == "Z" for k in kids):
             fail("a zombie among %s" % kids)

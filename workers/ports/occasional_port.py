@@ -239,7 +239,18 @@ class Port:
 
     def __init__(self, control_fd=None):
         if control_fd is None:
-            control_fd = int(os.environ.get("OCCASIONAL_CONTROL_FD", "3"))
+            # A service's worker joins its coordinator's system on
+            # OCCASIONAL_PROCESS_FD (its OCCASIONAL_CONTROL_FD, in handoff
+            # mode, is the worker protocol's); a port has fd 3. The variable
+            # is removed: programs this one starts must not take the fd.
+            named = os.environ.pop("OCCASIONAL_PROCESS_FD", None)
+            if named is not None:
+                if not named.isdigit():
+                    raise ValueError("OCCASIONAL_PROCESS_FD=%r is not an fd number" % named)
+                control_fd = int(named)
+                os.set_inheritable(control_fd, False)
+            else:
+                control_fd = int(os.environ.get("OCCASIONAL_CONTROL_FD", "3"))
         self._control = socket.socket(fileno=control_fd)
         self._control.setblocking(True)
         self._sel = selectors.DefaultSelector()
