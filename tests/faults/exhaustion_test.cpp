@@ -148,8 +148,7 @@ TEST(ExhaustionTest, ProcessLimitMakesForkFailWithoutFailingTheService) {
                  "/usr/bin/prlimit", "--nproc=4:4", "--"});
   pid_t squatter = -1;
   starve_then_recover(
-      s,
-      [&] { ASSERT_GT(squatter = squat_as(65533), 0); },
+      s, [&] { ASSERT_GT(squatter = squat_as(65533), 0); },
       [&] {
         ::kill(squatter, SIGKILL);
         ::waitpid(squatter, nullptr, 0);
@@ -176,7 +175,8 @@ TEST(ExhaustionTest, AGuardianKilledAgainAndAgainIsForkedAgainWithAGrowingDelay)
     ASSERT_TRUE(poll_until([&] {
       next = guardian_of(s.c.pid());
       return next > 0 && next != guardian;
-    })) << "no new guardian after kill " << i;
+    })) << "no new guardian after kill "
+        << i;
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - killed).count();
     // Each delay is twice the one before: 100 ms after the first kill.
     EXPECT_GE(ms, 100.0 * (1 << i) - 5) << "kill " << i;
@@ -218,7 +218,7 @@ TEST(ExhaustionTest, AGuardianThatCannotBeForkedIsRetriedUntilThereIsRoom) {
                        {"reason=\"guardian_fork_EAGAIN\""}),
             2);
   const double failures = metric_sum(s.admin_port, "occasional_supervisor_errors_total",
-                                    {"reason=\"guardian_fork_EAGAIN\""});
+                                     {"reason=\"guardian_fork_EAGAIN\""});
   const auto relieved = Clock::now();
   ::kill(squatter, SIGKILL);
   ::waitpid(squatter, nullptr, 0);

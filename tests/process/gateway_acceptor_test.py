@@ -56,6 +56,12 @@ class Coordinator:
                     fail("no '%s' event; log:\n%s" % (name, "\n".join(self.lines[-40:])))
                 self.cond.wait(end - time.monotonic())
 
+    def end(self):
+        """Kills the coordinator if a test left it running, and reaps it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
     def named(self, name):
         with self.cond:
             return [e for e in self.events if e.get("event") == name]
@@ -129,9 +135,7 @@ def main():
             wait_until("pid %d gone" % pid, lambda pid=pid: gone(pid))
         print("OK")
     finally:
-        if c.proc.poll() is None:
-            c.proc.kill()
-        c.proc.wait()
+        c.end()
 
 
 if __name__ == "__main__":

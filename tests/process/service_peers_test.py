@@ -216,9 +216,7 @@ def main():
             wait_until("pid %d gone" % pid, lambda pid=pid: gone(pid))
         print("OK")
     finally:
-        if c.proc.poll() is None:
-            c.proc.kill()
-        c.proc.wait()
+        c.end()
 
 
 if __name__ == "__main__":
